@@ -1,0 +1,98 @@
+//! What a checkpoint holds: one [`EngineCheckpoint`] per engine context, made of per-operator
+//! states. Maps are `BTreeMap` so that equal states encode to equal bytes (which incremental,
+//! content-addressed checkpoints rely on).
+
+mod window;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use varpulis_core::{Event, Value};
+
+pub use window::{
+    AccumulatorState, PaneState, PartitionState, WindowCheckpoint, WindowKindState, WindowSpecState,
+};
+
+/// Version of the [`EngineCheckpoint`] structure written by this release.
+pub const ENGINE_CHECKPOINT_VERSION: u32 = 1;
+
+/// The state of one engine context (seed name and fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineCheckpoint {
+    /// Structure version ([`ENGINE_CHECKPOINT_VERSION`] when written by this release).
+    pub version: u32,
+    /// Window operator states by stream name.
+    pub window_states: BTreeMap<String, WindowCheckpoint>,
+    /// SASE+ pattern-matcher states by stream name.
+    pub sase_states: BTreeMap<String, SaseCheckpoint>,
+    /// Join buffer states by stream name.
+    pub join_states: BTreeMap<String, JoinCheckpoint>,
+    /// Engine-level variables (`var`, `let`, `:=`).
+    pub variables: BTreeMap<String, Value>,
+    /// Per-source watermark positions and the effective watermark.
+    pub watermark_state: Option<WatermarkCheckpoint>,
+    /// Events processed so far.
+    pub events_processed: u64,
+    /// Output events emitted so far.
+    pub output_events_emitted: u64,
+}
+
+impl Default for EngineCheckpoint {
+    fn default() -> Self {
+        Self {
+            version: ENGINE_CHECKPOINT_VERSION,
+            window_states: BTreeMap::new(),
+            sase_states: BTreeMap::new(),
+            join_states: BTreeMap::new(),
+            variables: BTreeMap::new(),
+            watermark_state: None,
+            events_processed: 0,
+            output_events_emitted: 0,
+        }
+    }
+}
+
+/// Active runs of a SASE+ pattern matcher.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SaseCheckpoint {
+    /// Partial matches in progress, oldest first.
+    pub runs: Vec<SaseRunState>,
+}
+
+/// One partial match of a pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaseRunState {
+    /// NFA state the run is in.
+    pub nfa_state: u32,
+    /// Event time of the run's first event.
+    pub started_ms: i64,
+    /// Events captured so far, by pattern variable.
+    pub captured: BTreeMap<String, Vec<Event>>,
+}
+
+/// Buffered sides of a join.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JoinCheckpoint {
+    /// Buffered events per join side (source name).
+    pub buffers: BTreeMap<String, Vec<Event>>,
+    /// Expiry queue: (expiry event time, source, index into that source's buffer).
+    pub expiry: Vec<(i64, String, u64)>,
+}
+
+/// Watermark tracking state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WatermarkCheckpoint {
+    /// Per-source positions, by source (event type) name.
+    pub sources: BTreeMap<String, SourceWatermark>,
+    /// The effective watermark (monotonic); `None` before any event.
+    pub effective_ms: Option<i64>,
+}
+
+/// One source's watermark position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceWatermark {
+    /// Largest event time seen from the source.
+    pub max_timestamp_ms: i64,
+    /// Declared out-of-order bound (watermark = max - bound).
+    pub out_of_order_ms: i64,
+}
