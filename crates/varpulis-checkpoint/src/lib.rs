@@ -7,7 +7,7 @@
 pub mod state;
 
 pub use state::{
-    AccumulatorState, EngineCheckpoint, JoinCheckpoint, PaneState, PartitionState, SaseCheckpoint,
-    SaseRunState, SourceWatermark, WatermarkCheckpoint, WindowCheckpoint, WindowKindState,
-    WindowSpecState,
+    AccumulatorState, EngineCheckpoint, ExactSumState, JoinCheckpoint, PaneState, PartitionState,
+    SaseCheckpoint, SaseRunState, SourceWatermark, WatermarkCheckpoint, WindowCheckpoint,
+    WindowKindState, WindowSpecState,
 };

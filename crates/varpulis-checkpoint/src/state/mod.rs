@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use varpulis_core::{Event, Value};
 
 pub use window::{
-    AccumulatorState, PaneState, PartitionState, WindowCheckpoint, WindowKindState, WindowSpecState,
+    AccumulatorState, ExactSumState, PaneState, PartitionState, WindowCheckpoint, WindowKindState,
+    WindowSpecState,
 };
 
 /// Version of the [`EngineCheckpoint`] structure written by this release.
@@ -95,4 +96,6 @@ pub struct SourceWatermark {
     pub max_timestamp_ms: i64,
     /// Declared out-of-order bound (watermark = max - bound).
     pub out_of_order_ms: i64,
+    /// Marked idle: ignored by the effective watermark until it produces an event again.
+    pub idle: bool,
 }

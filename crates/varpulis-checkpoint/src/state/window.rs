@@ -12,6 +12,10 @@ pub struct WindowCheckpoint {
     pub partitions: Vec<PartitionState>,
     /// Late events dropped so far.
     pub late_events_dropped: u64,
+    /// The operator's own watermark (monotonic); `None` before the first advance.
+    pub watermark_ms: Option<i64>,
+    /// Arrival sequence number the next event will get (orders `first`/`last` ties).
+    pub next_seq: u64,
 }
 
 /// The definition of a window operator, as recorded in its checkpoint.
@@ -59,7 +63,9 @@ pub enum WindowKindState {
 pub struct PartitionState {
     /// Partition key (`Null` when unpartitioned).
     pub key: Value,
-    /// Open panes (windows, sessions or slices), ordered by start.
+    /// Open panes, ordered by start: windows (tumbling), slices (sliding), sessions (session:
+    /// start = first event time, end = last event time) or the open batch (count: start = first,
+    /// end = last event time).
     pub panes: Vec<PaneState>,
     /// Raw events, only for aggregates that cannot be kept as accumulators.
     pub events: Vec<Event>,
@@ -79,16 +85,19 @@ pub struct PaneState {
 }
 
 /// An aggregate's accumulator.
+///
+/// Float sums are kept exactly ([`ExactSumState`]), so results do not depend on the order in
+/// which events arrived or partial aggregates were combined.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AccumulatorState {
-    /// `count()`.
+    /// `count()` (every event) or `count(expr)` (non-null inputs).
     Count(u64),
-    /// `sum`: integer sum while every input is an Int, float sum otherwise.
+    /// `sum`: an Int while every input is an Int (and the sum fits), Float otherwise.
     Sum {
-        /// Integer part (exact).
-        int: i64,
-        /// Float part.
-        float: f64,
+        /// Exact sum of the Int inputs.
+        int: i128,
+        /// Exact sum of every numeric input (Ints included).
+        exact: ExactSumState,
         /// Whether a float input was seen.
         saw_float: bool,
         /// Inputs summed.
@@ -96,8 +105,8 @@ pub enum AccumulatorState {
     },
     /// `avg`.
     Avg {
-        /// Sum of inputs.
-        sum: f64,
+        /// Exact sum of inputs.
+        sum: ExactSumState,
         /// Inputs.
         n: u64,
     },
@@ -109,15 +118,31 @@ pub enum AccumulatorState {
     First(Option<(i64, u64, Value)>),
     /// `last`: (event time, arrival sequence, value) of the latest event.
     Last(Option<(i64, u64, Value)>),
-    /// `stddev` (sample), Welford's running moments.
+    /// `stddev` (sample): exact first and second moments.
     StdDev {
         /// Inputs.
         n: u64,
-        /// Running mean.
-        mean: f64,
-        /// Sum of squared deviations.
-        m2: f64,
+        /// Exact sum of inputs.
+        sum: ExactSumState,
+        /// Exact sum of squared inputs (each square kept exactly as two floats).
+        sum_sq: ExactSumState,
     },
     /// `count_distinct`: the distinct values seen, sorted.
     CountDistinct(Vec<Value>),
+}
+
+/// An exact sum of floats: a fixed-point big integer in base 2^32 limbs plus flags for the
+/// non-finite inputs. Value = sum of `limbs[i] * 2^(32 * (lowest_limb + i))`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExactSumState {
+    /// Index of `limbs[0]` (power of 2^32, may be negative).
+    pub lowest_limb: i32,
+    /// Limbs, least significant first (normalised: all but the last in `0..2^32`).
+    pub limbs: Vec<i64>,
+    /// A NaN was added.
+    pub nan: bool,
+    /// +infinity was added.
+    pub pos_inf: bool,
+    /// -infinity was added.
+    pub neg_inf: bool,
 }
