@@ -144,7 +144,7 @@ fn cmp_int_float(i: i64, f: f64) -> Ordering {
     match as_float.partial_cmp(&f) {
         Some(Ordering::Equal) => {
             // `as_float` may have rounded; compare in the integer domain when f is in range.
-            if f >= -9.223_372_036_854_776e18 && f < 9.223_372_036_854_776e18 {
+            if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
                 #[allow(clippy::cast_possible_truncation)]
                 let back = f as i64;
                 i.cmp(&back).then(Ordering::Less)
