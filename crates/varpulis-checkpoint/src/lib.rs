@@ -1,11 +1,73 @@
 //! Engine checkpoints: the data model, its versioned and checksummed encoding, the crash-safe
 //! commit protocol over any `StateStore`, and recovery from the newest valid checkpoint.
 //!
-//! This crate knows nothing of storage engines or ciphers (it works on `dyn StateStore`), and
+//! This crate knows nothing of storage engines or ciphers (it works on any
+//! [`StateStore`](varpulis_store::StateStore), including `dyn` ones and encrypted wrappers), and
 //! nothing of how operators compute: operators convert their state into the types of [`state`].
+//! It depends only on `varpulis-core` and `varpulis-store`, and must never link RocksDB or a
+//! cipher.
+//!
+//! # Format and protocol
+//! - Every stored blob is a [`codec`] envelope `magic | format version | codec | kind | length |
+//!   crc32c | postcard payload`. Floats round-trip bit-exactly (NaN and infinities included).
+//! - A checkpoint is stored as **parts** (per context: one for the engine core, one per window,
+//!   SASE and join operator) and a **manifest** listing them. Parts are content-addressed: the
+//!   key of a part is the XXH3-128 hash of its bytes, so an unchanged operator state is
+//!   referenced again, not rewritten.
+//! - Commit: write missing parts, flush, write the manifest (the commit point), flush. Retention
+//!   keeps the newest `max_checkpoints` manifests and deletes parts nothing references.
+//! - Recovery tries manifests newest first and skips (with a `tracing` warning, and in
+//!   [`Recovery::skipped`]) any whose manifest or parts are missing, truncated, fail a checksum,
+//!   fail to decrypt or are of a newer format version.
+//!
+//! The byte layout and rules are specified in `docs/design/state-format.md`.
+//!
+//! # Example
+//! ```
+//! use varpulis_checkpoint::{
+//!     Checkpoint, CheckpointConfig, CheckpointError, CheckpointManager, CheckpointStore,
+//!     EngineCheckpoint,
+//! };
+//! use varpulis_store::MemoryStore;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//!
+//! // The seed API, on any store: save the state of context "ctx", load the latest checkpoint.
+//! let engine = EngineCheckpoint { events_processed: 42, ..EngineCheckpoint::default() };
+//! let id = store.save_checkpoint("ctx", &engine).await?;
+//! let latest = store.load_latest_checkpoint().await?.expect("just saved");
+//! assert_eq!((latest.id, latest.context_states["ctx"].events_processed), (id, 42));
+//!
+//! // A manager adds timing (injected time), retention and a recovery report.
+//! let manager = CheckpointManager::new(store.clone(), CheckpointConfig::default())?;
+//! let now_ms = 1_700_000_000_000;
+//! assert!(manager.should_checkpoint(now_ms));
+//! let report = manager.checkpoint(Checkpoint::new(now_ms).with_context("ctx", engine)).await?;
+//! assert!(!manager.should_checkpoint(now_ms + 1_000));
+//! let recovery = manager.recover().await?;
+//! assert_eq!(recovery.checkpoint.map(|c| c.id), Some(report.id));
+//! assert!(recovery.skipped.is_empty());
+//! # Ok::<_, CheckpointError>(())
+//! # }).unwrap();
+//! ```
 
+pub mod codec;
+mod error;
+mod ext;
+mod manager;
+mod manifest;
+mod model;
+mod protocol;
 pub mod state;
 
+pub use error::CheckpointError;
+pub use ext::CheckpointStore;
+pub use manager::CheckpointManager;
+pub use model::{Checkpoint, CheckpointConfig};
+pub use protocol::{
+    CommitReport, PruneReport, Recovery, RecoveryMode, SkippedCheckpoint, encoded_size,
+};
 pub use state::{
     AccumulatorState, EngineCheckpoint, ExactSumState, JoinCheckpoint, PaneState, PartitionState,
     SaseCheckpoint, SaseRunState, SourceWatermark, WatermarkCheckpoint, WindowCheckpoint,

@@ -29,6 +29,8 @@
 
 mod error;
 mod ext;
+#[cfg(feature = "testing")]
+pub mod faults;
 mod file;
 mod key;
 mod memory;

@@ -1,0 +1,225 @@
+//! The checkpoint envelope: every blob the checkpoint layer stores is framed, versioned and
+//! checksummed, with a postcard payload.
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  magic            b"VPCK"
+//!      4     2  format version   u16 little-endian (this release writes FORMAT_VERSION = 1)
+//!      6     1  codec            1 = postcard
+//!      7     1  kind             1 = manifest, 2 = part
+//!      8     8  payload length   u64 little-endian
+//!     16     4  crc32c           u32 little-endian, over bytes 0..16 and the payload
+//!     20     n  payload
+//! ```
+//!
+//! The version is checked before anything else after the magic, so a blob written by a newer
+//! release is reported as [`CodecError::UnsupportedVersion`] rather than as a checksum failure.
+//! Everything else that can be wrong with a blob (short, bad magic, unknown codec or kind, length
+//! mismatch, checksum mismatch, undecodable payload) is a distinct [`CodecError`] variant.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// First four bytes of every checkpoint blob.
+pub const MAGIC: [u8; 4] = *b"VPCK";
+/// The envelope format version this release writes, and the newest it reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Size of the envelope header in bytes.
+pub const HEADER_LEN: usize = 20;
+/// Codec id of postcard, the only payload codec of format version 1.
+pub const CODEC_POSTCARD: u8 = 1;
+
+/// What a blob holds (byte 7 of the header), so a part can never be read as a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobKind {
+    /// A checkpoint manifest (the commit record).
+    Manifest,
+    /// A checkpoint part (the state of one context or operator).
+    Part,
+}
+
+impl BlobKind {
+    const fn byte(self) -> u8 {
+        match self {
+            Self::Manifest => 1,
+            Self::Part => 2,
+        }
+    }
+
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Manifest => "manifest",
+            Self::Part => "part",
+        }
+    }
+}
+
+impl std::fmt::Display for BlobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a blob could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// Fewer bytes than the header needs.
+    #[error("truncated blob: {len} bytes, the header alone needs {HEADER_LEN}")]
+    TooShort {
+        /// Bytes present.
+        len: usize,
+    },
+    /// The blob does not start with [`MAGIC`].
+    #[error("bad magic {found:02x?}, expected {MAGIC:02x?}")]
+    BadMagic {
+        /// The first four bytes.
+        found: [u8; 4],
+    },
+    /// The blob was written by a newer (or unknown) format version.
+    #[error("unsupported format version {found}, this release reads up to {supported}")]
+    UnsupportedVersion {
+        /// Version in the blob.
+        found: u16,
+        /// Newest version this release reads.
+        supported: u16,
+    },
+    /// The codec byte names no known codec.
+    #[error("unknown codec {0}")]
+    UnknownCodec(u8),
+    /// The blob holds another kind of record than the one asked for.
+    #[error("expected a {expected} blob, found kind byte {found}")]
+    WrongKind {
+        /// Kind asked for.
+        expected: BlobKind,
+        /// Kind byte found.
+        found: u8,
+    },
+    /// The declared payload length differs from the bytes present (truncation or garbage).
+    #[error("payload length {declared} declared, {actual} present")]
+    LengthMismatch {
+        /// Length in the header.
+        declared: u64,
+        /// Bytes after the header.
+        actual: u64,
+    },
+    /// The crc32c does not match the bytes.
+    #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    ChecksumMismatch {
+        /// Checksum in the header.
+        stored: u32,
+        /// Checksum of the bytes read.
+        computed: u32,
+    },
+    /// The payload passed its checksum but does not decode as the expected type.
+    #[error("payload does not decode")]
+    Payload(#[source] postcard::Error),
+    /// A value could not be encoded.
+    #[error("value does not encode")]
+    Encode(#[source] postcard::Error),
+}
+
+/// Encodes `value` with postcard inside a format-version-1 envelope of the given kind.
+///
+/// # Errors
+/// [`CodecError::Encode`] if postcard cannot encode the value (for example a map with
+/// unserializable keys).
+pub fn encode<T: Serialize + ?Sized>(kind: BlobKind, value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = postcard::to_extend(value, vec![0; HEADER_LEN]).map_err(CodecError::Encode)?;
+    let len = (out.len() - HEADER_LEN) as u64;
+    out[0..4].copy_from_slice(&MAGIC);
+    out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out[6] = CODEC_POSTCARD;
+    out[7] = kind.byte();
+    out[8..16].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[..16]), &out[HEADER_LEN..]);
+    out[16..20].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Checks a blob's envelope and returns its payload (without decoding it).
+///
+/// # Errors
+/// Any [`CodecError`] but `Payload`/`Encode`.
+pub fn open(kind: BlobKind, blob: &[u8]) -> Result<&[u8], CodecError> {
+    if blob.len() < 6 {
+        return Err(CodecError::TooShort { len: blob.len() });
+    }
+    let magic: [u8; 4] = blob[0..4].try_into().expect("4 bytes");
+    if magic != MAGIC {
+        return Err(CodecError::BadMagic { found: magic });
+    }
+    let version = u16::from_le_bytes([blob[4], blob[5]]);
+    if version != FORMAT_VERSION {
+        return Err(CodecError::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if blob.len() < HEADER_LEN {
+        return Err(CodecError::TooShort { len: blob.len() });
+    }
+    if blob[6] != CODEC_POSTCARD {
+        return Err(CodecError::UnknownCodec(blob[6]));
+    }
+    if blob[7] != kind.byte() {
+        return Err(CodecError::WrongKind {
+            expected: kind,
+            found: blob[7],
+        });
+    }
+    let declared = u64::from_le_bytes(blob[8..16].try_into().expect("8 bytes"));
+    let payload = &blob[HEADER_LEN..];
+    if declared != payload.len() as u64 {
+        return Err(CodecError::LengthMismatch {
+            declared,
+            actual: payload.len() as u64,
+        });
+    }
+    let stored = u32::from_le_bytes(blob[16..20].try_into().expect("4 bytes"));
+    let computed = crc32c::crc32c_append(crc32c::crc32c(&blob[..16]), payload);
+    if stored != computed {
+        return Err(CodecError::ChecksumMismatch { stored, computed });
+    }
+    Ok(payload)
+}
+
+/// Checks a blob's envelope and decodes its payload as `T`.
+///
+/// The whole payload must be consumed: trailing bytes are an error.
+///
+/// # Errors
+/// Any [`CodecError`] from [`open`], or [`CodecError::Payload`].
+pub fn decode<T: DeserializeOwned>(kind: BlobKind, blob: &[u8]) -> Result<T, CodecError> {
+    let payload = open(kind, blob)?;
+    let (value, rest) = postcard::take_from_bytes(payload).map_err(CodecError::Payload)?;
+    if !rest.is_empty() {
+        return Err(CodecError::Payload(postcard::Error::DeserializeBadEncoding));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_twenty_bytes_and_round_trips() {
+        let blob = encode(BlobKind::Part, &(1_u8, f64::NAN)).unwrap();
+        assert_eq!(&blob[..4], b"VPCK");
+        assert_eq!(blob.len(), HEADER_LEN + 1 + 8);
+        let (a, b): (u8, f64) = decode(BlobKind::Part, &blob).unwrap();
+        assert_eq!(a, 1);
+        assert_eq!(b.to_bits(), f64::NAN.to_bits());
+    }
+
+    #[test]
+    fn wrong_kind_is_rejected() {
+        let blob = encode(BlobKind::Part, &7_u32).unwrap();
+        assert!(matches!(
+            decode::<u32>(BlobKind::Manifest, &blob),
+            Err(CodecError::WrongKind { .. })
+        ));
+    }
+}

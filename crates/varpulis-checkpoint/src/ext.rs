@@ -1,0 +1,105 @@
+//! The seed's checkpoint API on every store, through an extension trait.
+
+use async_trait::async_trait;
+use varpulis_store::StateStore;
+
+use crate::manifest::Layout;
+use crate::protocol::{self, RecoveryMode};
+use crate::{Checkpoint, CheckpointConfig, CheckpointError, CommitReport, EngineCheckpoint};
+
+fn default_layout() -> Layout {
+    Layout::new(&CheckpointConfig::default().key_prefix).expect("the default prefix is a valid key")
+}
+
+/// Checkpoint helpers for every [`StateStore`] (blanket impl), under the default key prefix
+/// `varpulis` (use [`CheckpointManager`](crate::CheckpointManager) for another prefix,
+/// retention and timing).
+///
+/// Every method follows the commit protocol and recovery rules of the crate docs, whatever the
+/// store: memory, file, RocksDB, or an encrypted wrapper of any of them.
+///
+/// # Meaning of `save_checkpoint(ctx, &cp)`
+/// `cp` is the [`EngineCheckpoint`] of engine context `ctx`. Saving commits a **new**
+/// [`Checkpoint`] with the next id, in which context `ctx` holds `cp` and every other context,
+/// the source offsets, the metadata and the timestamp are carried over from the latest valid
+/// checkpoint (so several contexts can checkpoint one after the other; unchanged contexts are
+/// referenced, not rewritten). It does not prune.
+#[async_trait]
+pub trait CheckpointStore: StateStore {
+    /// Commits a new checkpoint in which context `ctx` holds `cp` (see the trait docs) and returns
+    /// its id.
+    ///
+    /// # Errors
+    /// The store's errors; a failed save leaves the previous checkpoints intact.
+    async fn save_checkpoint(
+        &self,
+        ctx: &str,
+        cp: &EngineCheckpoint,
+    ) -> Result<u64, CheckpointError> {
+        let layout = default_layout();
+        let latest = protocol::recover(self, &layout, RecoveryMode::Lenient).await?;
+        let mut checkpoint = latest.checkpoint.unwrap_or_default();
+        checkpoint.context_states.insert(ctx.to_owned(), cp.clone());
+        Ok(self.commit_checkpoint(&checkpoint).await?.id)
+    }
+
+    /// Commits `checkpoint` as a whole under the next id (its `id` field is ignored).
+    ///
+    /// # Errors
+    /// The store's errors; a failed commit leaves the previous checkpoints intact.
+    async fn commit_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+    ) -> Result<CommitReport, CheckpointError> {
+        let layout = default_layout();
+        let next = protocol::list_ids(self, &layout)
+            .await?
+            .last()
+            .map_or(1, |id| id + 1);
+        let mut checkpoint = checkpoint.clone();
+        checkpoint.id = next;
+        protocol::commit(self, &layout, &checkpoint).await
+    }
+
+    /// The newest valid checkpoint (invalid newer ones are skipped with a warning).
+    ///
+    /// # Errors
+    /// The store's errors (damaged checkpoints are skipped, not errors).
+    async fn load_latest_checkpoint(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        Ok(
+            protocol::recover(self, &default_layout(), RecoveryMode::Lenient)
+                .await?
+                .checkpoint,
+        )
+    }
+
+    /// Checkpoint `id`, `None` if there is no such checkpoint.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Corrupt`], [`CheckpointError::PartMismatch`] or
+    /// [`CheckpointError::UnsupportedVersion`] if it is damaged or too new; the store's errors.
+    async fn load_checkpoint(&self, id: u64) -> Result<Option<Checkpoint>, CheckpointError> {
+        protocol::load(self, &default_layout(), id).await
+    }
+
+    /// Ids of the checkpoints present (committed manifests, valid or not), ascending.
+    ///
+    /// # Errors
+    /// The store's errors.
+    async fn list_checkpoints(&self) -> Result<Vec<u64>, CheckpointError> {
+        protocol::list_ids(self, &default_layout()).await
+    }
+
+    /// Keeps the newest `keep` checkpoints (at least one), deletes the others and every part no
+    /// remaining checkpoint references. Returns the number of checkpoints deleted.
+    ///
+    /// # Errors
+    /// The store's errors.
+    async fn prune_checkpoints(&self, keep: usize) -> Result<usize, CheckpointError> {
+        Ok(protocol::prune(self, &default_layout(), keep)
+            .await?
+            .manifests_deleted)
+    }
+}
+
+impl<S: StateStore + ?Sized> CheckpointStore for S {}

@@ -1,0 +1,171 @@
+//! Periodic checkpoints with retention, and recovery at start.
+
+use std::sync::{Mutex, MutexGuard};
+
+use varpulis_store::StateStore;
+
+use crate::manifest::Layout;
+use crate::protocol::{self, RecoveryMode};
+use crate::{Checkpoint, CheckpointConfig, CheckpointError, CommitReport, PruneReport, Recovery};
+
+#[derive(Debug, Default)]
+struct Progress {
+    /// Lower bound for the next id: above every id this manager attempted.
+    next_id: u64,
+    /// Timestamp of the last committed (or recovered) checkpoint.
+    last_checkpoint_ms: Option<i64>,
+}
+
+/// Takes checkpoints of an engine into a store, keeps the newest
+/// [`max_checkpoints`](CheckpointConfig::max_checkpoints), and recovers the newest valid one.
+///
+/// One manager is the single writer of its key prefix. Time is injected: `should_checkpoint`
+/// takes the current time and checkpoints carry the caller's `timestamp_ms`.
+#[derive(Debug)]
+pub struct CheckpointManager<S> {
+    store: S,
+    config: CheckpointConfig,
+    layout: Layout,
+    commit_lock: tokio::sync::Mutex<()>,
+    progress: Mutex<Progress>,
+}
+
+impl<S: StateStore> CheckpointManager<S> {
+    /// A manager over `store` with `config`.
+    ///
+    /// # Errors
+    /// [`CheckpointError::InvalidConfig`] if `config.key_prefix` is not a valid key.
+    pub fn new(store: S, config: CheckpointConfig) -> Result<Self, CheckpointError> {
+        let layout =
+            Layout::new(&config.key_prefix).map_err(|e| CheckpointError::InvalidConfig {
+                reason: format!("key_prefix {:?}: {e}", config.key_prefix),
+            })?;
+        Ok(Self {
+            store,
+            config,
+            layout,
+            commit_lock: tokio::sync::Mutex::new(()),
+            progress: Mutex::new(Progress::default()),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CheckpointConfig {
+        &self.config
+    }
+
+    fn progress(&self) -> MutexGuard<'_, Progress> {
+        // Progress is two plain numbers, updated in single assignments: never half-updated.
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a checkpoint is due at `now_ms` (milliseconds since the epoch): true if none was
+    /// taken or recovered yet, or if `interval` has elapsed since the last one.
+    pub fn should_checkpoint(&self, now_ms: i64) -> bool {
+        match self.progress().last_checkpoint_ms {
+            None => true,
+            Some(last) => {
+                let interval = i64::try_from(self.config.interval.as_millis()).unwrap_or(i64::MAX);
+                now_ms.saturating_sub(last) >= interval
+            }
+        }
+    }
+
+    /// Commits `checkpoint` under the next id, then applies retention.
+    ///
+    /// The id is assigned here (the `id` field is overwritten): strictly greater than every id
+    /// present in the store or attempted by this manager, so ids keep increasing across restarts
+    /// and past corrupt or failed checkpoints. `timestamp_ms` is kept as given.
+    ///
+    /// # Errors
+    /// The store's errors while committing; the previous checkpoints stay intact. A failure of
+    /// retention after a successful commit is logged, reported as `pruned: None`, and retried by
+    /// the next checkpoint.
+    pub async fn checkpoint(
+        &self,
+        mut checkpoint: Checkpoint,
+    ) -> Result<CommitReport, CheckpointError> {
+        let _guard = self.commit_lock.lock().await;
+        let listed = protocol::list_ids(&self.store, &self.layout).await?;
+        let id = {
+            let mut progress = self.progress();
+            let id = progress
+                .next_id
+                .max(listed.last().map_or(1, |last| last + 1))
+                .max(1);
+            progress.next_id = id + 1;
+            id
+        };
+        checkpoint.id = id;
+        let mut report = protocol::commit(&self.store, &self.layout, &checkpoint).await?;
+        self.progress().last_checkpoint_ms = Some(checkpoint.timestamp_ms);
+        match protocol::prune(&self.store, &self.layout, self.config.max_checkpoints).await {
+            Ok(pruned) => report.pruned = Some(pruned),
+            Err(err) => tracing::warn!("checkpoint {id} committed, retention failed: {err}"),
+        }
+        Ok(report)
+    }
+
+    /// Recovers the newest valid checkpoint, skipping (with a warning each) newer ones that are
+    /// missing parts, truncated, fail a checksum, fail to decrypt or are of a newer format.
+    ///
+    /// # Errors
+    /// Only the store's errors (I/O, backend, unavailable): damaged checkpoints are skipped and
+    /// listed in [`Recovery::skipped`].
+    pub async fn recover(&self) -> Result<Recovery, CheckpointError> {
+        self.recover_with(RecoveryMode::Lenient).await
+    }
+
+    /// Like [`recover`](Self::recover), but fails with [`CheckpointError::RecoveryRefused`]
+    /// instead of skipping any checkpoint.
+    ///
+    /// # Errors
+    /// [`CheckpointError::RecoveryRefused`], or the store's errors.
+    pub async fn recover_strict(&self) -> Result<Recovery, CheckpointError> {
+        self.recover_with(RecoveryMode::Strict).await
+    }
+
+    async fn recover_with(&self, mode: RecoveryMode) -> Result<Recovery, CheckpointError> {
+        let _guard = self.commit_lock.lock().await;
+        let listed = protocol::list_ids(&self.store, &self.layout).await?;
+        {
+            let mut progress = self.progress();
+            progress.next_id = progress.next_id.max(listed.last().map_or(1, |l| l + 1));
+        }
+        let recovery = protocol::recover(&self.store, &self.layout, mode).await?;
+        if let Some(cp) = &recovery.checkpoint {
+            self.progress().last_checkpoint_ms = Some(cp.timestamp_ms);
+        }
+        Ok(recovery)
+    }
+
+    /// Checkpoint `id`, `None` if absent.
+    ///
+    /// # Errors
+    /// Corruption, version or store errors.
+    pub async fn load_checkpoint(&self, id: u64) -> Result<Option<Checkpoint>, CheckpointError> {
+        protocol::load(&self.store, &self.layout, id).await
+    }
+
+    /// Ids of the checkpoints present, ascending.
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub async fn list_checkpoints(&self) -> Result<Vec<u64>, CheckpointError> {
+        protocol::list_ids(&self.store, &self.layout).await
+    }
+
+    /// Applies retention now, keeping `keep` checkpoints (at least one).
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub async fn prune(&self, keep: usize) -> Result<PruneReport, CheckpointError> {
+        let _guard = self.commit_lock.lock().await;
+        protocol::prune(&self.store, &self.layout, keep).await
+    }
+}

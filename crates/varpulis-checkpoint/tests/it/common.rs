@@ -1,0 +1,250 @@
+//! Fixtures shared by the test modules: deterministic states that exercise every type, and a
+//! bit-exact comparison (derived `PartialEq` says NaN != NaN, the checkpoint must not care).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use varpulis_checkpoint::{
+    AccumulatorState, Checkpoint, EngineCheckpoint, ExactSumState, JoinCheckpoint, PaneState,
+    PartitionState, SaseCheckpoint, SaseRunState, SourceWatermark, WatermarkCheckpoint,
+    WindowCheckpoint, WindowKindState, WindowSpecState,
+};
+use varpulis_core::{Event, Value};
+
+/// Runs a future on a small runtime.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+/// Every kind of value, floats at their edges.
+pub(crate) fn every_value() -> Vec<Value> {
+    vec![
+        Value::Null,
+        Value::Bool(true),
+        Value::Int(i64::MIN),
+        Value::Float(f64::NAN),
+        Value::Float(-f64::NAN),
+        Value::Float(f64::INFINITY),
+        Value::Float(f64::NEG_INFINITY),
+        Value::Float(-0.0),
+        Value::Float(f64::MIN_POSITIVE / 2.0),
+        Value::Str(Arc::from("caf\u{e9} \u{1f600}")),
+        Value::Timestamp(1_700_000_000_000),
+        Value::Duration(-5),
+        Value::Array(Arc::from(vec![Value::Int(1), Value::Float(f64::NAN)])),
+        Value::Map(Arc::new(BTreeMap::from([
+            (Arc::from("k"), Value::Bool(false)),
+            (Arc::from(""), Value::Null),
+        ]))),
+    ]
+}
+
+/// An event carrying every value.
+pub(crate) fn event(ts: i64) -> Event {
+    let mut e = Event::new("SensorEvent", ts);
+    for (i, v) in every_value().into_iter().enumerate() {
+        e.set(format!("f{i}"), v);
+    }
+    e
+}
+
+/// A window state with every accumulator kind.
+pub(crate) fn window(seed: u64) -> WindowCheckpoint {
+    let accumulators = vec![
+        AccumulatorState::Count(seed),
+        AccumulatorState::Sum {
+            int: i128::MAX,
+            exact: exact(seed),
+            saw_float: true,
+            n: 3,
+        },
+        AccumulatorState::Avg {
+            sum: exact(seed + 1),
+            n: 2,
+        },
+        AccumulatorState::Min(Some(Value::Float(f64::NEG_INFINITY))),
+        AccumulatorState::Max(None),
+        AccumulatorState::First(Some((1, 0, Value::Str(Arc::from("a"))))),
+        AccumulatorState::Last(Some((i64::MAX, u64::MAX, Value::Null))),
+        AccumulatorState::StdDev {
+            n: 5,
+            sum: ExactSumState::default(),
+            sum_sq: exact(seed + 2),
+        },
+        AccumulatorState::CountDistinct(every_value()),
+    ];
+    WindowCheckpoint {
+        spec: WindowSpecState {
+            kind: WindowKindState::Sliding {
+                size_ms: 300_000,
+                slide_ms: 60_000,
+            },
+            partition_by: Some("zone".to_owned()),
+            aggregates: vec!["n=count()".to_owned(), "s=sum(value)".to_owned()],
+            allowed_lateness_ms: 30_000,
+        },
+        partitions: vec![PartitionState {
+            key: Value::Str(Arc::from("z1")),
+            panes: vec![PaneState {
+                start_ms: 0,
+                end_ms: 300_000,
+                count: seed,
+                accumulators,
+            }],
+            events: vec![event(seed as i64)],
+        }],
+        late_events_dropped: seed,
+        watermark_ms: Some(-(seed as i64)),
+        next_seq: seed + 1,
+    }
+}
+
+/// An exact sum with negative limbs and every non-finite flag.
+pub(crate) fn exact(seed: u64) -> ExactSumState {
+    ExactSumState {
+        lowest_limb: -3,
+        limbs: vec![seed as i64, i64::from(u32::MAX), -1],
+        nan: true,
+        pos_inf: seed.is_multiple_of(2),
+        neg_inf: true,
+    }
+}
+
+/// An engine state with windows, a SASE run, a join, variables and watermarks.
+pub(crate) fn engine(seed: u64) -> EngineCheckpoint {
+    let mut e = EngineCheckpoint {
+        events_processed: seed * 10,
+        output_events_emitted: seed,
+        ..EngineCheckpoint::default()
+    };
+    e.window_states.insert("Avg".to_owned(), window(seed));
+    e.window_states.insert(
+        "Counts".to_owned(),
+        WindowCheckpoint {
+            spec: WindowSpecState {
+                kind: WindowKindState::Count { size: 100 },
+                partition_by: None,
+                aggregates: vec![],
+                allowed_lateness_ms: 0,
+            },
+            partitions: vec![],
+            late_events_dropped: 0,
+            watermark_ms: None,
+            next_seq: 0,
+        },
+    );
+    e.sase_states.insert(
+        "Pattern".to_owned(),
+        SaseCheckpoint {
+            runs: vec![SaseRunState {
+                nfa_state: 2,
+                started_ms: -1,
+                captured: BTreeMap::from([("a".to_owned(), vec![event(1), event(2)])]),
+            }],
+        },
+    );
+    e.join_states.insert(
+        "Joined".to_owned(),
+        JoinCheckpoint {
+            buffers: BTreeMap::from([("Left".to_owned(), vec![event(3)])]),
+            expiry: vec![(10, "Left".to_owned(), 0)],
+        },
+    );
+    for (i, v) in every_value().into_iter().enumerate() {
+        e.variables.insert(format!("v{i}"), v);
+    }
+    e.watermark_state = Some(WatermarkCheckpoint {
+        sources: BTreeMap::from([(
+            "SensorEvent".to_owned(),
+            SourceWatermark {
+                max_timestamp_ms: 9_000,
+                out_of_order_ms: 1_000,
+                idle: true,
+            },
+        )]),
+        effective_ms: Some(8_000),
+    });
+    e
+}
+
+/// A checkpoint with two contexts, offsets and metadata.
+pub(crate) fn checkpoint(seed: u64) -> Checkpoint {
+    let mut cp = Checkpoint::new(1_700_000_000_000 + seed as i64)
+        .with_context("main", engine(seed))
+        .with_context("empty", EngineCheckpoint::default());
+    cp.source_offsets
+        .insert("events.evt".to_owned(), seed * 100);
+    cp.metadata.insert("program".to_owned(), format!("p{seed}"));
+    cp
+}
+
+/// A checkpoint whose every part depends on `seed` (no part shared with another seed).
+pub(crate) fn distinct_checkpoint(seed: u64) -> Checkpoint {
+    let mut cp = checkpoint(seed);
+    let empty = EngineCheckpoint {
+        events_processed: seed,
+        ..EngineCheckpoint::default()
+    };
+    cp.context_states.insert("empty".to_owned(), empty);
+    for engine in cp.context_states.values_mut() {
+        for w in engine.window_states.values_mut() {
+            w.late_events_dropped = seed;
+        }
+        for s in engine.sase_states.values_mut() {
+            for r in &mut s.runs {
+                r.nfa_state = seed as u32;
+            }
+        }
+        for j in engine.join_states.values_mut() {
+            j.expiry.push((seed as i64, "x".to_owned(), seed));
+        }
+    }
+    cp
+}
+
+/// A state of `parts` window operators of about `part_bytes` each (a one-context checkpoint).
+pub(crate) fn big_checkpoint(parts: usize, part_bytes: usize, seed: u64) -> Checkpoint {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut engine = EngineCheckpoint::default();
+    for i in 0..parts {
+        let distinct: Vec<Value> = (0..part_bytes / 9)
+            .map(|_| Value::Float(rng.r#gen::<f64>()))
+            .collect();
+        let mut w = window(i as u64);
+        w.partitions[0].panes[0].accumulators = vec![AccumulatorState::CountDistinct(distinct)];
+        w.partitions[0].events.clear();
+        engine.window_states.insert(format!("w{i:05}"), w);
+    }
+    Checkpoint::new(0).with_context("main", engine)
+}
+
+/// Canonical bytes of a checkpoint: contexts sorted, floats by bits (postcard is bit-exact).
+pub(crate) fn canonical(cp: &Checkpoint) -> Vec<u8> {
+    let contexts: BTreeMap<&String, &EngineCheckpoint> = cp.context_states.iter().collect();
+    postcard::to_stdvec(&(
+        cp.id,
+        cp.timestamp_ms,
+        contexts,
+        &cp.source_offsets,
+        &cp.metadata,
+    ))
+    .expect("encode")
+}
+
+/// Asserts two checkpoints are bit-for-bit equal.
+#[track_caller]
+pub(crate) fn assert_same(a: &Checkpoint, b: &Checkpoint) {
+    assert_eq!(a.id, b.id, "ids differ");
+    assert!(canonical(a) == canonical(b), "checkpoint {} differs", a.id);
+}
+
+/// The postcard size of the raw state (what the checkpoint holds, without any framing).
+pub(crate) fn raw_size(cp: &Checkpoint) -> u64 {
+    canonical(cp).len() as u64
+}

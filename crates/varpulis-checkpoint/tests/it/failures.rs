@@ -1,0 +1,198 @@
+//! Every failure point of a checkpoint: a failing operation (before or after it applies), a
+//! process crash, and power loss after a crash. Recovery must always return a complete
+//! checkpoint: the previous one, or the new one once its manifest is in the store.
+
+use std::sync::Arc;
+
+use varpulis_checkpoint::{Checkpoint, CheckpointConfig, CheckpointManager};
+use varpulis_store::faults::{CrashStore, FailMode, FailPlan, FailingStore};
+use varpulis_store::{FileStore, Key, MemoryStore, StateStore};
+
+use crate::common::{self, block_on};
+
+fn config() -> CheckpointConfig {
+    CheckpointConfig {
+        max_checkpoints: 2,
+        ..CheckpointConfig::default()
+    }
+}
+
+fn expected(seed: u64, id: u64) -> Checkpoint {
+    let mut cp = common::distinct_checkpoint(seed);
+    cp.id = id;
+    cp
+}
+
+/// Commits checkpoints 1 and 2 (seeds 1, 2) through a plain manager.
+async fn prepare<S: StateStore>(store: S) {
+    let m = CheckpointManager::new(store, config()).unwrap();
+    m.checkpoint(common::distinct_checkpoint(1)).await.unwrap();
+    m.checkpoint(common::distinct_checkpoint(2)).await.unwrap();
+}
+
+fn manifest_key(id: u64) -> Key {
+    Key::new(format!("varpulis:ckpt:manifest:{id:020}")).unwrap()
+}
+
+/// After a failed or crashed checkpoint 3: recovery yields checkpoint 3 if its manifest is in the
+/// store, checkpoint 2 otherwise, intact and with nothing skipped; then the store keeps working:
+/// the next checkpoint gets a fresh id, and retention leaves exactly what it should.
+async fn check_after_failure<S: StateStore + Clone>(store: S, succeeded: bool, label: &str) {
+    let committed = store.get(&manifest_key(3)).await.unwrap().is_some();
+    assert!(
+        !succeeded || committed,
+        "{label}: success reported without a manifest"
+    );
+    let manager = CheckpointManager::new(store.clone(), config()).unwrap();
+    let recovery = manager.recover().await.unwrap();
+    assert!(
+        recovery.skipped.is_empty(),
+        "{label}: skipped {:?}",
+        recovery.skipped
+    );
+    let got = recovery.checkpoint.expect("a checkpoint");
+    let want = if committed {
+        expected(3, 3)
+    } else {
+        expected(2, 2)
+    };
+    assert_eq!(got.id, want.id, "{label}");
+    common::assert_same(&got, &want);
+
+    let next = manager
+        .checkpoint(common::distinct_checkpoint(4))
+        .await
+        .unwrap();
+    assert!(next.id > want.id, "{label}: id {} reused", next.id);
+    let ids = manager.list_checkpoints().await.unwrap();
+    assert_eq!(ids.len(), 2, "{label}: {ids:?}");
+    assert_eq!(*ids.last().unwrap(), next.id);
+    crate::retention::assert_no_orphan_parts(&store, "varpulis").await;
+}
+
+/// Runs checkpoint 3 with the given plan on a fresh store from `make`, checks the aftermath.
+async fn run_failing<S: StateStore + Clone>(
+    make: &dyn Fn() -> S,
+    plan: FailPlan,
+    mode: FailMode,
+) -> u64 {
+    let store = make();
+    prepare(store.clone()).await;
+    let failing = FailingStore::new(store.clone());
+    failing.set_plan(plan, mode);
+    let manager = CheckpointManager::new(failing, config()).unwrap();
+    let result = manager.checkpoint(common::distinct_checkpoint(3)).await;
+    let ops = manager.store().ops();
+    check_after_failure(store, result.is_ok(), &format!("{plan:?} {mode:?}")).await;
+    ops
+}
+
+async fn every_failure_point<S: StateStore + Clone>(make: &dyn Fn() -> S) {
+    let total = run_failing(make, FailPlan::Never, FailMode::Before).await;
+    assert!(total > 10, "a checkpoint takes {total} operations");
+    for n in 0..total {
+        for mode in [FailMode::Before, FailMode::After] {
+            run_failing(make, FailPlan::Nth(n), mode).await;
+            run_failing(make, FailPlan::From(n), mode).await;
+        }
+    }
+}
+
+#[test]
+fn failing_any_operation_of_a_checkpoint_on_a_memory_store_keeps_the_previous_one() {
+    block_on(every_failure_point(&MemoryStore::new));
+}
+
+#[test]
+fn failing_any_operation_of_a_checkpoint_on_a_file_store_keeps_the_previous_one() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    let make = || {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FileStore::open(dir.path()).unwrap());
+        dirs.lock().unwrap().push(dir);
+        store
+    };
+    block_on(every_failure_point(&make));
+}
+
+async fn crash_at_every_point(power_loss: bool) {
+    let dry = CrashStore::new(MemoryStore::new());
+    prepare(dry.clone()).await;
+    dry.crash_after(u64::MAX);
+    let m = CheckpointManager::new(dry.clone(), config()).unwrap();
+    m.checkpoint(common::distinct_checkpoint(3)).await.unwrap();
+    let total = dry.ops();
+    for n in 0..=total {
+        let crash = CrashStore::new(MemoryStore::new());
+        prepare(crash.clone()).await;
+        crash.crash_after(n);
+        let m = CheckpointManager::new(crash.clone(), config()).unwrap();
+        let result = m.checkpoint(common::distinct_checkpoint(3)).await;
+        // A crash during retention (after the commit) is not a failed checkpoint.
+        assert!(n < total || result.is_ok(), "crash after {n} of {total}");
+        if power_loss {
+            // Lose a pseudo-random half of what was not flushed (and, separately, all of it).
+            let mut i = n;
+            crash
+                .power_loss(|_| {
+                    i = i.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    i >> 63 == 1
+                })
+                .await
+                .unwrap();
+        } else {
+            crash.restart();
+        }
+        check_after_failure(
+            crash.inner().clone(),
+            result.is_ok(),
+            &format!("crash at {n}"),
+        )
+        .await;
+    }
+    for n in 0..=total {
+        let crash = CrashStore::new(MemoryStore::new());
+        prepare(crash.clone()).await;
+        crash.crash_after(n);
+        let m = CheckpointManager::new(crash.clone(), config()).unwrap();
+        let result = m.checkpoint(common::distinct_checkpoint(3)).await;
+        crash.power_loss(|_| true).await.unwrap();
+        let label = format!("power loss at {n}");
+        check_after_failure(crash.inner().clone(), result.is_ok(), &label).await;
+    }
+}
+
+#[test]
+fn a_process_crash_at_any_point_of_a_checkpoint_recovers_a_complete_one() {
+    block_on(crash_at_every_point(false));
+}
+
+#[test]
+fn power_loss_after_a_crash_at_any_point_recovers_a_complete_one() {
+    block_on(crash_at_every_point(true));
+}
+
+#[test]
+fn a_manifest_that_is_never_flushed_is_lost_whole_on_power_loss() {
+    block_on(async {
+        for n in 0.. {
+            let crash = CrashStore::new(MemoryStore::new());
+            prepare(crash.clone()).await;
+            crash.crash_after(n);
+            let m = CheckpointManager::new(crash.clone(), config()).unwrap();
+            assert!(m.checkpoint(common::distinct_checkpoint(3)).await.is_err());
+            if crash.inner().get(&manifest_key(3)).await.unwrap().is_none() {
+                continue;
+            }
+            // The crash hit between the manifest's put and the flush that follows it.
+            let reverted = crash.power_loss(|_| true).await.unwrap();
+            assert_eq!(
+                reverted,
+                vec![manifest_key(3)],
+                "the parts were flushed before it"
+            );
+            check_after_failure(crash.inner().clone(), false, "unflushed manifest").await;
+            return;
+        }
+    });
+}

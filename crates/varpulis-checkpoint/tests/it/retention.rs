@@ -1,0 +1,130 @@
+//! Retention: exactly `max_checkpoints` manifests remain, and no part is left unreferenced.
+
+use std::collections::BTreeSet;
+
+use varpulis_checkpoint::{CheckpointConfig, CheckpointManager, CheckpointStore};
+use varpulis_store::faults::{FailMode, FailPlan, FailingStore};
+use varpulis_store::{Key, MemoryStore, StateStore};
+
+use crate::common::{self, block_on};
+
+async fn part_names<S: StateStore + ?Sized>(store: &S, prefix: &str) -> BTreeSet<String> {
+    let parts = Key::new(prefix)
+        .unwrap()
+        .child("ckpt")
+        .unwrap()
+        .child("part")
+        .unwrap();
+    store
+        .list(&parts)
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.last_segment().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts that the parts under `prefix` are exactly those its valid checkpoints reference
+/// (recomputed by committing the loaded checkpoints into an empty store).
+pub(crate) async fn assert_no_orphan_parts<S: StateStore + Clone>(store: &S, prefix: &str) {
+    let config = CheckpointConfig {
+        key_prefix: prefix.to_owned(),
+        ..CheckpointConfig::default()
+    };
+    let manager = CheckpointManager::new(store.clone(), config).unwrap();
+    let fresh = MemoryStore::new();
+    for id in manager.list_checkpoints().await.unwrap() {
+        if let Ok(Some(cp)) = manager.load_checkpoint(id).await {
+            fresh.commit_checkpoint(&cp).await.unwrap();
+        }
+    }
+    assert_eq!(
+        part_names(store, prefix).await,
+        part_names(&fresh, "varpulis").await,
+        "parts in the store differ from the parts its checkpoints reference"
+    );
+}
+
+#[test]
+fn after_many_checkpoints_exactly_max_checkpoints_manifests_and_no_orphan_parts_remain() {
+    block_on(async {
+        for k in [1, 2, 3, 5] {
+            let store = MemoryStore::new();
+            let config = CheckpointConfig {
+                max_checkpoints: k,
+                ..CheckpointConfig::default()
+            };
+            let manager = CheckpointManager::new(store.clone(), config).unwrap();
+            for seed in 0..12 {
+                // Alternate between fresh and repeated states, so parts are both shared and not.
+                manager
+                    .checkpoint(common::checkpoint(seed / 2))
+                    .await
+                    .unwrap();
+            }
+            let ids = manager.list_checkpoints().await.unwrap();
+            assert_eq!(ids, ((13 - k as u64)..=12).collect::<Vec<_>>(), "k = {k}");
+            assert_no_orphan_parts(&store, "varpulis").await;
+            for id in ids {
+                assert!(manager.load_checkpoint(id).await.unwrap().is_some());
+            }
+        }
+    });
+}
+
+#[test]
+fn zero_max_checkpoints_still_keeps_the_newest() {
+    block_on(async {
+        let config = CheckpointConfig {
+            max_checkpoints: 0,
+            ..CheckpointConfig::default()
+        };
+        let manager = CheckpointManager::new(MemoryStore::new(), config).unwrap();
+        for seed in 0..3 {
+            manager.checkpoint(common::checkpoint(seed)).await.unwrap();
+        }
+        assert_eq!(manager.list_checkpoints().await.unwrap(), vec![3]);
+        assert_eq!(manager.recover().await.unwrap().checkpoint.unwrap().id, 3);
+    });
+}
+
+#[test]
+fn parts_of_a_failed_checkpoint_are_collected_by_the_next_one() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let failing = FailingStore::new(store.clone());
+        let manager = CheckpointManager::new(failing, CheckpointConfig::default()).unwrap();
+        manager
+            .checkpoint(common::distinct_checkpoint(1))
+            .await
+            .unwrap();
+        // Fail the manifest put: parts of checkpoint 2 are written, never referenced.
+        let before = part_names(&store, "varpulis").await.len();
+        manager
+            .store()
+            .set_plan(FailPlan::From(0), FailMode::Before);
+        let probe = manager.checkpoint(common::distinct_checkpoint(2)).await;
+        assert!(probe.is_err());
+        for n in 0.. {
+            manager.store().set_plan(FailPlan::Nth(n), FailMode::Before);
+            let result = manager.checkpoint(common::distinct_checkpoint(2)).await;
+            if result.is_err() && part_names(&store, "varpulis").await.len() > before {
+                let ids = manager.list_checkpoints().await.unwrap();
+                if ids == vec![1] {
+                    break;
+                }
+            }
+            assert!(n < 1_000);
+        }
+        assert!(
+            part_names(&store, "varpulis").await.len() > before,
+            "orphans exist"
+        );
+        manager.store().set_plan(FailPlan::Never, FailMode::Before);
+        manager
+            .checkpoint(common::distinct_checkpoint(3))
+            .await
+            .unwrap();
+        assert_no_orphan_parts(&store, "varpulis").await;
+    });
+}

@@ -1,0 +1,297 @@
+//! Fault-injection wrappers for recovery tests (feature `testing`).
+//!
+//! - [`FailingStore`] fails chosen operations: the Nth one only, or the Nth and every later one,
+//!   either before the operation reaches the inner store or after it was applied (an
+//!   "ambiguous" failure, like a timeout after the write landed).
+//! - [`CrashStore`] models a crash: after a chosen number of operations the "process" is dead
+//!   and nothing more reaches the inner store; [`CrashStore::power_loss`] additionally reverts
+//!   writes that were not flushed, modelling the contract (`put` survives a process crash,
+//!   only flushed data survives power loss).
+//!
+//! Operations are counted from zero, one per trait method call except `capabilities`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::{Capabilities, Key, StateStore, StoreError, WriteBatch};
+
+/// When an injected failure strikes relative to the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// The operation fails without reaching the inner store.
+    #[default]
+    Before,
+    /// The operation is applied to the inner store, then reported as failed.
+    After,
+}
+
+/// Which operations a [`FailingStore`] fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailPlan {
+    /// Nothing fails.
+    #[default]
+    Never,
+    /// Only operation `n` (counted from zero) fails.
+    Nth(u64),
+    /// Operation `n` and every later one fail.
+    From(u64),
+}
+
+impl FailPlan {
+    fn fails(self, op: u64) -> bool {
+        match self {
+            Self::Never => false,
+            Self::Nth(n) => op == n,
+            Self::From(n) => op >= n,
+        }
+    }
+}
+
+fn injected(op: u64, what: &str) -> StoreError {
+    StoreError::Unavailable {
+        reason: format!("injected failure of operation {op} ({what})"),
+    }
+}
+
+/// A store that fails operations according to a [`FailPlan`].
+#[derive(Debug)]
+pub struct FailingStore<S> {
+    inner: S,
+    ops: AtomicU64,
+    plan: Mutex<(FailPlan, FailMode)>,
+}
+
+impl<S: StateStore> FailingStore<S> {
+    /// Wraps `inner`; nothing fails until [`set_plan`](Self::set_plan).
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            ops: AtomicU64::new(0),
+            plan: Mutex::new((FailPlan::Never, FailMode::Before)),
+        }
+    }
+
+    /// Sets which operations fail and how, and restarts the operation count at zero.
+    pub fn set_plan(&self, plan: FailPlan, mode: FailMode) {
+        *self.plan.lock().unwrap_or_else(|p| p.into_inner()) = (plan, mode);
+        self.ops.store(0, Ordering::SeqCst);
+    }
+
+    /// Operations seen since the last [`set_plan`](Self::set_plan) (or creation).
+    pub fn ops(&self) -> u64 {
+        self.ops.load(Ordering::SeqCst)
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the store.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    async fn run<T, F>(&self, what: &str, op: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>> + Send,
+    {
+        let n = self.ops.fetch_add(1, Ordering::SeqCst);
+        let (plan, mode) = *self.plan.lock().unwrap_or_else(|p| p.into_inner());
+        if !plan.fails(n) {
+            return op.await;
+        }
+        match mode {
+            FailMode::Before => Err(injected(n, what)),
+            FailMode::After => {
+                op.await?;
+                Err(injected(n, what))
+            }
+        }
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<S: StateStore> StateStore for FailingStore<S> {
+    async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run("get", self.inner.get(key)).await
+    }
+    async fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {
+        self.run("put", self.inner.put(key, value)).await
+    }
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.run("delete", self.inner.delete(key)).await
+    }
+    async fn list(&self, prefix: &Key) -> Result<Vec<Key>, StoreError> {
+        self.run("list", self.inner.list(prefix)).await
+    }
+    async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.run("write_batch", self.inner.write_batch(batch)).await
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.run("flush", self.inner.flush()).await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+#[derive(Debug, Default)]
+struct CrashState {
+    /// Operations allowed before the crash (`None`: never crash).
+    crash_after: Option<u64>,
+    ops: u64,
+    /// Keys written since the last flush, with their value as of that flush.
+    unflushed: BTreeMap<Key, Option<Vec<u8>>>,
+}
+
+/// A store that "crashes" after a number of operations (see the module docs).
+///
+/// After the crash every operation fails with [`StoreError::Unavailable`] and reaches nothing;
+/// reopen the inner store (or call [`restart`](Self::restart)) to model the next process.
+/// Clones share the crash state and the inner store.
+#[derive(Debug, Clone)]
+pub struct CrashStore<S> {
+    inner: Arc<S>,
+    state: Arc<Mutex<CrashState>>,
+}
+
+impl<S: StateStore> CrashStore<S> {
+    /// Wraps `inner`; it does not crash until [`crash_after`](Self::crash_after).
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            state: Arc::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, CrashState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lets `n` more operations through, then crashes (operation `n` and later ones fail).
+    pub fn crash_after(&self, n: u64) {
+        let mut state = self.state();
+        state.crash_after = Some(n);
+        state.ops = 0;
+    }
+
+    /// Whether the crash point was reached.
+    pub fn crashed(&self) -> bool {
+        let state = self.state();
+        state.crash_after.is_some_and(|n| state.ops >= n)
+    }
+
+    /// Operations seen since the last [`crash_after`](Self::crash_after) (failed ones included).
+    pub fn ops(&self) -> u64 {
+        self.state().ops
+    }
+
+    /// A new process starts over the same data: no crash pending, operations count from zero.
+    /// Unflushed writes stay as they are (a process crash keeps them).
+    pub fn restart(&self) {
+        let mut state = self.state();
+        state.crash_after = None;
+        state.ops = 0;
+    }
+
+    /// Power loss: reverts every write not followed by a flush for which `lost(key)` is true
+    /// (all of them with `|_| true`), then restarts. Returns the keys reverted.
+    ///
+    /// # Errors
+    /// The inner store's errors while reverting.
+    pub async fn power_loss(
+        &self,
+        mut lost: impl FnMut(&Key) -> bool,
+    ) -> Result<Vec<Key>, StoreError> {
+        let unflushed = std::mem::take(&mut self.state().unflushed);
+        let mut reverted = Vec::new();
+        for (key, flushed) in unflushed {
+            if !lost(&key) {
+                continue;
+            }
+            match flushed {
+                Some(value) => self.inner.put(&key, &value).await?,
+                None => self.inner.delete(&key).await?,
+            }
+            reverted.push(key);
+        }
+        self.inner.flush().await?;
+        self.restart();
+        Ok(reverted)
+    }
+
+    /// The wrapped store (bypasses crash and durability tracking).
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Counts an operation; `Err` if the process is dead.
+    fn admit(&self, what: &str) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let n = state.ops;
+        state.ops += 1;
+        match state.crash_after {
+            Some(limit) if n >= limit => Err(StoreError::Unavailable {
+                reason: format!("simulated crash before operation {n} ({what})"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers the flushed value of `key` before its first unflushed write.
+    async fn track(&self, key: &Key) -> Result<(), StoreError> {
+        if self.state().unflushed.contains_key(key) {
+            return Ok(());
+        }
+        let before = self.inner.get(key).await?;
+        self.state().unflushed.entry(key.clone()).or_insert(before);
+        Ok(())
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<S: StateStore> StateStore for CrashStore<S> {
+    async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        self.admit("get")?;
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {
+        self.admit("put")?;
+        key.require_value_key()?;
+        self.track(key).await?;
+        self.inner.put(key, value).await
+    }
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.admit("delete")?;
+        key.require_value_key()?;
+        self.track(key).await?;
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &Key) -> Result<Vec<Key>, StoreError> {
+        self.admit("list")?;
+        self.inner.list(prefix).await
+    }
+    async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.admit("write_batch")?;
+        batch.validate()?;
+        for op in batch.ops() {
+            self.track(op.key()).await?;
+        }
+        self.inner.write_batch(batch).await
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.admit("flush")?;
+        self.inner.flush().await?;
+        self.state().unflushed.clear();
+        Ok(())
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+}
