@@ -1,0 +1,439 @@
+//! The typed plan produced by [`parse_program`](crate::parse_program).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use varpulis_core::Value;
+
+use crate::diagnostic::Span;
+use crate::expr::{Expr, Scope};
+
+/// A checked VPL program.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    /// Declared event types, in source order (empty when the program declares none).
+    pub events: Vec<EventDecl>,
+    /// `var` and `let` declarations, in source order.
+    pub variables: Vec<VarDecl>,
+    /// Top-level `name := expr` assignments, in source order.
+    pub assignments: Vec<Assignment>,
+    /// Streams in dependency order: a stream comes after every stream it reads from (ties
+    /// keep source order).
+    pub streams: Vec<StreamPlan>,
+}
+
+impl Program {
+    /// The declared event type `name`.
+    #[must_use]
+    pub fn event(&self, name: &str) -> Option<&EventDecl> {
+        self.events.iter().find(|e| e.name == name)
+    }
+
+    /// The stream `name`.
+    #[must_use]
+    pub fn stream(&self, name: &str) -> Option<&StreamPlan> {
+        self.streams.iter().find(|s| s.name == name)
+    }
+
+    /// The variable `name`.
+    #[must_use]
+    pub fn variable(&self, name: &str) -> Option<&VarDecl> {
+        self.variables.iter().find(|v| v.name == name)
+    }
+
+    /// Variable values at start: every declaration's value, then every assignment applied in
+    /// source order (what the engine starts with, before any checkpoint is restored).
+    #[must_use]
+    pub fn initial_variables(&self) -> BTreeMap<String, Value> {
+        let mut vars: BTreeMap<String, Value> = self
+            .variables
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone()))
+            .collect();
+        for a in &self.assignments {
+            vars.insert(a.name.clone(), a.value.clone());
+        }
+        vars
+    }
+
+    /// The event types read directly by some stream, sorted and deduplicated (the sources the
+    /// engine tracks watermarks for).
+    #[must_use]
+    pub fn source_event_types(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .streams
+            .iter()
+            .filter_map(|s| match &s.source {
+                Source::Event(n) => Some(n.as_str()),
+                Source::Stream(_) => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// The types a declaration can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Type {
+    /// `int`: [`Value::Int`].
+    Int,
+    /// `float`: [`Value::Float`] (an `Int` is widened).
+    Float,
+    /// `bool`: [`Value::Bool`].
+    Bool,
+    /// `str` (also `string`): [`Value::Str`].
+    Str,
+    /// `timestamp`: [`Value::Timestamp`] (an `Int` is taken as epoch milliseconds).
+    Timestamp,
+    /// `duration`: [`Value::Duration`] (an `Int` is taken as milliseconds).
+    Duration,
+}
+
+impl Type {
+    /// Parses a type name: `int`, `float`, `bool`, `str`/`string`, `timestamp`, `duration`.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "int" => Self::Int,
+            "float" => Self::Float,
+            "bool" => Self::Bool,
+            "str" | "string" => Self::Str,
+            "timestamp" => Self::Timestamp,
+            "duration" => Self::Duration,
+            _ => return None,
+        })
+    }
+
+    /// The canonical name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Int => "int",
+            Self::Float => "float",
+            Self::Bool => "bool",
+            Self::Str => "str",
+            Self::Timestamp => "timestamp",
+            Self::Duration => "duration",
+        }
+    }
+
+    /// Converts `value` to this type where the conversion is lossless by definition: `Null`
+    /// stays `Null`, `Int` widens to `Float`, `Int` milliseconds become a `Timestamp` or a
+    /// `Duration`. Anything else is returned unchanged as the error.
+    ///
+    /// # Errors
+    /// The value, when it does not fit the type.
+    pub fn coerce(self, value: Value) -> Result<Value, Value> {
+        match (self, value) {
+            (_, Value::Null) => Ok(Value::Null),
+            (Self::Int, v @ Value::Int(_))
+            | (Self::Float, v @ Value::Float(_))
+            | (Self::Bool, v @ Value::Bool(_))
+            | (Self::Str, v @ Value::Str(_))
+            | (Self::Timestamp, v @ Value::Timestamp(_))
+            | (Self::Duration, v @ Value::Duration(_)) => Ok(v),
+            #[allow(clippy::cast_precision_loss)]
+            (Self::Float, Value::Int(i)) => Ok(Value::Float(i as f64)),
+            (Self::Timestamp, Value::Int(i)) => Ok(Value::Timestamp(i)),
+            (Self::Duration, Value::Int(i)) => Ok(Value::Duration(i)),
+            (_, v) => Err(v),
+        }
+    }
+}
+
+impl fmt::Display for Type {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `event Name: field: type, ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDecl {
+    /// The event type.
+    pub name: String,
+    /// Declared fields, in order.
+    pub fields: Vec<FieldDecl>,
+    /// Span of the name.
+    pub span: Span,
+}
+
+impl EventDecl {
+    /// The declared field `name`.
+    #[must_use]
+    pub fn field(&self, name: &str) -> Option<&FieldDecl> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// One declared field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDecl {
+    /// Field name.
+    pub name: String,
+    /// Field type.
+    pub ty: Type,
+    /// Span of the name.
+    pub span: Span,
+}
+
+/// `var name: type = expr` (mutable) or `let name: type = expr` (immutable).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarDecl {
+    /// Variable name.
+    pub name: String,
+    /// Declared type, or the type of the initial value when none is written.
+    pub ty: Type,
+    /// `var` (true) or `let` (false).
+    pub mutable: bool,
+    /// The initializer as written.
+    pub init: Expr,
+    /// The initializer's value, coerced to `ty` (initializers are constant: literals and
+    /// earlier variables).
+    pub value: Value,
+    /// Span of the name.
+    pub span: Span,
+}
+
+/// Top-level `name := expr`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    /// The `var` assigned.
+    pub name: String,
+    /// The expression as written.
+    pub expr: Expr,
+    /// Its value (constant, coerced to the variable's type), evaluated with the variables as
+    /// they are at this point of the program.
+    pub value: Value,
+    /// Span of the name.
+    pub span: Span,
+}
+
+/// Where a stream reads from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Events of this type from the input.
+    Event(String),
+    /// The output of another stream.
+    Stream(String),
+}
+
+impl Source {
+    /// The event type or stream name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Event(n) | Self::Stream(n) => n,
+        }
+    }
+}
+
+/// `.window(...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WindowPlan {
+    /// `.window(5m)`: epoch-aligned `[k*size, (k+1)*size)`.
+    Tumbling {
+        /// Size in milliseconds (> 0).
+        size_ms: i64,
+    },
+    /// `.window(5m, sliding: 1m)`: windows of `size` starting every `slide`.
+    Sliding {
+        /// Size in milliseconds (> 0).
+        size_ms: i64,
+        /// Slide in milliseconds, `1..=size_ms`.
+        slide_ms: i64,
+    },
+    /// `.window(session: 5s)`: sessions separated by gaps longer than `gap`.
+    Session {
+        /// Gap in milliseconds (> 0).
+        gap_ms: i64,
+    },
+    /// `.window(100)`: every `n` events (per partition).
+    Count {
+        /// Events per window (> 0).
+        n: u64,
+    },
+}
+
+impl WindowPlan {
+    /// Whether the window is driven by event time (every kind but `Count`).
+    #[must_use]
+    pub fn is_time_based(&self) -> bool {
+        !matches!(self, Self::Count { .. })
+    }
+}
+
+/// Aggregate functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AggFunc {
+    /// `count()` (events) or `count(expr)` (non-null inputs). Int.
+    Count,
+    /// `sum(expr)`: Int when every input is Int, else Float. Numeric input.
+    Sum,
+    /// `avg(expr)`: Float. Numeric input.
+    Avg,
+    /// `min(expr)`.
+    Min,
+    /// `max(expr)`.
+    Max,
+    /// `first(expr)`: the input of the earliest event.
+    First,
+    /// `last(expr)`: the input of the latest event.
+    Last,
+    /// `stddev(expr)`: sample standard deviation, Float. Numeric input.
+    StdDev,
+    /// `count_distinct(expr)`: distinct non-null inputs. Int.
+    CountDistinct,
+}
+
+impl AggFunc {
+    /// Every function, in documentation order.
+    pub const ALL: [AggFunc; 9] = [
+        Self::Count,
+        Self::Sum,
+        Self::Avg,
+        Self::Min,
+        Self::Max,
+        Self::First,
+        Self::Last,
+        Self::StdDev,
+        Self::CountDistinct,
+    ];
+
+    /// The VPL name (`count_distinct`, ...).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Count => "count",
+            Self::Sum => "sum",
+            Self::Avg => "avg",
+            Self::Min => "min",
+            Self::Max => "max",
+            Self::First => "first",
+            Self::Last => "last",
+            Self::StdDev => "stddev",
+            Self::CountDistinct => "count_distinct",
+        }
+    }
+
+    /// Parses a VPL function name.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether the input must be numeric (`sum`, `avg`, `stddev`).
+    #[must_use]
+    pub fn needs_number(self) -> bool {
+        matches!(self, Self::Sum | Self::Avg | Self::StdDev)
+    }
+}
+
+impl fmt::Display for AggFunc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `alias: func(arg)` in `.aggregate(...)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregatePlan {
+    /// Output name.
+    pub alias: String,
+    /// The function.
+    pub func: AggFunc,
+    /// The input, evaluated per event; `None` only for `count()`.
+    pub arg: Option<Expr>,
+    /// Span of the alias.
+    pub span: Span,
+}
+
+impl fmt::Display for AggregatePlan {
+    /// `func(arg)` in canonical form, e.g. `sum((price * qty))`: a stable signature.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.arg {
+            Some(a) => write!(f, "{}({a})", self.func),
+            None => write!(f, "{}()", self.func),
+        }
+    }
+}
+
+/// `name: expr` in `.emit(...)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmitField {
+    /// Output field name.
+    pub name: String,
+    /// Its value.
+    pub expr: Expr,
+    /// Span of the name.
+    pub span: Span,
+}
+
+/// One `stream Name = Source ...` definition.
+///
+/// What the engine does per input event: drop it unless `filter` matches, then either
+/// (no window) project it through `emit`, or feed the window of its partition. When a window
+/// closes, the aggregated row (aliases and partition key) is filtered by `having` and
+/// projected through `emit` (or emitted whole).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamPlan {
+    /// Stream name; also the type of the events it outputs.
+    pub name: String,
+    /// Input.
+    pub source: Source,
+    /// `.where(expr)`: over input event fields and variables.
+    pub filter: Option<Expr>,
+    /// `.partition_by(field)`.
+    pub partition_by: Option<String>,
+    /// `.watermark(out_of_order: d)` in milliseconds.
+    pub watermark_out_of_order_ms: Option<i64>,
+    /// `.allowed_lateness(d)` in milliseconds.
+    pub allowed_lateness_ms: Option<i64>,
+    /// `.window(...)`; `Some` exactly when `aggregates` is not empty.
+    pub window: Option<WindowPlan>,
+    /// `.aggregate(...)` items, in order.
+    pub aggregates: Vec<AggregatePlan>,
+    /// `.having(expr)`: over aggregate aliases, the partition key and variables.
+    pub having: Option<Expr>,
+    /// `.emit(...)`: the output projection. After `.aggregate` it reads aliases, the partition
+    /// key and variables; without a window it reads input fields and variables.
+    pub emit: Option<Vec<EmitField>>,
+    /// Span of the name.
+    pub span: Span,
+}
+
+impl StreamPlan {
+    /// Names of the output event's fields when they are known without looking at the input:
+    /// the `.emit` names, or (after `.aggregate` without `.emit`) the partition key followed
+    /// by every alias. `None` for a pass-through stream (its events keep their fields).
+    #[must_use]
+    pub fn output_fields(&self) -> Option<Vec<String>> {
+        if let Some(emit) = &self.emit {
+            return Some(emit.iter().map(|e| e.name.clone()).collect());
+        }
+        if self.aggregates.is_empty() {
+            return None;
+        }
+        let mut out: Vec<String> = self.partition_by.iter().cloned().collect();
+        for a in &self.aggregates {
+            if !out.contains(&a.alias) {
+                out.push(a.alias.clone());
+            }
+        }
+        Some(out)
+    }
+
+    /// Applies `.where` to an input event with the given variables.
+    #[must_use]
+    pub fn accepts(
+        &self,
+        event: &varpulis_core::Event,
+        variables: &BTreeMap<String, Value>,
+    ) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|f| f.matches(&Scope::empty().with_event(event).with_variables(variables)))
+    }
+}
