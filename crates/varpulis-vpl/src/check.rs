@@ -208,7 +208,9 @@ impl Checker<'_> {
                     let got = self.infer(&mut init, &Names::Const);
                     let ty = match (ty, got) {
                         (Some((t, _)), got) => {
-                            self.check_assignable(*t, got, &init, &name.text);
+                            if !self.check_assignable(*t, got, &init, &name.text) {
+                                continue;
+                            }
                             *t
                         }
                         (None, Ty::Known(t)) => t,
@@ -279,7 +281,9 @@ impl Checker<'_> {
                         .help = Some(format!("declare it with var at {at} to make it assignable"));
                         continue;
                     }
-                    self.check_assignable(info.ty, got, &expr, &name.text);
+                    if !self.check_assignable(info.ty, got, &expr, &name.text) {
+                        continue;
+                    }
                     let value = self.constant(&expr, info.ty, &values, &name.text);
                     values.insert(name.text.clone(), value.clone());
                     assigns.push(Assignment {
@@ -295,7 +299,7 @@ impl Checker<'_> {
         (decls, assigns)
     }
 
-    fn check_assignable(&mut self, ty: Type, got: Ty, expr: &Expr, name: &str) {
+    fn check_assignable(&mut self, ty: Type, got: Ty, expr: &Expr, name: &str) -> bool {
         let ok = match got {
             Ty::Null | Ty::Any => true,
             Ty::Known(u) => {
@@ -315,6 +319,7 @@ impl Checker<'_> {
             d.expected = Some(format!("a {ty} value"));
             d.found = Some(got.describe().to_owned());
         }
+        ok
     }
 
     fn constant(
@@ -953,6 +958,14 @@ impl Checker<'_> {
         for op in &ok_ops {
             match &op.kind {
                 OpKind::Having(e) => {
+                    if agg_op.is_none() {
+                        self.err(
+                            op.name.span,
+                            ".having filters aggregated rows and needs an .aggregate(...) before it",
+                        )
+                        .help = Some("use .where to filter input events".into());
+                        continue;
+                    }
                     let mut e = e.clone();
                     let names = Names::Row {
                         columns: &columns,
@@ -961,13 +974,6 @@ impl Checker<'_> {
                     };
                     let t = self.infer(&mut e, &names);
                     self.condition(".having", t, &e);
-                    if agg_op.is_none() {
-                        self.err(
-                            op.name.span,
-                            ".having filters aggregated rows and needs an .aggregate(...) before it",
-                        )
-                        .help = Some("use .where to filter input events".into());
-                    }
                     plan.having = Some(e);
                 }
                 OpKind::Emit(items) => {
@@ -1056,13 +1062,24 @@ impl Checker<'_> {
     }
 
     fn condition(&mut self, clause: &str, t: Ty, e: &Expr) {
-        if !t.is_bool_like() {
+        // Arithmetic never yields a bool, even over fields of unknown type.
+        let arithmetic = match &e.kind {
+            ExprKind::Binary { op, .. } => op.is_arithmetic(),
+            ExprKind::Unary { op, .. } => *op == UnaryOp::Neg,
+            _ => false,
+        };
+        let (bad, desc) = if arithmetic && t == Ty::Any {
+            (true, "arithmetic")
+        } else {
+            (!t.is_bool_like(), t.describe())
+        };
+        if bad {
             let found = self.found(e.span);
             let d = self.err(
                 e.span,
                 format!(
                     "{clause} needs a bool condition, found {} expression {found:?}",
-                    t.describe()
+                    desc
                 ),
             );
             d.expected = Some("a bool condition".into());
