@@ -10,7 +10,8 @@ use crate::diagnostic::Span;
 
 /// An expression with the byte span it was parsed from.
 ///
-/// Equality compares spans too; compare [`Expr::to_string`] to compare meaning.
+/// Equality compares spans too; compare the `Display` forms (`expr.to_string()`) to compare
+/// meaning.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expr {
     /// What the expression is.

@@ -4,6 +4,7 @@ mod diagnostics;
 mod eval;
 mod evt;
 mod plans;
+mod robustness;
 
 use varpulis_vpl::{Diagnostic, Program, parse_program};
 
