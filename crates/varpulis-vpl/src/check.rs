@@ -715,7 +715,7 @@ impl Checker<'_> {
         // Check each stream, upstream first, so downstream sees upstream output schemas.
         let mut schemas: HashMap<String, Option<Schema>> = HashMap::new();
         let mut watermarks: HashMap<String, (i64, Span)> = HashMap::new();
-        let mut plans: Vec<(usize, StreamPlan)> = Vec::new();
+        let mut plans: Vec<StreamPlan> = Vec::new();
         for &i in &order {
             let d = &defs[i];
             let Some(source) = sources[i].clone() else {
@@ -743,9 +743,9 @@ impl Checker<'_> {
                 &mut watermarks,
             );
             schemas.insert(d.name.text.clone(), out);
-            plans.push((order.iter().position(|&o| o == i).unwrap_or(i), plan));
+            plans.push(plan);
         }
-        plans.into_iter().map(|(_, p)| p).collect()
+        plans
     }
 
     #[allow(clippy::too_many_lines)]
@@ -910,6 +910,16 @@ impl Checker<'_> {
                 }
                 _ => {}
             }
+        }
+        if let Some(op) = ok_ops
+            .iter()
+            .find(|o| matches!(o.kind, OpKind::PartitionBy(_)))
+            && plan.window.is_none()
+        {
+            self.err(
+                op.name.span,
+                ".partition_by needs a .window(...): partitions only group windowed aggregates",
+            );
         }
         if let Some(op) = ok_ops
             .iter()

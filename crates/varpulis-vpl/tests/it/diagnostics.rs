@@ -324,6 +324,12 @@ const CASES: &[(&str, u32, u32, &str)] = &[
         ".allowed_lateness needs a time window, but this stream has a count window",
     ),
     (
+        "stream S = A .partition_by(zone) .where(x > 1)",
+        1,
+        15,
+        ".partition_by needs a .window(...): partitions only group windowed aggregates",
+    ),
+    (
         "stream S = A .where(x > 1) .where(x < 5)",
         1,
         29,
