@@ -97,6 +97,26 @@ impl ReadError {
 /// its 1-based column.
 pub type EvtLineParser = fn(&str, EventTime) -> Result<Option<Event>, (u64, String)>;
 
+/// The `.evt` line parser of the VPL crate, as an [`EvtLineParser`]: install it with
+/// [`EventFileReader::with_evt_parser`].
+///
+/// # Errors
+/// `(column, message)` with what was expected (and a hint, if the parser has one).
+pub fn parse_evt(line: &str, previous_ms: EventTime) -> Result<Option<Event>, (u64, String)> {
+    match varpulis_vpl::parse_evt_line(line) {
+        Ok(parsed) => Ok(parsed.to_event(previous_ms)),
+        Err(d) => {
+            let mut message = d.message;
+            if let Some(help) = d.help {
+                message.push_str(" (help: ");
+                message.push_str(&help);
+                message.push(')');
+            }
+            Err((u64::from(d.column), message))
+        }
+    }
+}
+
 /// Reads events from one file, line by line.
 pub struct EventFileReader {
     path: PathBuf,

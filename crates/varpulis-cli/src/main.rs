@@ -1,0 +1,333 @@
+//! `varpulis`: runs VPL pipelines over event files, exactly once across crashes.
+//!
+//! - `varpulis run PROGRAM.vpl --events FILE [--output FILE] [--state-dir DIR] ...` runs a
+//!   program; with a state directory it checkpoints and resumes after a crash or a stop.
+//! - `varpulis check PROGRAM.vpl` parses and checks a program.
+//! - `varpulis checkpoint list|inspect --state-dir DIR` shows the checkpoints in a store.
+//!
+//! Commands, flags and the exactly-once contract are documented in `docs/cli.md`. Features:
+//! `encryption` (default: `--encrypt`), `persistence` (`--store rocksdb`).
+
+mod inspect;
+mod store;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use varpulis_engine::clock::SystemClock;
+use varpulis_engine::runner::DEFAULT_CHECKPOINT_EVERY;
+use varpulis_engine::{
+    CheckpointEvery, CheckpointTaken, Engine, RecoveryInfo, RunConfig, RunObserver, SourcePosition,
+};
+
+use crate::store::StoreArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "varpulis",
+    version,
+    about = "Run VPL pipelines over event files, exactly once across crashes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a VPL program over an event file; outputs are JSON lines.
+    Run(RunArgs),
+    /// Parse and check a VPL program.
+    Check {
+        /// The program (.vpl).
+        program: PathBuf,
+    },
+    /// Inspect the checkpoints in a state directory.
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The program (.vpl).
+    program: PathBuf,
+    /// The input event file (.evt or .jsonl).
+    #[arg(long, value_name = "FILE")]
+    events: PathBuf,
+    /// Write outputs to FILE (exactly once across restarts) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Checkpoint every N input events (`500`) or every DURATION (`10s`). Default with a
+    /// state directory: 10000 events.
+    #[arg(long, value_name = "N|DURATION", value_parser = parse_every)]
+    checkpoint_every: Option<CheckpointEvery>,
+    /// Checkpoints kept in the store (older ones are pruned).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    keep_checkpoints: usize,
+    /// At end of input, emit every window still open (by default they stay in state and
+    /// continue with the next run).
+    #[arg(long)]
+    flush_at_end: bool,
+    /// Do not show a progress bar, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckpointCommand {
+    /// List checkpoints: ids, times, sizes, and which are invalid and why.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show one checkpoint in detail (the newest valid one by default): offsets, counters,
+    /// watermarks and per-stream window state; then every invalid checkpoint and why.
+    Inspect {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The checkpoint to show.
+        #[arg(long)]
+        id: Option<u64>,
+    },
+}
+
+fn parse_every(s: &str) -> Result<CheckpointEvery, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check { program } => check(&program),
+        Command::Run(args) => runtime()?.block_on(run(args)),
+        Command::Checkpoint { command } => runtime()?.block_on(async {
+            let (store, text) = match command {
+                CheckpointCommand::List { store } => {
+                    let s = open_for_inspection(&store).await?;
+                    (store, inspect::list(s).await?)
+                }
+                CheckpointCommand::Inspect { store, id } => {
+                    let s = open_for_inspection(&store).await?;
+                    (store, inspect::inspect(s, id).await?)
+                }
+            };
+            drop(store);
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }),
+    }
+}
+
+async fn open_for_inspection(args: &StoreArgs) -> Result<Arc<dyn varpulis_store::StateStore>> {
+    let Some(dir) = &args.state_dir else {
+        bail!("checkpoint commands need --state-dir DIR");
+    };
+    if !dir.is_dir() {
+        bail!("state directory {} does not exist", dir.display());
+    }
+    args.open()
+        .await?
+        .context("checkpoint commands need a persistent store (--store file or rocksdb)")
+}
+
+fn load_program(path: &Path) -> Result<Result<varpulis_vpl::Program, String>> {
+    let source = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read program {}", path.display()))?;
+    Ok(varpulis_vpl::parse_program(&source)
+        .map_err(|d| d.render(&source, &path.display().to_string())))
+}
+
+fn check(path: &Path) -> Result<ExitCode> {
+    match load_program(path)? {
+        Ok(program) => {
+            let names: Vec<&str> = program.streams.iter().map(|s| s.name.as_str()).collect();
+            println!(
+                "{}: ok: {} stream(s) [{}], {} variable(s), {} event declaration(s)",
+                path.display(),
+                names.len(),
+                names.join(", "),
+                program.variables.len(),
+                program.events.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(rendered) => {
+            eprint!("{rendered}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Prints recovery and checkpoint news on stderr, and a progress bar on a terminal.
+struct Observer {
+    bar: Option<ProgressBar>,
+    show_bar: bool,
+}
+
+impl RunObserver for Observer {
+    fn recovered(&mut self, info: &RecoveryInfo) {
+        let target = info.resumed_from.map_or_else(
+            || "no valid checkpoint left; starting from the beginning".to_owned(),
+            |id| format!("resuming from checkpoint {id}"),
+        );
+        for s in &info.skipped {
+            eprintln!(
+                "warning: skipped checkpoint {} ({}: {}); {target}",
+                s.id, s.key, s.reason
+            );
+        }
+        if let Some(id) = info.resumed_from {
+            match (&info.input_resumed_at, &info.previous_input) {
+                (Some(p), _) => eprintln!(
+                    "varpulis: resumed from checkpoint {id}: input continues after line {} (byte {})",
+                    p.line, p.offset
+                ),
+                (None, Some(prev)) => eprintln!(
+                    "varpulis: resumed state from checkpoint {id} (taken on {prev}); this input starts at its beginning"
+                ),
+                (None, None) => {
+                    eprintln!("varpulis: resumed from checkpoint {id}");
+                }
+            }
+        }
+    }
+
+    fn progress(&mut self, position: SourcePosition, file_len: u64) {
+        if !self.show_bar {
+            return;
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::new(file_len);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        bar.set_position(position.offset);
+        bar.set_message(format!("line {}", position.line));
+    }
+
+    fn checkpointed(&mut self, taken: &CheckpointTaken) {
+        tracing::info!(
+            id = taken.id,
+            took_ms = taken.took.as_millis() as u64,
+            events = taken.events_processed,
+            "checkpoint"
+        );
+    }
+}
+
+async fn run(args: RunArgs) -> Result<ExitCode> {
+    let program = match load_program(&args.program)? {
+        Ok(p) => p,
+        Err(rendered) => {
+            eprint!("{rendered}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut engine = Engine::new(program).context("cannot compile the program")?;
+    let store = args.store.open().await?;
+    if store.is_none() && args.checkpoint_every.is_some() {
+        eprintln!("warning: --checkpoint-every without --state-dir: nothing is checkpointed");
+    }
+    let config = RunConfig {
+        events: args.events.clone(),
+        output: args.output.clone(),
+        checkpoint_every: args.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY),
+        flush_at_end: args.flush_at_end,
+        max_checkpoints: args.keep_checkpoints.max(1),
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&shutdown);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    let file_len = std::fs::metadata(&args.events).map_or(0, |m| m.len());
+    let mut observer = Observer {
+        bar: None,
+        show_bar: !args.no_progress && std::io::stderr().is_terminal() && file_len >= 1 << 20,
+    };
+    let result = varpulis_engine::run(
+        &mut engine,
+        &config,
+        store,
+        &shutdown,
+        &SystemClock,
+        &mut observer,
+    )
+    .await;
+    if let Some(bar) = observer.bar.take() {
+        bar.finish_and_clear();
+    }
+    let report = result?;
+    tracing::info!(
+        events_read = report.events_read,
+        outputs = report.outputs_written,
+        checkpoints = report.checkpoints,
+        late = report.late_events_dropped,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "run finished"
+    );
+    if report.interrupted {
+        eprintln!(
+            "varpulis: stopped by signal after {} event(s); state checkpointed, run again to continue",
+            report.events_read
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

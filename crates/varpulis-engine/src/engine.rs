@@ -1,0 +1,498 @@
+//! The engine: a compiled VPL program, its operators, watermarks, variables and counters.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use varpulis_checkpoint::EngineCheckpoint;
+use varpulis_checkpoint::state::ENGINE_CHECKPOINT_VERSION;
+use varpulis_core::{Event, EventTime, Value};
+use varpulis_vpl::{AggFunc, Program, Scope, Source, StreamPlan, WindowPlan};
+use varpulis_windows::{
+    AggFn, Aggregate, Outcome, WatermarkTracker, WindowError, WindowOperator, WindowResult,
+    WindowSpec,
+};
+
+/// The name of the engine's context in a [`Checkpoint`](varpulis_checkpoint::Checkpoint).
+pub const CONTEXT: &str = "main";
+
+/// Errors of building or restoring an [`Engine`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// A stream's window could not be built or its state restored.
+    #[error("stream {stream}")]
+    Window {
+        /// The stream.
+        stream: String,
+        /// What the window operator said.
+        #[source]
+        source: WindowError,
+    },
+    /// The checkpoint holds window state for a stream the program does not define.
+    #[error(
+        "the checkpoint holds window state for stream {stream}, which the program does not \
+         define; use the program the checkpoint was taken with, or start from an empty state \
+         directory"
+    )]
+    UnknownStream {
+        /// The stream named by the checkpoint.
+        stream: String,
+    },
+    /// The checkpoint was written by a newer engine.
+    #[error(
+        "engine checkpoint version {found} is newer than this release reads ({ENGINE_CHECKPOINT_VERSION})"
+    )]
+    UnsupportedVersion {
+        /// Version found.
+        found: u32,
+    },
+}
+
+/// A VPL expression as a window aggregate input: evaluated against the event and the program
+/// variables.
+#[derive(Debug)]
+struct VplExpr {
+    expr: varpulis_vpl::Expr,
+    variables: Arc<BTreeMap<String, Value>>,
+}
+
+impl varpulis_windows::Expr for VplExpr {
+    fn eval(&self, event: &Event) -> Value {
+        self.expr.eval(
+            &Scope::empty()
+                .with_event(event)
+                .with_variables(&self.variables),
+        )
+    }
+    fn signature(&self) -> String {
+        self.expr.to_string()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Events of this type from the input (index into `Engine::source_types`).
+    Event,
+    /// Outputs of the stream at this index (an earlier one: streams are in dependency order).
+    Stream(usize),
+}
+
+#[derive(Debug)]
+struct CompiledStream {
+    plan: StreamPlan,
+    input: Input,
+    window: Option<WindowOperator>,
+    /// How far behind the effective watermark this stream's operator watermark is: the
+    /// allowed lateness of every windowed stream upstream, so that an upstream window emitted
+    /// late is never late here.
+    watermark_lag_ms: i64,
+}
+
+fn agg_fn(f: AggFunc) -> AggFn {
+    match f {
+        AggFunc::Count => AggFn::Count,
+        AggFunc::Sum => AggFn::Sum,
+        AggFunc::Avg => AggFn::Avg,
+        AggFunc::Min => AggFn::Min,
+        AggFunc::Max => AggFn::Max,
+        AggFunc::First => AggFn::First,
+        AggFunc::Last => AggFn::Last,
+        AggFunc::StdDev => AggFn::StdDev,
+        AggFunc::CountDistinct => AggFn::CountDistinct,
+    }
+}
+
+fn window_operator(
+    plan: &StreamPlan,
+    window: WindowPlan,
+    variables: &Arc<BTreeMap<String, Value>>,
+) -> Result<WindowOperator, EngineError> {
+    let name = plan.name.as_str();
+    let mut spec = match window {
+        WindowPlan::Tumbling { size_ms } => WindowSpec::tumbling(name, size_ms),
+        WindowPlan::Sliding { size_ms, slide_ms } => WindowSpec::sliding(name, size_ms, slide_ms),
+        WindowPlan::Session { gap_ms } => WindowSpec::session(name, gap_ms),
+        WindowPlan::Count { n } => WindowSpec::count(name, n),
+    };
+    if let Some(field) = &plan.partition_by {
+        spec = spec.partition_by(field.as_str());
+    }
+    if let Some(lateness) = plan.allowed_lateness_ms {
+        spec = spec.allowed_lateness(lateness);
+    }
+    for agg in &plan.aggregates {
+        let a = match &agg.arg {
+            None => Aggregate::count(agg.alias.as_str()),
+            Some(arg) => Aggregate::new(
+                agg.alias.as_str(),
+                agg_fn(agg.func),
+                VplExpr {
+                    expr: arg.clone(),
+                    variables: Arc::clone(variables),
+                },
+            ),
+        };
+        spec = spec.aggregate(a);
+    }
+    WindowOperator::new(spec).map_err(|source| EngineError::Window {
+        stream: plan.name.clone(),
+        source,
+    })
+}
+
+/// Runs a compiled VPL [`Program`] over events, one at a time.
+///
+/// Per input event: the watermark tracker observes it (when some stream reads its type), then
+/// every stream, in dependency order, takes the events meant for it (input events of its
+/// source type, or what its source stream produced for this event), filters them, feeds its
+/// window (or projects them, without a window), and advances its window to the effective
+/// watermark. Outputs come back in that order, which is deterministic: the same events after
+/// the same state always give the same outputs, which is what makes a resumed run
+/// byte-identical to an uninterrupted one.
+#[derive(Debug)]
+pub struct Engine {
+    program: Program,
+    variables: Arc<BTreeMap<String, Value>>,
+    streams: Vec<CompiledStream>,
+    source_types: Vec<String>,
+    watermarks: WatermarkTracker,
+    events_processed: u64,
+    output_events_emitted: u64,
+    produced: Vec<Vec<Event>>,
+    results: Vec<WindowResult>,
+}
+
+impl Engine {
+    /// Compiles `program`.
+    ///
+    /// # Errors
+    /// [`EngineError::Window`] if a window definition is impossible (the VPL checker rejects
+    /// those already, so this means a program built by hand).
+    pub fn new(program: Program) -> Result<Self, EngineError> {
+        let variables = Arc::new(program.initial_variables());
+        let mut watermarks = WatermarkTracker::new();
+        let mut bounds: BTreeMap<&str, i64> = BTreeMap::new();
+        for s in &program.streams {
+            if let (Source::Event(t), Some(ooo)) = (&s.source, s.watermark_out_of_order_ms) {
+                let b = bounds.entry(t.as_str()).or_insert(0);
+                *b = (*b).max(ooo);
+            }
+        }
+        for (source, bound) in bounds {
+            watermarks.declare_source(source, bound);
+        }
+        let source_types = program
+            .source_event_types()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut engine = Self {
+            streams: Vec::new(),
+            variables,
+            source_types,
+            watermarks,
+            events_processed: 0,
+            output_events_emitted: 0,
+            produced: Vec::new(),
+            results: Vec::new(),
+            program,
+        };
+        engine.compile()?;
+        Ok(engine)
+    }
+
+    fn compile(&mut self) -> Result<(), EngineError> {
+        let mut streams: Vec<CompiledStream> = Vec::with_capacity(self.program.streams.len());
+        for plan in &self.program.streams {
+            let (input, lag) = match &plan.source {
+                Source::Event(_) => (Input::Event, 0),
+                Source::Stream(name) => {
+                    let idx = streams
+                        .iter()
+                        .position(|s| s.plan.name == *name)
+                        .expect("streams are in dependency order");
+                    let up = &streams[idx];
+                    let up_lateness = if up.window.is_some() {
+                        up.plan.allowed_lateness_ms.unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    (Input::Stream(idx), up.watermark_lag_ms + up_lateness)
+                }
+            };
+            let window = match plan.window {
+                Some(w) => Some(window_operator(plan, w, &self.variables)?),
+                None => None,
+            };
+            streams.push(CompiledStream {
+                plan: plan.clone(),
+                input,
+                window,
+                watermark_lag_ms: lag,
+            });
+        }
+        self.produced = vec![Vec::new(); streams.len()];
+        self.streams = streams;
+        Ok(())
+    }
+
+    /// The program.
+    #[must_use]
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Current variable values.
+    #[must_use]
+    pub fn variables(&self) -> &BTreeMap<String, Value> {
+        &self.variables
+    }
+
+    /// Input events processed so far (all runs, when restored from a checkpoint).
+    #[must_use]
+    pub fn events_processed(&self) -> u64 {
+        self.events_processed
+    }
+
+    /// Output events emitted so far (all runs, when restored from a checkpoint).
+    #[must_use]
+    pub fn output_events_emitted(&self) -> u64 {
+        self.output_events_emitted
+    }
+
+    /// Late events dropped by every window, in total.
+    #[must_use]
+    pub fn late_events_dropped(&self) -> u64 {
+        self.streams
+            .iter()
+            .filter_map(|s| s.window.as_ref())
+            .map(WindowOperator::late_events_dropped)
+            .sum()
+    }
+
+    /// The effective watermark.
+    #[must_use]
+    pub fn watermark(&self) -> Option<EventTime> {
+        self.watermarks.effective()
+    }
+
+    /// Approximate bytes of window state held.
+    #[must_use]
+    pub fn approximate_state_bytes(&self) -> usize {
+        self.streams
+            .iter()
+            .filter_map(|s| s.window.as_ref())
+            .map(WindowOperator::approximate_state_bytes)
+            .sum()
+    }
+
+    /// Processes one input event; appends the output events it causes to `out`, upstream
+    /// streams before downstream ones.
+    pub fn process(&mut self, event: &Event, out: &mut Vec<Event>) {
+        self.events_processed += 1;
+        let tracked = self
+            .source_types
+            .iter()
+            .any(|t| t.as_str() == event.event_type());
+        let wm = if tracked {
+            self.watermarks.observe(event)
+        } else {
+            self.watermarks.effective()
+        };
+        let before = out.len();
+        for i in 0..self.streams.len() {
+            let (done, rest) = self.produced.split_at_mut(i);
+            let mine = &mut rest[0];
+            mine.clear();
+            let stream = &mut self.streams[i];
+            match stream.input {
+                Input::Event => {
+                    if stream.plan.source.name() == event.event_type() {
+                        handle(stream, event, &self.variables, &mut self.results, mine);
+                    }
+                }
+                Input::Stream(up) => {
+                    for e in &done[up] {
+                        handle(stream, e, &self.variables, &mut self.results, mine);
+                    }
+                }
+            }
+            if let (Some(wm), Some(op)) = (wm, stream.window.as_mut()) {
+                op.advance_watermark(
+                    wm.saturating_sub(stream.watermark_lag_ms),
+                    &mut self.results,
+                );
+                finish(&stream.plan, &self.variables, &mut self.results, mine);
+            }
+            out.extend(mine.iter().cloned());
+        }
+        self.output_events_emitted += (out.len() - before) as u64;
+    }
+
+    /// Emits every open window (end of input with `--flush-at-end`), upstream streams first;
+    /// a downstream stream takes what its source flushed before flushing itself.
+    pub fn flush(&mut self, out: &mut Vec<Event>) {
+        let before = out.len();
+        for i in 0..self.streams.len() {
+            let (done, rest) = self.produced.split_at_mut(i);
+            let mine = &mut rest[0];
+            mine.clear();
+            let stream = &mut self.streams[i];
+            if let Input::Stream(up) = stream.input {
+                for e in &done[up] {
+                    handle(stream, e, &self.variables, &mut self.results, mine);
+                }
+            }
+            if let Some(op) = stream.window.as_mut() {
+                op.flush(&mut self.results);
+                finish(&stream.plan, &self.variables, &mut self.results, mine);
+            }
+            out.extend(mine.iter().cloned());
+        }
+        self.output_events_emitted += (out.len() - before) as u64;
+    }
+
+    /// The engine's state: every window operator, the watermark tracker, variables and
+    /// counters.
+    #[must_use]
+    pub fn create_checkpoint(&self) -> EngineCheckpoint {
+        EngineCheckpoint {
+            window_states: self
+                .streams
+                .iter()
+                .filter_map(|s| Some((s.plan.name.clone(), s.window.as_ref()?.snapshot())))
+                .collect(),
+            variables: (*self.variables).clone(),
+            watermark_state: Some(self.watermarks.snapshot()),
+            events_processed: self.events_processed,
+            output_events_emitted: self.output_events_emitted,
+            ..EngineCheckpoint::default()
+        }
+    }
+
+    /// Replaces the engine's state with a checkpoint's.
+    ///
+    /// Variables declared `var` take their checkpointed values (they are state); `let`
+    /// constants keep the program's. A stream the checkpoint does not mention starts empty.
+    ///
+    /// # Errors
+    /// [`EngineError::UnsupportedVersion`], [`EngineError::UnknownStream`], or
+    /// [`EngineError::Window`] when a window's state was taken under another definition. On
+    /// error the engine may be partly restored: build a new one.
+    pub fn restore_checkpoint(&mut self, cp: &EngineCheckpoint) -> Result<(), EngineError> {
+        if cp.version > ENGINE_CHECKPOINT_VERSION {
+            return Err(EngineError::UnsupportedVersion { found: cp.version });
+        }
+        if let Some(name) = cp.window_states.keys().find(|n| {
+            !self
+                .streams
+                .iter()
+                .any(|s| s.window.is_some() && s.plan.name == **n)
+        }) {
+            return Err(EngineError::UnknownStream {
+                stream: name.clone(),
+            });
+        }
+        let mut variables = self.program.initial_variables();
+        for (name, value) in &cp.variables {
+            if self.program.variable(name).is_some_and(|v| v.mutable) {
+                variables.insert(name.clone(), value.clone());
+            }
+        }
+        self.variables = Arc::new(variables);
+        self.compile()?;
+        for stream in &mut self.streams {
+            if let (Some(op), Some(state)) = (
+                stream.window.as_mut(),
+                cp.window_states.get(&stream.plan.name),
+            ) {
+                op.restore(state).map_err(|source| EngineError::Window {
+                    stream: stream.plan.name.clone(),
+                    source,
+                })?;
+            }
+        }
+        if let Some(wm) = &cp.watermark_state {
+            self.watermarks.restore(wm);
+        }
+        self.events_processed = cp.events_processed;
+        self.output_events_emitted = cp.output_events_emitted;
+        Ok(())
+    }
+}
+
+/// Takes one event into `stream`: filter, then window or projection.
+fn handle(
+    stream: &mut CompiledStream,
+    event: &Event,
+    variables: &BTreeMap<String, Value>,
+    results: &mut Vec<WindowResult>,
+    out: &mut Vec<Event>,
+) {
+    if !stream.plan.accepts(event, variables) {
+        return;
+    }
+    match stream.window.as_mut() {
+        Some(op) => {
+            if op.process(event, results) == Outcome::Late {
+                tracing::debug!(
+                    stream = %stream.plan.name,
+                    event_time = event.timestamp_ms(),
+                    "late event dropped"
+                );
+            }
+            finish(&stream.plan, variables, results, out);
+        }
+        None => {
+            let mut e = Event::new(stream.plan.name.as_str(), event.timestamp_ms());
+            match &stream.plan.emit {
+                Some(emit) => {
+                    let scope = Scope::empty().with_event(event).with_variables(variables);
+                    for f in emit {
+                        e.set(f.name.as_str(), f.expr.eval(&scope));
+                    }
+                }
+                None => {
+                    for (name, value) in event.fields() {
+                        e.set(name, value.clone());
+                    }
+                }
+            }
+            out.push(e);
+        }
+    }
+}
+
+/// Turns closed windows into output events: `.having`, then `.emit`.
+fn finish(
+    plan: &StreamPlan,
+    variables: &BTreeMap<String, Value>,
+    results: &mut Vec<WindowResult>,
+    out: &mut Vec<Event>,
+) {
+    for r in results.drain(..) {
+        if plan.having.is_none() && plan.emit.is_none() {
+            out.push(r.event);
+            continue;
+        }
+        let row: BTreeMap<String, Value> = r
+            .event
+            .fields()
+            .map(|(n, v)| (n.to_owned(), v.clone()))
+            .collect();
+        let scope = Scope::empty().with_aliases(&row).with_variables(variables);
+        if plan.having.as_ref().is_some_and(|h| !h.matches(&scope)) {
+            continue;
+        }
+        match &plan.emit {
+            None => out.push(r.event),
+            Some(emit) => {
+                let mut e = Event::new(plan.name.as_str(), r.end_ms);
+                for f in emit {
+                    e.set(f.name.as_str(), f.expr.eval(&scope));
+                }
+                out.push(e);
+            }
+        }
+    }
+}

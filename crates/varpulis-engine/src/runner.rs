@@ -1,0 +1,595 @@
+//! The event loop: reader -> engine -> output file -> checkpoints, exactly once for files.
+//!
+//! # The exactly-once contract for files
+//! A checkpoint records how far the input file was consumed (canonical path and byte offset,
+//! plus line and last event time in the metadata) and how long the output file was. Before a
+//! checkpoint is committed, the output is flushed and `fsync`ed, so the recorded length is on
+//! disk. On restart, the newest valid checkpoint is restored, the output is cut back to the
+//! recorded length (an output shorter than recorded is an error: it was changed by someone
+//! else), and the input resumes after the recorded offset. Processing is deterministic, so what
+//! is written after that is byte for byte what the interrupted run wrote (or would have
+//! written) after the checkpoint. A checkpoint that names another input file does not move the
+//! new input: it starts at its beginning (phase 1 file, then phase 2 file, windows continue).
+//!
+//! Without an output file (stdout) outputs after the last checkpoint are written again after a
+//! restart: at least once, not exactly once.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use varpulis_checkpoint::{
+    Checkpoint, CheckpointConfig, CheckpointError, CheckpointManager, SkippedCheckpoint,
+};
+use varpulis_core::{Event, EventTime};
+use varpulis_store::StateStore;
+
+use crate::clock::Clock;
+use crate::engine::{CONTEXT, Engine, EngineError};
+use crate::output::write_json_line;
+use crate::source::{EventFileReader, ReadError, SourcePosition, parse_evt};
+
+/// Checkpoint interval used when a store is given and nothing else is asked for.
+pub const DEFAULT_CHECKPOINT_EVERY: CheckpointEvery = CheckpointEvery::Events(10_000);
+
+/// Metadata keys written into every checkpoint by the runner.
+pub mod meta {
+    /// Canonical path of the input file.
+    pub const INPUT: &str = "input";
+    /// Lines of the input consumed.
+    pub const INPUT_LINE: &str = "input_line";
+    /// Event time of the last input event read (`.evt` lines without `@` inherit it).
+    pub const INPUT_LAST_TIME_MS: &str = "input_last_time_ms";
+    /// Absolute path of the output file, if any.
+    pub const OUTPUT: &str = "output";
+    /// Version of the engine that wrote the checkpoint.
+    pub const ENGINE_VERSION: &str = "engine_version";
+}
+
+/// The `source_offsets` key of an input file.
+#[must_use]
+pub fn input_offset_key(canonical: &Path) -> String {
+    format!("input:{}", canonical.display())
+}
+
+/// The `source_offsets` key of an output file.
+#[must_use]
+pub fn output_offset_key(absolute: &Path) -> String {
+    format!("output:{}", absolute.display())
+}
+
+/// How often to checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointEvery {
+    /// After this many input events.
+    Events(u64),
+    /// After this much wall-clock time (checked between events).
+    Interval(Duration),
+}
+
+impl FromStr for CheckpointEvery {
+    type Err = String;
+    /// `500` (events) or a duration such as `10s`, `500ms`, `1m`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(n) = s.parse::<u64>() {
+            return if n == 0 {
+                Err("the checkpoint interval must be at least 1 event".to_owned())
+            } else {
+                Ok(Self::Events(n))
+            };
+        }
+        match varpulis_core::parse_duration(s) {
+            Ok(d) if !d.is_zero() => Ok(Self::Interval(d)),
+            _ => Err(format!(
+                "expected a number of events (500) or a duration (10s, 500ms, 1m), found {s:?}"
+            )),
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The input event file (`.evt` or `.jsonl`).
+    pub events: PathBuf,
+    /// The output file (JSON lines); `None` writes to stdout.
+    pub output: Option<PathBuf>,
+    /// Checkpoint interval (when a store is given).
+    pub checkpoint_every: CheckpointEvery,
+    /// Emit every open window at end of input.
+    pub flush_at_end: bool,
+    /// Checkpoints kept (at least 1).
+    pub max_checkpoints: usize,
+}
+
+impl RunConfig {
+    /// A run over `events` writing to stdout, with the default interval.
+    pub fn new(events: impl Into<PathBuf>) -> Self {
+        Self {
+            events: events.into(),
+            output: None,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            flush_at_end: false,
+            max_checkpoints: CheckpointConfig::default().max_checkpoints,
+        }
+    }
+}
+
+/// What recovery found at start.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryInfo {
+    /// The checkpoint restored, if any.
+    pub resumed_from: Option<u64>,
+    /// Newer checkpoints that were invalid and skipped, newest first.
+    pub skipped: Vec<SkippedCheckpoint>,
+    /// Where the input resumes (`None`: at its beginning).
+    pub input_resumed_at: Option<SourcePosition>,
+    /// The input file the checkpoint was taken on, when it is not this run's input.
+    pub previous_input: Option<String>,
+    /// Length the output was cut back to (`None`: the output starts empty).
+    pub output_truncated_to: Option<u64>,
+}
+
+/// One checkpoint taken during the run.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointTaken {
+    /// Its id.
+    pub id: u64,
+    /// Time the event loop was stalled by it (output sync + snapshot + commit).
+    pub took: Duration,
+    /// Bytes written to the store.
+    pub bytes_written: u64,
+    /// Input events processed when it was taken.
+    pub events_processed: u64,
+}
+
+/// Callbacks from the event loop (progress bars, logs). Every method has an empty default.
+pub trait RunObserver {
+    /// Called once after recovery, before the first event.
+    fn recovered(&mut self, _info: &RecoveryInfo) {}
+    /// Called every few thousand events with the input position and the file's length.
+    fn progress(&mut self, _position: SourcePosition, _file_len: u64) {}
+    /// Called after each checkpoint.
+    fn checkpointed(&mut self, _taken: &CheckpointTaken) {}
+}
+
+/// An observer that does nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoObserver;
+
+impl RunObserver for NoObserver {}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// Input events read by this run.
+    pub events_read: u64,
+    /// Output events written by this run.
+    pub outputs_written: u64,
+    /// Input events processed, all runs together.
+    pub events_processed: u64,
+    /// Output events emitted, all runs together.
+    pub output_events_emitted: u64,
+    /// Late events dropped, all runs together.
+    pub late_events_dropped: u64,
+    /// Checkpoints taken by this run.
+    pub checkpoints: u64,
+    /// Total time the event loop spent in checkpoints.
+    pub checkpoint_time: Duration,
+    /// Longest single checkpoint.
+    pub max_checkpoint_time: Duration,
+    /// What recovery found.
+    pub recovery: RecoveryInfo,
+    /// The run stopped on a shutdown request (SIGINT/SIGTERM), not at end of input.
+    pub interrupted: bool,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+}
+
+/// Errors of a run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The input could not be read or has a malformed line.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The checkpoint could not be restored into this program.
+    #[error("cannot restore checkpoint {id}")]
+    Restore {
+        /// The checkpoint.
+        id: u64,
+        /// Why.
+        #[source]
+        source: EngineError,
+    },
+    /// The store failed while recovering or checkpointing.
+    #[error("checkpoint store")]
+    Checkpoint(#[from] CheckpointError),
+    /// The output could not be opened, written or synced.
+    #[error("output {}", path.display())]
+    Output {
+        /// The output file (`-` for stdout).
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The output is shorter than the checkpoint recorded: it was truncated or replaced since.
+    #[error(
+        "output {} has {len} bytes but checkpoint {id} recorded {recorded}: it was truncated or \
+         replaced since; restore it, or start over with an empty state directory",
+        path.display()
+    )]
+    OutputShorter {
+        /// The output file.
+        path: PathBuf,
+        /// Its length now.
+        len: u64,
+        /// The length the checkpoint recorded.
+        recorded: u64,
+        /// The checkpoint.
+        id: u64,
+    },
+    /// The input file cannot be found.
+    #[error("input {}", path.display())]
+    Input {
+        /// The input file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+enum Sink {
+    File {
+        w: BufWriter<File>,
+        path: PathBuf,
+        key: String,
+    },
+    Stdout(BufWriter<io::Stdout>),
+}
+
+impl Sink {
+    fn path(&self) -> PathBuf {
+        match self {
+            Self::File { path, .. } => path.clone(),
+            Self::Stdout(_) => PathBuf::from("-"),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Self::File { w, .. } => w.write_all(bytes),
+            Self::Stdout(w) => w.write_all(bytes),
+        }
+    }
+
+    /// Flushes, and for a file makes the bytes durable.
+    fn sync(&mut self) -> io::Result<()> {
+        match self {
+            Self::File { w, .. } => {
+                w.flush()?;
+                w.get_ref().sync_data()
+            }
+            Self::Stdout(w) => w.flush(),
+        }
+    }
+}
+
+fn absolute_output(path: &Path) -> io::Result<PathBuf> {
+    if path.exists() {
+        return std::fs::canonicalize(path);
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+    Ok(std::fs::canonicalize(parent)?.join(name))
+}
+
+struct Loop<'a> {
+    engine: &'a mut Engine,
+    manager: Option<CheckpointManager<Arc<dyn StateStore>>>,
+    clock: &'a dyn Clock,
+    sink: Sink,
+    output_len: u64,
+    input_key: String,
+    input_path: String,
+    report: RunReport,
+    line: Vec<u8>,
+}
+
+impl Loop<'_> {
+    fn write_outputs(&mut self, outputs: &mut Vec<Event>) -> Result<(), RunError> {
+        for e in outputs.drain(..) {
+            self.line.clear();
+            write_json_line(&mut self.line, &e).expect("writing to a Vec cannot fail");
+            self.sink
+                .write(&self.line)
+                .map_err(|source| RunError::Output {
+                    path: self.sink.path(),
+                    source,
+                })?;
+            self.output_len += self.line.len() as u64;
+            self.report.outputs_written += 1;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(
+        &mut self,
+        position: SourcePosition,
+        observer: &mut dyn RunObserver,
+    ) -> Result<(), RunError> {
+        let Some(manager) = &self.manager else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        // The output must be on disk up to the recorded length before the checkpoint commits.
+        self.sink.sync().map_err(|source| RunError::Output {
+            path: self.sink.path(),
+            source,
+        })?;
+        let mut cp = Checkpoint::new(self.clock.now_ms())
+            .with_context(CONTEXT, self.engine.create_checkpoint());
+        cp.source_offsets
+            .insert(self.input_key.clone(), position.offset);
+        cp.metadata
+            .insert(meta::INPUT.to_owned(), self.input_path.clone());
+        cp.metadata
+            .insert(meta::INPUT_LINE.to_owned(), position.line.to_string());
+        cp.metadata.insert(
+            meta::INPUT_LAST_TIME_MS.to_owned(),
+            position.last_time_ms.to_string(),
+        );
+        cp.metadata.insert(
+            meta::ENGINE_VERSION.to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        );
+        if let Sink::File { path, key, .. } = &self.sink {
+            cp.source_offsets.insert(key.clone(), self.output_len);
+            cp.metadata
+                .insert(meta::OUTPUT.to_owned(), path.display().to_string());
+        }
+        let commit = manager.checkpoint(cp).await?;
+        let took = started.elapsed();
+        self.report.checkpoints += 1;
+        self.report.checkpoint_time += took;
+        self.report.max_checkpoint_time = self.report.max_checkpoint_time.max(took);
+        let taken = CheckpointTaken {
+            id: commit.id,
+            took,
+            bytes_written: commit.bytes_written(),
+            events_processed: self.engine.events_processed(),
+        };
+        tracing::debug!(
+            id = taken.id,
+            took_us = took.as_micros() as u64,
+            bytes = taken.bytes_written,
+            events = taken.events_processed,
+            "checkpoint committed"
+        );
+        observer.checkpointed(&taken);
+        Ok(())
+    }
+}
+
+fn parse_meta<T: FromStr>(cp: &Checkpoint, key: &str) -> Option<T> {
+    cp.metadata.get(key).and_then(|v| v.parse().ok())
+}
+
+/// Runs `engine` over `config.events`.
+///
+/// With a `store`, the newest valid checkpoint is restored first (invalid newer ones are
+/// skipped and reported through [`RunObserver::recovered`]), checkpoints are taken every
+/// `config.checkpoint_every`, and a final one at end of input or when `shutdown` becomes true
+/// (the loop checks it between events). See the module docs for the exactly-once contract.
+///
+/// # Errors
+/// [`RunError`]: a malformed input line (everything before it is processed, written and, with
+/// a store, checkpointed), an output or store failure, or a checkpoint that does not fit the
+/// program.
+pub async fn run(
+    engine: &mut Engine,
+    config: &RunConfig,
+    store: Option<Arc<dyn StateStore>>,
+    shutdown: &AtomicBool,
+    clock: &dyn Clock,
+    observer: &mut dyn RunObserver,
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let input_canon = std::fs::canonicalize(&config.events).map_err(|source| RunError::Input {
+        path: config.events.clone(),
+        source,
+    })?;
+    let input_key = input_offset_key(&input_canon);
+    let output_abs = match &config.output {
+        Some(p) => Some(absolute_output(p).map_err(|source| RunError::Output {
+            path: p.clone(),
+            source,
+        })?),
+        None => None,
+    };
+
+    let mut info = RecoveryInfo::default();
+    let mut resume: Option<SourcePosition> = None;
+    let mut output_resume: Option<(u64, u64)> = None;
+    let manager = match store {
+        Some(store) => {
+            let cfg = CheckpointConfig {
+                max_checkpoints: config.max_checkpoints.max(1),
+                ..CheckpointConfig::default()
+            };
+            let manager = CheckpointManager::new(store, cfg)?;
+            let recovery = manager.recover().await?;
+            info.skipped = recovery.skipped;
+            if let Some(cp) = recovery.checkpoint {
+                info.resumed_from = Some(cp.id);
+                if let Some(state) = cp.context_states.get(CONTEXT) {
+                    engine
+                        .restore_checkpoint(state)
+                        .map_err(|source| RunError::Restore { id: cp.id, source })?;
+                }
+                if let Some(&offset) = cp.source_offsets.get(&input_key) {
+                    resume = Some(SourcePosition {
+                        offset,
+                        line: parse_meta(&cp, meta::INPUT_LINE).unwrap_or(0),
+                        last_time_ms: parse_meta::<EventTime>(&cp, meta::INPUT_LAST_TIME_MS)
+                            .unwrap_or(0),
+                    });
+                } else {
+                    info.previous_input = cp.metadata.get(meta::INPUT).cloned();
+                    // A new input file continues the event-time clock of `.evt` files.
+                    if let Some(t) = parse_meta::<EventTime>(&cp, meta::INPUT_LAST_TIME_MS) {
+                        resume = Some(SourcePosition {
+                            offset: 0,
+                            line: 0,
+                            last_time_ms: t,
+                        });
+                    }
+                }
+                if let Some(out) = &output_abs
+                    && let Some(&len) = cp.source_offsets.get(&output_offset_key(out))
+                {
+                    output_resume = Some((len, cp.id));
+                }
+            }
+            Some(manager)
+        }
+        None => None,
+    };
+    info.input_resumed_at = resume.filter(|p| p.offset > 0);
+
+    let sink = match (&config.output, &output_abs) {
+        (Some(_), Some(abs)) => {
+            let err = |source| RunError::Output {
+                path: abs.clone(),
+                source,
+            };
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(abs)
+                .map_err(err)?;
+            let keep = match output_resume {
+                Some((recorded, id)) => {
+                    let len = file.metadata().map_err(err)?.len();
+                    if len < recorded {
+                        return Err(RunError::OutputShorter {
+                            path: abs.clone(),
+                            len,
+                            recorded,
+                            id,
+                        });
+                    }
+                    info.output_truncated_to = Some(recorded);
+                    recorded
+                }
+                None => 0,
+            };
+            file.set_len(keep).map_err(err)?;
+            file.seek(SeekFrom::Start(keep)).map_err(err)?;
+            file.sync_data().map_err(err)?;
+            Sink::File {
+                w: BufWriter::with_capacity(1 << 16, file),
+                key: output_offset_key(abs),
+                path: abs.clone(),
+            }
+        }
+        _ => Sink::Stdout(BufWriter::with_capacity(1 << 16, io::stdout())),
+    };
+    let output_len = info.output_truncated_to.unwrap_or(0);
+    observer.recovered(&info);
+
+    let mut reader = EventFileReader::open(&config.events, resume)?.with_evt_parser(parse_evt);
+    let file_len = std::fs::metadata(&config.events).map_or(0, |m| m.len());
+
+    let mut lp = Loop {
+        engine,
+        manager,
+        clock,
+        sink,
+        output_len,
+        input_key,
+        input_path: input_canon.display().to_string(),
+        report: RunReport {
+            recovery: info,
+            ..RunReport::default()
+        },
+        line: Vec::with_capacity(256),
+    };
+
+    let mut outputs: Vec<Event> = Vec::new();
+    let mut since_checkpoint: u64 = 0;
+    let mut last_checkpoint = Instant::now();
+    let mut read_error = None;
+    loop {
+        if shutdown.load(Ordering::Relaxed) {
+            lp.report.interrupted = true;
+            break;
+        }
+        let event = match reader.next_event() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        };
+        lp.engine.process(&event, &mut outputs);
+        lp.write_outputs(&mut outputs)?;
+        lp.report.events_read += 1;
+        since_checkpoint += 1;
+        if lp.report.events_read.is_multiple_of(4096) {
+            observer.progress(reader.position(), file_len);
+        }
+        let due = match config.checkpoint_every {
+            CheckpointEvery::Events(n) => since_checkpoint >= n,
+            CheckpointEvery::Interval(d) => {
+                since_checkpoint.is_multiple_of(64) && last_checkpoint.elapsed() >= d
+            }
+        };
+        if due && lp.manager.is_some() {
+            lp.checkpoint(reader.position(), observer).await?;
+            since_checkpoint = 0;
+            last_checkpoint = Instant::now();
+        }
+    }
+    observer.progress(reader.position(), file_len);
+
+    let end_of_input = !lp.report.interrupted && read_error.is_none();
+    if end_of_input && config.flush_at_end {
+        lp.engine.flush(&mut outputs);
+        lp.write_outputs(&mut outputs)?;
+    }
+    let changed = since_checkpoint > 0
+        || (end_of_input && config.flush_at_end)
+        || lp.report.recovery.resumed_from.is_none()
+        || lp.report.recovery.previous_input.is_some();
+    if changed {
+        lp.checkpoint(reader.position(), observer).await?;
+    }
+    lp.sink.sync().map_err(|source| RunError::Output {
+        path: lp.sink.path(),
+        source,
+    })?;
+    if let Some(e) = read_error {
+        return Err(e.into());
+    }
+    let mut report = lp.report;
+    report.events_processed = lp.engine.events_processed();
+    report.output_events_emitted = lp.engine.output_events_emitted();
+    report.late_events_dropped = lp.engine.late_events_dropped();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
