@@ -1,0 +1,191 @@
+//! Kill -9 at seeded random moments, restart with the same arguments, repeat: the final output
+//! is byte-identical to an uninterrupted run (no event lost, none duplicated), on every store.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::{ok, varpulis, write};
+
+const EVENTS: usize = 100_000;
+const KILLS: usize = 20;
+
+/// Tumbling, session and count windows, partitioned, with a chained stream.
+const PROGRAM: &str = "\
+event SensorReading: zone: str, temperature: float
+var hot: float = 20.0
+stream ZoneStats = SensorReading
+    .partition_by(zone)
+    .watermark(out_of_order: 50ms)
+    .window(1s)
+    .aggregate(n: count(), avg_t: avg(temperature), first_t: first(temperature), last_t: last(temperature))
+stream Bursts = SensorReading
+    .partition_by(zone)
+    .window(session: 300ms)
+    .aggregate(n: count(), max_t: max(temperature))
+    .having(n > 3)
+stream HotStreak = ZoneStats
+    .where(avg_t > hot)
+    .window(5)
+    .aggregate(windows: count(), hottest: max(avg_t))
+";
+
+fn generate(path: &Path, seed: u64) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut t: i64 = 1_700_000_000_000;
+    for _ in 0..EVENTS {
+        t += rng.gen_range(0..40);
+        // A little disorder, within the declared out-of-order bound.
+        let ts = t - rng.gen_range(0..30);
+        let zone = rng.gen_range(0..10);
+        let temp = f64::from(rng.gen_range(-1000..4000_i32)) / 100.0;
+        writeln!(
+            f,
+            "{{\"event_type\":\"SensorReading\",\"timestamp\":{ts},\"fields\":{{\"zone\":\"z{zone}\",\"temperature\":{temp:?}}}}}"
+        )
+        .unwrap();
+    }
+    f.flush().unwrap();
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    program: PathBuf,
+    events: PathBuf,
+    expected: Vec<u8>,
+}
+
+fn setup(seed: u64) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let program = write(tmp.path(), "crash.vpl", PROGRAM);
+    let events = tmp.path().join("events.jsonl");
+    generate(&events, seed);
+    let expected = ok(varpulis()
+        .arg("run")
+        .arg(&program)
+        .arg("--events")
+        .arg(&events))
+    .stdout;
+    assert!(
+        expected.iter().filter(|&&b| b == b'\n').count() > 1_000,
+        "the program produces plenty of output"
+    );
+    Setup {
+        _tmp: tmp,
+        program,
+        events,
+        expected,
+    }
+}
+
+fn run_cmd(s: &Setup, dir: &Path, store_args: &[&str], key: Option<&str>) -> Command {
+    let mut cmd = varpulis();
+    cmd.arg("run")
+        .arg(&s.program)
+        .arg("--events")
+        .arg(&s.events)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--checkpoint-every")
+        .arg("300")
+        .arg("--output")
+        .arg(dir.join("out.jsonl"))
+        .args(store_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(key) = key {
+        cmd.env("VARPULIS_ENCRYPTION_KEY", key);
+    }
+    cmd
+}
+
+fn crash_loop(store_args: &[&str], key: Option<&str>, seed: u64) {
+    let s = setup(seed);
+    // Measure one uninterrupted checkpointed run, to spread the kills over the whole run.
+    let probe = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let status = run_cmd(&s, probe.path(), store_args, key).status().unwrap();
+    assert!(status.success());
+    let full_ms = u64::try_from(started.elapsed().as_millis())
+        .unwrap()
+        .max(50);
+    assert_eq!(
+        std::fs::read(probe.path().join("out.jsonl")).unwrap(),
+        s.expected
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    let max_delay = (full_ms / 12).max(20);
+    let mut kills = 0;
+    let mut completed = 0;
+    while kills < KILLS {
+        let mut child = run_cmd(&s, dir.path(), store_args, key).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(2..=max_delay)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL on Unix
+            child.wait().unwrap();
+            kills += 1;
+            continue;
+        }
+        // It reached the end before the kill: the output must be complete. Start over from an
+        // empty state directory so the remaining kills land all over the run again.
+        assert!(child.wait().unwrap().success());
+        assert!(
+            std::fs::read(dir.path().join("out.jsonl")).unwrap() == s.expected,
+            "output differs after {kills} kills"
+        );
+        completed += 1;
+        assert!(completed < 10, "the runs keep finishing before the kill");
+        std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+        std::fs::remove_file(dir.path().join("out.jsonl")).unwrap();
+    }
+    let status = run_cmd(&s, dir.path(), store_args, key).status().unwrap();
+    assert!(status.success());
+    eprintln!(
+        "crash loop {store_args:?}: {kills} kills (delays up to {max_delay} ms of a {full_ms} ms run), \
+         {completed} complete run(s) before the last restart"
+    );
+    let got = std::fs::read(dir.path().join("out.jsonl")).unwrap();
+    assert_eq!(
+        got.len(),
+        s.expected.len(),
+        "output length after {kills} kills"
+    );
+    assert!(got == s.expected, "output differs after {kills} kills");
+
+    let mut inspect = varpulis();
+    inspect
+        .args(["checkpoint", "inspect", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .args(store_args);
+    if let Some(key) = key {
+        inspect.env("VARPULIS_ENCRYPTION_KEY", key);
+    }
+    let text = String::from_utf8(ok(&mut inspect).stdout).unwrap();
+    assert!(
+        text.contains(&format!("events processed: {EVENTS}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn file_store_survives_repeated_kill_9_with_byte_identical_output() {
+    crash_loop(&[], None, 1);
+}
+
+#[test]
+fn encrypted_file_store_survives_repeated_kill_9_with_byte_identical_output() {
+    crash_loop(&["--encrypt"], Some(&"5c".repeat(32)), 2);
+}
+
+#[cfg(feature = "persistence")]
+#[test]
+fn rocksdb_store_survives_repeated_kill_9_with_byte_identical_output() {
+    crash_loop(&["--store", "rocksdb"], None, 3);
+}

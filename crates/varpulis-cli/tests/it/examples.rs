@@ -1,0 +1,85 @@
+//! Every example in `examples/` produces its expected output, on stdout and with --output.
+
+use crate::{examples_dir, ok, varpulis};
+
+const EXAMPLES: [(&str, &str); 4] = [
+    ("zone_stats", "jsonl"),
+    ("sliding_avg", "evt"),
+    ("sessions", "evt"),
+    ("orders_lateness", "jsonl"),
+];
+
+fn expected(name: &str) -> String {
+    std::fs::read_to_string(examples_dir().join(format!("{name}.expected.jsonl")))
+        .expect("expected output exists")
+}
+
+#[test]
+fn every_example_prints_its_expected_output() {
+    for (name, ext) in EXAMPLES {
+        let dir = examples_dir();
+        let out = ok(varpulis()
+            .arg("run")
+            .arg(dir.join(format!("{name}.vpl")))
+            .arg("--events")
+            .arg(dir.join(format!("{name}.{ext}"))));
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            expected(name),
+            "example {name}"
+        );
+    }
+}
+
+#[test]
+fn every_example_writes_its_expected_output_file_and_a_rerun_adds_nothing() {
+    for (name, ext) in EXAMPLES {
+        let tmp = tempfile::tempdir().unwrap();
+        let output = tmp.path().join("out.jsonl");
+        let dir = examples_dir();
+        let mut cmd = varpulis();
+        cmd.arg("run")
+            .arg(dir.join(format!("{name}.vpl")))
+            .arg("--events")
+            .arg(dir.join(format!("{name}.{ext}")))
+            .arg("--output")
+            .arg(&output)
+            .arg("--state-dir")
+            .arg(tmp.path().join("state"));
+        let first = ok(&mut cmd);
+        assert!(first.stdout.is_empty(), "outputs go to the file");
+        assert_eq!(std::fs::read_to_string(&output).unwrap(), expected(name));
+        // The final checkpoint recorded the end of the input: the same command again is a no-op.
+        ok(&mut cmd);
+        assert_eq!(std::fs::read_to_string(&output).unwrap(), expected(name));
+    }
+}
+
+#[test]
+fn every_example_checks() {
+    for (name, _) in EXAMPLES {
+        let out = ok(varpulis()
+            .arg("check")
+            .arg(examples_dir().join(format!("{name}.vpl"))));
+        assert!(String::from_utf8(out.stdout).unwrap().contains(": ok:"));
+    }
+}
+
+#[test]
+fn flush_at_end_emits_the_windows_still_open() {
+    let dir = examples_dir();
+    let out = ok(varpulis()
+        .arg("run")
+        .arg(dir.join("sessions.vpl"))
+        .arg("--events")
+        .arg(dir.join("sessions.evt"))
+        .arg("--flush-at-end"));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let extra = text
+        .strip_prefix(&expected("sessions"))
+        .expect("same prefix");
+    assert_eq!(
+        extra,
+        "{\"event_type\":\"Sessions\",\"timestamp\":35000,\"fields\":{\"user\":\"carol\",\"clicks\":1,\"pages\":1,\"first_page\":\"home\",\"last_page\":\"home\"}}\n"
+    );
+}
