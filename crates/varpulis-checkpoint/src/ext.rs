@@ -56,9 +56,7 @@ pub trait CheckpointStore: StateStore {
             .await?
             .last()
             .map_or(1, |id| id + 1);
-        let mut checkpoint = checkpoint.clone();
-        checkpoint.id = next;
-        protocol::commit(self, &layout, &checkpoint).await
+        protocol::commit(self, &layout, checkpoint, next).await
     }
 
     /// The newest valid checkpoint (invalid newer ones are skipped with a warning).

@@ -102,7 +102,7 @@ impl<S: StateStore> CheckpointManager<S> {
             id
         };
         checkpoint.id = id;
-        let mut report = protocol::commit(&self.store, &self.layout, &checkpoint).await?;
+        let mut report = protocol::commit(&self.store, &self.layout, &checkpoint, id).await?;
         self.progress().last_checkpoint_ms = Some(checkpoint.timestamp_ms);
         match protocol::prune(&self.store, &self.layout, self.config.max_checkpoints).await {
             Ok(pruned) => report.pruned = Some(pruned),

@@ -147,7 +147,7 @@ fn encode_map<T: Serialize>(
         .collect()
 }
 
-fn encode_checkpoint(cp: &Checkpoint) -> Result<EncodedParts, CheckpointError> {
+fn encode_checkpoint(cp: &Checkpoint, id: u64) -> Result<EncodedParts, CheckpointError> {
     let mut blobs = HashMap::new();
     let mut names: Vec<&String> = cp.context_states.keys().collect();
     names.sort();
@@ -172,7 +172,7 @@ fn encode_checkpoint(cp: &Checkpoint) -> Result<EncodedParts, CheckpointError> {
     Ok(EncodedParts {
         blobs,
         manifest: Manifest {
-            id: cp.id,
+            id,
             timestamp_ms: cp.timestamp_ms,
             contexts,
             source_offsets: cp.source_offsets.clone(),
@@ -186,7 +186,7 @@ fn encode_checkpoint(cp: &Checkpoint) -> Result<EncodedParts, CheckpointError> {
 /// # Errors
 /// [`CheckpointError::Corrupt`] if a value cannot be encoded.
 pub fn encoded_size(cp: &Checkpoint) -> Result<u64, CheckpointError> {
-    let encoded = encode_checkpoint(cp)?;
+    let encoded = encode_checkpoint(cp, cp.id)?;
     let manifest = codec::encode(BlobKind::Manifest, &encoded.manifest)
         .map_err(|source| CheckpointError::codec("<manifest>", source))?;
     Ok(encoded.blobs.values().map(|b| b.len() as u64).sum::<u64>() + manifest.len() as u64)
@@ -207,21 +207,22 @@ pub(crate) async fn list_ids<S: StateStore + ?Sized>(
     Ok(ids)
 }
 
-/// Writes `cp` (with its id already set): parts first, manifest last.
+/// Writes `cp` as checkpoint `id` (its own `id` field is ignored): parts first, manifest last.
 pub(crate) async fn commit<S: StateStore + ?Sized>(
     store: &S,
     layout: &Layout,
     cp: &Checkpoint,
+    id: u64,
 ) -> Result<CommitReport, CheckpointError> {
-    let encoded = encode_checkpoint(cp)?;
+    let encoded = encode_checkpoint(cp, id)?;
     let manifest_blob = codec::encode(BlobKind::Manifest, &encoded.manifest)
-        .map_err(|source| CheckpointError::codec(layout.manifest_key(cp.id), source))?;
+        .map_err(|source| CheckpointError::codec(layout.manifest_key(id), source))?;
 
     // Content addressing: a part already in the store has exactly these bytes (its key is their
     // hash), so it is referenced, not rewritten.
     let existing: HashSet<Key> = store.list(layout.parts()).await?.into_iter().collect();
     let mut report = CommitReport {
-        id: cp.id,
+        id,
         parts_total: encoded.blobs.len(),
         manifest_bytes: manifest_blob.len() as u64,
         ..CommitReport::default()
@@ -242,9 +243,7 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
     }
     // Parts are durable before the manifest that references them can be.
     store.flush().await?;
-    store
-        .put(&layout.manifest_key(cp.id), &manifest_blob)
-        .await?;
+    store.put(&layout.manifest_key(id), &manifest_blob).await?;
     store.flush().await?;
     Ok(report)
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use varpulis_checkpoint::{CheckpointConfig, CheckpointManager};
+use varpulis_crypto::EncryptedStateStore;
 use varpulis_store::{FileStore, Key, MemoryStore, StateStore};
 
 use crate::common::{self, block_on};
@@ -117,6 +118,16 @@ proptest! {
     ) {
         let store = MemoryStore::new();
         block_on(damage_newest(store.clone(), &store, pick, &damage));
+    }
+
+    #[test]
+    fn damaging_the_newest_checkpoint_on_an_encrypted_store_falls_back_to_the_previous(
+        pick in 0_usize..64, damage in damage()
+    ) {
+        let raw = MemoryStore::new();
+        let key = EncryptedStateStore::<MemoryStore>::key_from_hex(&"2a".repeat(32)).unwrap();
+        let view = Arc::new(EncryptedStateStore::new(raw.clone(), key));
+        block_on(damage_newest(view, &raw, pick, &damage));
     }
 
     #[test]
