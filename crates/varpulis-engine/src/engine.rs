@@ -496,3 +496,113 @@ fn finish(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROGRAM: &str = "\
+var limit: float = 10.0
+stream Stats = Reading
+    .where(v < 1000)
+    .partition_by(zone)
+    .watermark(out_of_order: 20ms)
+    .allowed_lateness(10ms)
+    .window(100ms, sliding: 50ms)
+    .aggregate(n: count(), s: sum(v * 2), first_v: first(v))
+stream Big = Stats
+    .where(s > limit)
+    .window(500ms)
+    .aggregate(k: count(), top: max(s))
+    .having(k >= 1)
+    .emit(top: top, k: k, limit: limit)
+stream Raw = Reading .where(v >= 1000) .emit(z: zone, big: v)
+";
+
+    fn events() -> Vec<Event> {
+        let mut x: u64 = 7;
+        (0..3_000_i64)
+            .map(|i| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let jitter = i64::try_from((x >> 33) % 20).unwrap();
+                Event::new("Reading", i * 7 - jitter)
+                    .with_field("zone", i64::try_from((x >> 20) % 4).unwrap())
+                    .with_field("v", i64::try_from((x >> 40) % 1_100).unwrap())
+            })
+            .collect()
+    }
+
+    fn engine() -> Engine {
+        Engine::new(varpulis_vpl::parse_program(PROGRAM).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn restoring_a_checkpoint_anywhere_is_invisible_in_the_output() {
+        let events = events();
+        let mut full = Vec::new();
+        let mut e = engine();
+        for ev in &events {
+            e.process(ev, &mut full);
+        }
+        assert!(full.iter().any(|o| o.event_type() == "Big"));
+        assert!(full.iter().any(|o| o.event_type() == "Raw"));
+        for cut in [0, 1, 17, 500, 1_499, 2_999] {
+            let mut out = Vec::new();
+            let mut a = engine();
+            for ev in &events[..cut] {
+                a.process(ev, &mut out);
+            }
+            let cp = a.create_checkpoint();
+            let mut b = engine();
+            b.restore_checkpoint(&cp).unwrap();
+            assert_eq!(b.create_checkpoint(), cp, "restore then snapshot at {cut}");
+            for ev in &events[cut..] {
+                b.process(ev, &mut out);
+            }
+            assert_eq!(out, full, "cut at {cut}");
+            assert_eq!(b.events_processed(), 3_000);
+            assert_eq!(b.output_events_emitted(), full.len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_program_is_refused_with_the_stream_named() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        e.process(&Event::new("Reading", 1).with_field("v", 1), &mut out);
+        let cp = e.create_checkpoint();
+        let other = varpulis_vpl::parse_program(
+            "stream Stats = Reading .partition_by(zone) .window(1s) .aggregate(n: count())",
+        )
+        .unwrap();
+        let err = Engine::new(other)
+            .unwrap()
+            .restore_checkpoint(&cp)
+            .unwrap_err();
+        assert!(matches!(err, EngineError::UnknownStream { ref stream } if stream == "Big"));
+        let changed = varpulis_vpl::parse_program(&PROGRAM.replace("100ms", "200ms")).unwrap();
+        let err = Engine::new(changed)
+            .unwrap()
+            .restore_checkpoint(&cp)
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Window { ref stream, .. } if stream == "Stats"));
+    }
+
+    #[test]
+    fn flush_emits_open_windows_and_feeds_them_downstream() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        e.process(
+            &Event::new("Reading", 5)
+                .with_field("zone", 1)
+                .with_field("v", 9),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        e.flush(&mut out);
+        let types: Vec<&str> = out.iter().map(Event::event_type).collect();
+        assert_eq!(types, ["Stats", "Stats", "Big"]);
+        assert_eq!(out[2].get("top"), Some(&Value::Int(18)));
+        assert_eq!(out[2].get("limit"), Some(&Value::Float(10.0)));
+    }
+}
