@@ -1,0 +1,12 @@
+//! Integration tests for `varpulis-store-rocks`: the `varpulis-store` conformance suite, plus the
+//! behaviours that only a real RocksDB database shows.
+
+mod harness;
+mod rocks;
+
+use harness::RocksHarness;
+
+mod conformance {
+    use super::RocksHarness;
+    varpulis_store::conformance_tests!(RocksHarness::new(), 32);
+}
