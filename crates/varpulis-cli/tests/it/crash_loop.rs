@@ -189,3 +189,48 @@ fn encrypted_file_store_survives_repeated_kill_9_with_byte_identical_output() {
 fn rocksdb_store_survives_repeated_kill_9_with_byte_identical_output() {
     crash_loop(&["--store", "rocksdb"], None, 3);
 }
+
+#[test]
+fn sigterm_stops_with_a_final_checkpoint_and_the_next_run_completes_the_output() {
+    let s = setup(4);
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = run_cmd(&s, dir.path(), &[], None)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it get going (well past signal handler installation), then ask it to stop.
+    std::thread::sleep(Duration::from_millis(700));
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    if out.status.success() {
+        eprintln!(
+            "the run finished within {:?}; nothing to stop",
+            started.elapsed()
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        assert!(stderr.contains("stopped by signal"), "{stderr}");
+        let partial = std::fs::read(dir.path().join("out.jsonl")).unwrap();
+        assert!(
+            s.expected.starts_with(&partial),
+            "a prefix of the output was written"
+        );
+        assert!(partial.len() < s.expected.len());
+    }
+    let rerun = run_cmd(&s, dir.path(), &[], None)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(rerun.status.success());
+    if !out.status.success() {
+        let stderr = String::from_utf8(rerun.stderr).unwrap();
+        assert!(stderr.contains("input continues after line"), "{stderr}");
+    }
+    assert!(std::fs::read(dir.path().join("out.jsonl")).unwrap() == s.expected);
+}
