@@ -111,6 +111,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     match dispatch(cli) {
@@ -302,6 +303,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         checkpoints = report.checkpoints,
         late = report.late_events_dropped,
         elapsed_ms = report.elapsed.as_millis() as u64,
+        checkpoint_ms = report.checkpoint_time.as_millis() as u64,
+        max_checkpoint_us = report.max_checkpoint_time.as_micros() as u64,
         "run finished"
     );
     if report.interrupted {
