@@ -1,5 +1,7 @@
 //! The seed's checkpoint API on every store, through an extension trait.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use varpulis_store::StateStore;
 
@@ -56,7 +58,7 @@ pub trait CheckpointStore: StateStore {
             .await?
             .last()
             .map_or(1, |id| id + 1);
-        protocol::commit(self, &layout, checkpoint, next).await
+        protocol::commit(self, &layout, checkpoint, next, &mut HashSet::new()).await
     }
 
     /// The newest valid checkpoint (invalid newer ones are skipped with a warning).

@@ -1,10 +1,11 @@
 //! Periodic checkpoints with retention, and recovery at start.
 
+use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 
 use varpulis_store::StateStore;
 
-use crate::manifest::Layout;
+use crate::manifest::{Layout, PartHash};
 use crate::protocol::{self, RecoveryMode};
 use crate::{Checkpoint, CheckpointConfig, CheckpointError, CommitReport, PruneReport, Recovery};
 
@@ -26,7 +27,8 @@ pub struct CheckpointManager<S> {
     store: S,
     config: CheckpointConfig,
     layout: Layout,
-    commit_lock: tokio::sync::Mutex<()>,
+    /// Serialises commits; holds the hashes of parts this manager wrote or read back intact.
+    commit_lock: tokio::sync::Mutex<HashSet<PartHash>>,
     progress: Mutex<Progress>,
 }
 
@@ -44,7 +46,7 @@ impl<S: StateStore> CheckpointManager<S> {
             store,
             config,
             layout,
-            commit_lock: tokio::sync::Mutex::new(()),
+            commit_lock: tokio::sync::Mutex::new(HashSet::new()),
             progress: Mutex::new(Progress::default()),
         })
     }
@@ -90,7 +92,7 @@ impl<S: StateStore> CheckpointManager<S> {
         &self,
         mut checkpoint: Checkpoint,
     ) -> Result<CommitReport, CheckpointError> {
-        let _guard = self.commit_lock.lock().await;
+        let mut verified = self.commit_lock.lock().await;
         let listed = protocol::list_ids(&self.store, &self.layout).await?;
         let id = {
             let mut progress = self.progress();
@@ -102,7 +104,8 @@ impl<S: StateStore> CheckpointManager<S> {
             id
         };
         checkpoint.id = id;
-        let mut report = protocol::commit(&self.store, &self.layout, &checkpoint, id).await?;
+        let mut report =
+            protocol::commit(&self.store, &self.layout, &checkpoint, id, &mut verified).await?;
         self.progress().last_checkpoint_ms = Some(checkpoint.timestamp_ms);
         match protocol::prune(&self.store, &self.layout, self.config.max_checkpoints).await {
             Ok(pruned) => report.pruned = Some(pruned),

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
-use varpulis_store::{Key, StateStore};
+use varpulis_store::{Key, StateStore, StoreError};
 
 use crate::codec::{self, BlobKind};
 use crate::manifest::{
@@ -208,11 +208,17 @@ pub(crate) async fn list_ids<S: StateStore + ?Sized>(
 }
 
 /// Writes `cp` as checkpoint `id` (its own `id` field is ignored): parts first, manifest last.
+///
+/// `verified` holds the hashes of parts known to be intact in the store (written or read back
+/// by this process). A part that is present but not in `verified` is read back once and
+/// rewritten if its bytes differ, so a part damaged at rest is never silently referenced by a
+/// new checkpoint.
 pub(crate) async fn commit<S: StateStore + ?Sized>(
     store: &S,
     layout: &Layout,
     cp: &Checkpoint,
     id: u64,
+    verified: &mut HashSet<PartHash>,
 ) -> Result<CommitReport, CheckpointError> {
     let encoded = encode_checkpoint(cp, id)?;
     let manifest_blob = codec::encode(BlobKind::Manifest, &encoded.manifest)
@@ -234,10 +240,13 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
         let blob = &encoded.blobs[hash];
         report.part_bytes_total += blob.len() as u64;
         let key = layout.part_key(hash);
-        if existing.contains(&key) {
+        if existing.contains(&key) && (verified.contains(hash) || intact(store, &key, blob).await?)
+        {
+            verified.insert(*hash);
             continue;
         }
         store.put(&key, blob).await?;
+        verified.insert(*hash);
         report.parts_written += 1;
         report.part_bytes_written += blob.len() as u64;
     }
@@ -246,6 +255,20 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
     store.put(&layout.manifest_key(id), &manifest_blob).await?;
     store.flush().await?;
     Ok(report)
+}
+
+/// Whether the part stored under `key` holds exactly `blob`. Damaged bytes (including a value
+/// an encrypted store cannot authenticate) are "not intact"; failures of the store are errors.
+async fn intact<S: StateStore + ?Sized>(
+    store: &S,
+    key: &Key,
+    blob: &[u8],
+) -> Result<bool, CheckpointError> {
+    match store.get(key).await {
+        Ok(stored) => Ok(stored.as_deref() == Some(blob)),
+        Err(StoreError::Corrupt { .. } | StoreError::WrongKey { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn read_manifest<S: StateStore + ?Sized>(

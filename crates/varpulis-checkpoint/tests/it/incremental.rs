@@ -2,7 +2,7 @@
 //! timings live in the benches).
 
 use varpulis_checkpoint::{CheckpointConfig, CheckpointManager, WindowCheckpoint, encoded_size};
-use varpulis_store::MemoryStore;
+use varpulis_store::{Key, MemoryStore, StateStore};
 
 use crate::common::{self, block_on};
 
@@ -53,6 +53,45 @@ fn an_unchanged_checkpoint_writes_only_its_manifest() {
         let again = manager.checkpoint(common::checkpoint(1)).await.unwrap();
         assert_eq!(again.parts_written, 0);
         assert_eq!(again.bytes_written(), again.manifest_bytes);
+    });
+}
+
+#[test]
+fn a_part_damaged_at_rest_is_rewritten_not_referenced_by_a_new_manager() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let first = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
+        first.checkpoint(common::checkpoint(1)).await.unwrap();
+        // Damage every stored part, as bit rot would, then restart (a new manager).
+        let parts = store
+            .list(&Key::new("varpulis:ckpt:part").unwrap())
+            .await
+            .unwrap();
+        assert!(!parts.is_empty());
+        for key in &parts {
+            let mut bytes = store.get(key).await.unwrap().unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x40;
+            store.put(key, &bytes).await.unwrap();
+        }
+        let restarted = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
+        let report = restarted.checkpoint(common::checkpoint(1)).await.unwrap();
+        assert_eq!(
+            report.parts_written,
+            parts.len(),
+            "every damaged part is rewritten"
+        );
+        let recovered = restarted.recover().await.unwrap();
+        assert!(recovered.skipped.is_empty(), "{:?}", recovered.skipped);
+        let mut want = common::checkpoint(1);
+        want.id = report.id;
+        assert_eq!(
+            common::canonical(&recovered.checkpoint.unwrap()),
+            common::canonical(&want)
+        );
+        // Parts this manager wrote or read back are not read again.
+        let again = restarted.checkpoint(common::checkpoint(1)).await.unwrap();
+        assert_eq!(again.parts_written, 0);
     });
 }
 
