@@ -23,13 +23,18 @@ impl Rng {
     }
 }
 
-/// `n` events, 10 per millisecond, `keys` partitions; `disorder` percent of them moved back by
-/// up to 2 s (inside the declared 5 s bound, so none is late). `key_of(i, ts)` picks the key.
-fn events(n: usize, disorder: u64, key_of: impl Fn(usize, i64, &mut Rng) -> i64) -> Vec<Event> {
+/// `n` events, one every `tenths_of_ms / 10` ms; `disorder` percent of them moved back by up to
+/// 2 s (inside the declared 5 s bound, so none is late). `key_of(i, ts)` picks the key.
+fn events(
+    n: usize,
+    tenths_of_ms: i64,
+    disorder: u64,
+    key_of: impl Fn(usize, i64, &mut Rng) -> i64,
+) -> Vec<Event> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     (0..n)
         .map(|i| {
-            let mut ts = i as i64 / 10;
+            let mut ts = i as i64 * tenths_of_ms / 10;
             let key = key_of(i, ts, &mut rng);
             if rng.next() % 100 < disorder {
                 ts -= (rng.next() % 2_000) as i64;
@@ -84,7 +89,8 @@ fn bench_case(c: &mut Criterion, group: &str, name: &str, spec: &WindowSpec, eve
 fn windows(c: &mut Criterion) {
     let thousand_keys = |_: usize, _: i64, rng: &mut Rng| (rng.next() % 1_000) as i64;
     for (label, disorder) in [("in_order", 0), ("ooo_20pct", 20)] {
-        let evs = events(EVENTS, disorder, thousand_keys);
+        // 10 events per ms: 20 s of event time.
+        let evs = events(EVENTS, 1, disorder, thousand_keys);
         bench_case(
             c,
             "tumbling_10s_1000_keys_avg_max_last",
@@ -92,7 +98,8 @@ fn windows(c: &mut Criterion) {
             &spec(WindowSpec::tumbling("T", 10_000)),
             &evs,
         );
-        let ten_keys = events(EVENTS, disorder, |_, _, rng| (rng.next() % 10) as i64);
+        // One event per 10 ms: 2,000 s of event time, so 5-minute windows do close.
+        let ten_keys = events(EVENTS, 100, disorder, |_, _, rng| (rng.next() % 10) as i64);
         for slide in [60_000, 10_000, 1_000] {
             bench_case(
                 c,
@@ -104,7 +111,7 @@ fn windows(c: &mut Criterion) {
         }
         // 1,000 keys in ten groups of 100; a group is active for 2 s every 4 s, so sessions
         // (gap 1 s) open and close all the time.
-        let bursts = events(EVENTS, disorder, |_, ts, rng| {
+        let bursts = events(EVENTS, 1, disorder, |_, ts, rng| {
             (rng.next() % 100) as i64 + 100 * ((ts / 2_000) % 2) + 200 * ((ts / 4_000) % 5)
         });
         bench_case(
