@@ -285,8 +285,10 @@ impl WindowOperator {
         if spec.allowed_lateness_ms < 0 {
             return invalid("allowed lateness must not be negative".into());
         }
+        // An aggregate may reuse the partition field's name (`zone: last(zone)` in the seed's
+        // examples): its result then takes the key's place in the output. Two aggregates may not
+        // share a name.
         let mut names: Vec<&str> = spec.aggregates.iter().map(|a| &*a.alias).collect();
-        names.extend(spec.partition_by.as_deref());
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return invalid(format!("output field {:?} defined twice", w[0]));
