@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use varpulis_checkpoint::state::AccumulatorState;
-use varpulis_core::{Event, Value};
+use varpulis_core::Value;
 
 use crate::WindowError;
 use crate::exact::ExactSum;
@@ -139,13 +139,6 @@ impl Aggregate {
             .map(|e| e.signature())
             .unwrap_or_default();
         format!("{}={}({input})", self.alias, self.func.name())
-    }
-
-    pub(crate) fn eval(&self, event: &Event) -> Value {
-        match &self.input {
-            Some(e) => e.eval(event),
-            None => Value::Bool(true),
-        }
     }
 }
 

@@ -230,6 +230,13 @@ impl ExactSum {
         self.nan |= other.nan;
         self.pos_inf |= other.pos_inf;
         self.neg_inf |= other.neg_inf;
+        self.merge_finite(other, false);
+    }
+
+    /// Adds (or, with `negate`, subtracts) the finite part of `other`, exactly; the NaN and
+    /// infinity flags of both are left alone. Subtracting a sum that was previously merged in
+    /// restores the finite part exactly (the arithmetic is integer arithmetic).
+    pub(crate) fn merge_finite(&mut self, other: &Self, negate: bool) {
         if other.limbs.is_empty() {
             return;
         }
@@ -247,7 +254,11 @@ impl ExactSum {
         #[allow(clippy::cast_sign_loss)]
         let off = (src.lo - self.lo) as usize;
         for (i, &l) in src.limbs.iter().enumerate() {
-            self.limbs[off + i] += l;
+            if negate {
+                self.limbs[off + i] -= l;
+            } else {
+                self.limbs[off + i] += l;
+            }
         }
         self.pending += src.pending + 1;
     }
@@ -345,6 +356,50 @@ impl ExactSum {
     /// Whether a non-finite value was added.
     pub(crate) fn has_special(&self) -> bool {
         self.nan || self.pos_inf || self.neg_inf
+    }
+}
+
+/// A sum that can also *remove* a previously added [`ExactSum`] (subtract-on-evict for sliding
+/// windows). The finite part is exact integer arithmetic, so removal is exact; the NaN and
+/// infinity flags, which are not invertible as booleans, are kept as counts of the added sums
+/// that carry them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunningSum {
+    finite: ExactSum,
+    nan: u64,
+    pos_inf: u64,
+    neg_inf: u64,
+}
+
+impl RunningSum {
+    /// Adds (`remove == false`) or removes a sum.
+    pub(crate) fn apply(&mut self, s: &ExactSum, remove: bool) {
+        self.finite.merge_finite(s, remove);
+        let step = |c: &mut u64, flag: bool| {
+            if flag {
+                if remove {
+                    *c -= 1;
+                } else {
+                    *c += 1;
+                }
+            }
+        };
+        step(&mut self.nan, s.nan);
+        step(&mut self.pos_inf, s.pos_inf);
+        step(&mut self.neg_inf, s.neg_inf);
+    }
+
+    /// The equivalent plain sum.
+    pub(crate) fn to_exact(&self) -> ExactSum {
+        let mut s = self.finite.clone();
+        s.nan = self.nan > 0;
+        s.pos_inf = self.pos_inf > 0;
+        s.neg_inf = self.neg_inf > 0;
+        s
+    }
+
+    pub(crate) fn approximate_size(&self) -> usize {
+        self.finite.approximate_size() + 24
     }
 }
 

@@ -47,6 +47,8 @@ mod agg;
 mod error;
 mod exact;
 mod expr;
+mod hash;
+mod running;
 mod watermark;
 mod window;
 

@@ -9,8 +9,12 @@ use varpulis_checkpoint::state::{
 };
 use varpulis_core::{Event, EventTime, Value, format_duration_ms};
 
+use crate::expr::Expr;
+
 use crate::WindowError;
 use crate::agg::{Acc, Aggregate};
+use crate::hash::KeyHasher;
+use crate::running::Running;
 
 /// Window kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,11 +176,13 @@ pub struct WindowResult {
 }
 
 #[derive(Debug, Clone)]
-struct Pane {
-    start: i64,
+pub(crate) struct Pane {
+    pub(crate) start: i64,
     end: i64,
-    count: u64,
-    accs: Vec<Acc>,
+    pub(crate) count: u64,
+    pub(crate) accs: Vec<Acc>,
+    /// Sliding windows, `min`/`max`: the two-stacks fold (see `running.rs`). Runtime only.
+    pub(crate) fold: Vec<Option<Value>>,
 }
 
 impl Pane {
@@ -186,15 +192,16 @@ impl Pane {
             end,
             count: 0,
             accs: aggs.iter().map(|a| Acc::new(a.func)).collect(),
+            fold: Vec::new(),
         }
     }
 
+    /// Adds one event whose aggregate inputs are `vals(j)`.
     #[inline]
-    fn update(&mut self, aggs: &[Aggregate], event: &Event, seq: u64) {
+    fn update(&mut self, vals: impl Fn(usize) -> Value, ts: i64, seq: u64) {
         self.count += 1;
-        let ts = event.timestamp_ms();
-        for (acc, agg) in self.accs.iter_mut().zip(aggs) {
-            acc.update(agg.eval(event), ts, seq);
+        for (j, acc) in self.accs.iter_mut().enumerate() {
+            acc.update(vals(j), ts, seq);
         }
     }
 
@@ -211,6 +218,8 @@ struct Partition {
     panes: VecDeque<Pane>,
     /// Close time of this partition's live timer entry.
     timer: Option<i64>,
+    /// Sliding windows with more than one slice per window: the running aggregate.
+    run: Option<Box<Running>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -243,12 +252,19 @@ pub struct WindowOperator {
     spec_state: WindowSpecState,
     mode: Mode,
     lateness: i64,
-    partitions: HashMap<Value, Partition>,
+    partitions: HashMap<Value, Partition, KeyHasher>,
     timers: BinaryHeap<Reverse<(i64, Value)>>,
     watermark: Option<i64>,
     late: u64,
     next_seq: u64,
     scratch: Vec<WindowResult>,
+    /// Distinct aggregate inputs (by signature), evaluated once per event into `vals`.
+    inputs: Vec<Arc<dyn Expr>>,
+    /// Per aggregate: index into `inputs`, or `None` for `count()`.
+    input_of: Vec<Option<usize>>,
+    vals: Vec<Value>,
+    /// Sliding windows of more than one slice keep a [`Running`] aggregate per partition.
+    running: bool,
 }
 
 impl WindowOperator {
@@ -293,17 +309,42 @@ impl WindowOperator {
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return invalid(format!("output field {:?} defined twice", w[0]));
         }
+        // Aggregates over the same input (same signature, hence the same computation by the
+        // `Expr` contract) share one evaluation per event.
+        let mut inputs: Vec<Arc<dyn Expr>> = Vec::new();
+        let mut signatures: Vec<String> = Vec::new();
+        let input_of = spec
+            .aggregates
+            .iter()
+            .map(|a| {
+                let e = a.input.as_ref()?;
+                let sig = e.signature();
+                Some(match signatures.iter().position(|s| *s == sig) {
+                    Some(i) => i,
+                    None => {
+                        signatures.push(sig);
+                        inputs.push(e.clone());
+                        inputs.len() - 1
+                    }
+                })
+            })
+            .collect();
+        let running = matches!(mode, Mode::Sliced { size, slide, .. } if slide != size);
         Ok(Self {
             spec_state: spec.state(),
             lateness: spec.allowed_lateness_ms,
             spec,
             mode,
-            partitions: HashMap::new(),
+            partitions: HashMap::with_hasher(KeyHasher::new()),
             timers: BinaryHeap::new(),
             watermark: None,
             late: 0,
             next_seq: 0,
             scratch: Vec::new(),
+            inputs,
+            input_of,
+            vals: Vec::new(),
+            running,
         })
     }
 
@@ -331,13 +372,6 @@ impl WindowOperator {
         self.partitions.len()
     }
 
-    fn key_of(&self, event: &Event) -> Value {
-        match &self.spec.partition_by {
-            Some(f) => event.get(f).cloned().unwrap_or(Value::Null),
-            None => Value::Null,
-        }
-    }
-
     /// Processes one event. Count windows that fill up are pushed to `out` immediately; time
     /// windows are emitted by [`advance_watermark`](Self::advance_watermark).
     pub fn process(&mut self, event: &Event, out: &mut Vec<WindowResult>) -> Outcome {
@@ -358,33 +392,64 @@ impl WindowOperator {
                 return Outcome::Late;
             }
         }
-        let key = self.key_of(event);
+        // Each distinct input once per event.
+        self.vals.clear();
+        for e in &self.inputs {
+            self.vals.push(e.eval(event));
+        }
+        let (vals, input_of) = (&self.vals, &self.input_of);
+        let val = |j: usize| match input_of[j] {
+            Some(i) => vals[i].clone(),
+            None => Value::Bool(true),
+        };
+        const NULL: Value = Value::Null;
+        let key: &Value = match &self.spec.partition_by {
+            Some(f) => event.get(f).unwrap_or(&NULL),
+            None => &NULL,
+        };
         let aggs = &self.spec.aggregates;
-        let part = match self.partitions.get_mut(&key) {
+        let part = match self.partitions.get_mut(key) {
             Some(p) => p,
-            None => self.partitions.entry(key.clone()).or_default(),
+            None => self
+                .partitions
+                .entry(key.clone())
+                .or_insert_with(|| Partition {
+                    run: self.running.then(|| Box::new(Running::new(aggs))),
+                    ..Partition::default()
+                }),
         };
         let close = match self.mode {
             Mode::Sliced { size, slide, slice } => {
                 let start = floor_to(ts, slice);
                 let panes = &mut part.panes;
-                let idx = match panes.back() {
-                    Some(b) if b.start == start => panes.len() - 1,
+                let (idx, new_front) = match panes.back() {
+                    Some(b) if b.start == start => (panes.len() - 1, false),
                     Some(b) if b.start > start => {
                         match panes.binary_search_by(|p| p.start.cmp(&start)) {
-                            Ok(i) => i,
+                            Ok(i) => (i, false),
                             Err(i) => {
                                 panes.insert(i, Pane::new(start, start + slice, aggs));
-                                i
+                                (i, i == 0)
                             }
                         }
                     }
+                    None => {
+                        panes.push_back(Pane::new(start, start + slice, aggs));
+                        (0, true)
+                    }
                     _ => {
                         panes.push_back(Pane::new(start, start + slice, aggs));
-                        panes.len() - 1
+                        (panes.len() - 1, false)
                     }
                 };
-                panes[idx].update(aggs, event, seq);
+                match &mut part.run {
+                    Some(run) if run.covers(start) => run.update(panes, idx, aggs, val, ts, seq),
+                    _ => panes[idx].update(val, ts, seq),
+                }
+                // The close time depends on the first pane only.
+                if !new_front && part.timer.is_some() {
+                    return Outcome::Accepted;
+                }
                 Some(sliced_close_time(
                     panes[0].start,
                     size,
@@ -417,7 +482,7 @@ impl WindowOperator {
                 let pane = &mut panes[idx];
                 pane.start = pane.start.min(ts);
                 pane.end = pane.end.max(ts);
-                pane.update(aggs, event, seq);
+                pane.update(val, ts, seq);
                 Some(session_close_time(panes[0].end, gap, lat))
             }
             Mode::Count { n } => {
@@ -426,9 +491,10 @@ impl WindowOperator {
                 }
                 let pane = &mut part.panes[0];
                 pane.end = ts;
-                pane.update(aggs, event, seq);
+                pane.update(val, ts, seq);
                 if pane.count >= n {
                     let pane = part.panes.pop_front().expect("pane exists");
+                    let key = key.clone();
                     self.partitions.remove(&key);
                     out.push(self.result(pane.start, pane.end, key, &pane.accs));
                     return Outcome::Accepted;
@@ -437,22 +503,31 @@ impl WindowOperator {
             }
         };
         if let Some(t) = close
-            && let Some(part) = self.partitions.get_mut(&key)
             && part.timer.is_none_or(|cur| t < cur)
         {
             part.timer = Some(t);
-            self.timers.push(Reverse((t, key)));
+            self.timers.push(Reverse((t, key.clone())));
         }
         Outcome::Accepted
     }
 
     fn result(&self, start: i64, end: i64, key: Value, accs: &[Acc]) -> WindowResult {
+        self.result_of(start, end, key, accs.iter().map(Acc::result))
+    }
+
+    fn result_of(
+        &self,
+        start: i64,
+        end: i64,
+        key: Value,
+        values: impl IntoIterator<Item = Value>,
+    ) -> WindowResult {
         let mut event = Event::new(self.spec.name.clone(), end);
         if let Some(f) = &self.spec.partition_by {
             event.set(f.clone(), key.clone());
         }
-        for (agg, acc) in self.spec.aggregates.iter().zip(accs) {
-            event.set(agg.alias.clone(), acc.result());
+        for (agg, v) in self.spec.aggregates.iter().zip(values) {
+            event.set(agg.alias.clone(), v);
         }
         WindowResult {
             start_ms: start,
@@ -557,16 +632,17 @@ impl WindowOperator {
                         break;
                     }
                     let end = s + size;
-                    if slide == size {
-                        let pane = part.panes.pop_front().expect("front exists");
-                        out.push(self.result(s, end, key.clone(), &pane.accs));
-                    } else {
-                        let mut iter = part.panes.iter().take_while(|p| p.start < end);
-                        let mut acc = iter.next().expect("window has a slice").clone();
-                        for p in iter {
-                            acc.merge(p);
+                    let aggs = &self.spec.aggregates;
+                    match part.run.as_deref_mut() {
+                        None => {
+                            let pane = part.panes.pop_front().expect("front exists");
+                            out.push(self.result(s, end, key.clone(), &pane.accs));
                         }
-                        out.push(self.result(s, end, key.clone(), &acc.accs));
+                        Some(run) => {
+                            run.advance(&part.panes, end, aggs);
+                            let values = run.results(&mut part.panes, aggs);
+                            out.push(self.result_of(s, end, key.clone(), values));
+                        }
                     }
                     lb = Some(s + slide);
                     while part
@@ -574,7 +650,10 @@ impl WindowOperator {
                         .front()
                         .is_some_and(|f| floor_to(f.start, slide) <= s)
                     {
-                        part.panes.pop_front();
+                        let pane = part.panes.pop_front().expect("front exists");
+                        if let Some(run) = part.run.as_deref_mut() {
+                            run.evict(&pane, aggs);
+                        }
                     }
                 }
             }
@@ -609,6 +688,7 @@ impl WindowOperator {
                 k.approximate_size()
                     + std::mem::size_of::<Partition>()
                     + 8
+                    + p.run.as_ref().map_or(0, |r| r.approximate_size())
                     + p.panes
                         .iter()
                         .map(|pane| {
@@ -669,7 +749,8 @@ impl WindowOperator {
         }
         let corrupt = |reason: String| Err(WindowError::CorruptState { reason });
         let aggs = &self.spec.aggregates;
-        let mut partitions = HashMap::with_capacity(cp.partitions.len());
+        let mut partitions =
+            HashMap::with_capacity_and_hasher(cp.partitions.len(), KeyHasher::new());
         for ps in &cp.partitions {
             if ps.panes.is_empty() || !ps.events.is_empty() {
                 return corrupt(format!("partition {} has no panes or raw events", ps.key));
@@ -699,9 +780,14 @@ impl WindowOperator {
                     end: p.end_ms,
                     count: p.count,
                     accs,
+                    fold: Vec::new(),
                 });
             }
-            let part = Partition { panes, timer: None };
+            let part = Partition {
+                panes,
+                timer: None,
+                run: self.running.then(|| Box::new(Running::new(aggs))),
+            };
             if partitions.insert(ps.key.clone(), part).is_some() {
                 return corrupt(format!("partition {} appears twice", ps.key));
             }
