@@ -120,6 +120,7 @@ impl ExactSum {
     }
 
     /// Adds `±mag * 2^exp`.
+    #[inline]
     fn add_scaled(&mut self, mag: u128, neg: bool, exp: i32) {
         if mag == 0 {
             return;
@@ -128,35 +129,46 @@ impl ExactSum {
             self.normalize();
         }
         self.pending += 1;
-        let q = exp.div_euclid(32);
+        let q = exp >> 5; // floor(exp / 32)
         #[allow(clippy::cast_sign_loss)]
-        let r = exp.rem_euclid(32) as u32;
+        let r = (exp & 31) as u32;
         let low = mag << r;
         let high = if r == 0 { 0 } else { mag >> (128 - r) };
-        #[allow(clippy::cast_possible_truncation)]
-        let chunks = [
-            i64::from(low as u32),
-            i64::from((low >> 32) as u32),
-            i64::from((low >> 64) as u32),
-            i64::from((low >> 96) as u32),
-            i64::from(high as u32),
-        ];
-        let first = chunks.iter().position(|&c| c != 0).unwrap_or(0);
-        let last = chunks.iter().rposition(|&c| c != 0).unwrap_or(0);
-        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+        // 32-bit chunks 0..=4 of `mag << r`; only the non-zero span touches limbs.
+        let first = if low == 0 {
+            4
+        } else {
+            low.trailing_zeros() / 32
+        };
+        let last = if high == 0 {
+            (127 - low.leading_zeros()) / 32
+        } else {
+            4
+        };
+        #[allow(clippy::cast_possible_wrap)]
         let (from, to) = (q + first as i32, q + last as i32 + 1);
-        self.ensure(from, to);
-        for (i, &c) in chunks.iter().enumerate().take(last + 1).skip(first) {
-            #[allow(
-                clippy::cast_sign_loss,
-                clippy::cast_possible_truncation,
-                clippy::cast_possible_wrap
-            )]
-            let idx = (q + i as i32 - self.lo) as usize;
-            if neg {
-                self.limbs[idx] -= c;
+        #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+        let in_range =
+            !self.limbs.is_empty() && from >= self.lo && to <= self.lo + self.limbs.len() as i32;
+        if !in_range {
+            self.ensure(from, to);
+        }
+        #[allow(clippy::cast_sign_loss)]
+        let base = (from - self.lo) as usize;
+        let limbs = &mut self.limbs[base..base + (last - first + 1) as usize];
+        for (k, l) in limbs.iter_mut().enumerate() {
+            #[allow(clippy::cast_possible_truncation)]
+            let i = first + k as u32;
+            #[allow(clippy::cast_possible_truncation)]
+            let c = if i == 4 {
+                i64::from(high as u32)
             } else {
-                self.limbs[idx] += c;
+                i64::from((low >> (32 * i)) as u32)
+            };
+            if neg {
+                *l -= c;
+            } else {
+                *l += c;
             }
         }
     }

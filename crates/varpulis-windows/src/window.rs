@@ -379,7 +379,10 @@ impl WindowOperator {
         let seq = self.next_seq;
         self.next_seq += 1;
         let lat = self.lateness;
-        if let Some(wm) = self.watermark {
+        if let Some(wm) = self.watermark
+            // An event at or after the watermark is never late (its last window ends after it).
+            && ts < wm
+        {
             let late = match self.mode {
                 Mode::Sliced { size, slide, .. } => {
                     wm >= floor_to(ts, slide).saturating_add(size).saturating_add(lat)
@@ -420,8 +423,12 @@ impl WindowOperator {
         };
         let close = match self.mode {
             Mode::Sliced { size, slide, slice } => {
-                let start = floor_to(ts, slice);
                 let panes = &mut part.panes;
+                // Most events fall in the newest slice: no division then.
+                let start = match panes.back() {
+                    Some(b) if b.start <= ts && ts - b.start < slice => b.start,
+                    _ => floor_to(ts, slice),
+                };
                 let (idx, new_front) = match panes.back() {
                     Some(b) if b.start == start => (panes.len() - 1, false),
                     Some(b) if b.start > start => {
@@ -557,19 +564,20 @@ impl WindowOperator {
             let Some(Reverse((t, key))) = self.timers.pop() else {
                 break;
             };
-            let Some(mut part) = self.partitions.remove(&key) else {
+            let Some(slot) = self.partitions.get_mut(&key) else {
                 continue;
             };
-            if part.timer != Some(t) {
-                self.partitions.insert(key, part);
+            if slot.timer != Some(t) {
                 continue;
             }
-            part.timer = None;
+            let mut part = std::mem::take(slot);
             self.close_partition(&mut part, &key, Some(wm), prev, &mut scratch);
             if let Some(t) = self.next_close_time(&part) {
                 part.timer = Some(t);
                 self.timers.push(Reverse((t, key.clone())));
-                self.partitions.insert(key, part);
+                *self.partitions.get_mut(&key).expect("partition exists") = part;
+            } else {
+                self.partitions.remove(&key);
             }
         }
         sort_results(&mut scratch);
