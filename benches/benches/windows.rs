@@ -109,6 +109,15 @@ fn windows(c: &mut Criterion) {
                 &ten_keys,
             );
         }
+        // The same number of windows emitted as 5 m every 1 s, but 10 slices per window instead
+        // of 300: separates the cost of the slice count from the cost of emitting windows.
+        bench_case(
+            c,
+            "sliding_10s_10_keys_avg_max_last",
+            &format!("{label}_slide_1s"),
+            &spec(WindowSpec::sliding("S", 10_000, 1_000)),
+            &ten_keys,
+        );
         // 1,000 keys in ten groups of 100; a group is active for 2 s every 4 s, so sessions
         // (gap 1 s) open and close all the time.
         let bursts = events(EVENTS, 1, disorder, |_, ts, rng| {

@@ -401,6 +401,19 @@ impl RunningSum {
         step(&mut self.neg_inf, s.neg_inf);
     }
 
+    /// The sum rounded to the nearest float (as [`ExactSum::value`] of the equivalent sum).
+    pub(crate) fn value(&self) -> f64 {
+        if self.nan > 0 || (self.pos_inf > 0 && self.neg_inf > 0) {
+            f64::NAN
+        } else if self.pos_inf > 0 {
+            f64::INFINITY
+        } else if self.neg_inf > 0 {
+            f64::NEG_INFINITY
+        } else {
+            self.finite.value()
+        }
+    }
+
     /// The equivalent plain sum.
     pub(crate) fn to_exact(&self) -> ExactSum {
         let mut s = self.finite.clone();

@@ -311,8 +311,10 @@ impl Running {
     /// The results of the window made of every prefix pane (the caller has advanced the
     /// frontier to the window's end and evicted the panes before its start).
     pub(crate) fn results(&mut self, panes: &mut VecDeque<Pane>, aggs: &[Aggregate]) -> Vec<Value> {
-        let m = panes.partition_point(|p| p.start < self.frontier);
+        let frontier = self.frontier;
+        let prefix_len = |panes: &VecDeque<Pane>| panes.partition_point(|p| p.start < frontier);
         if self.has_extreme && panes.front().is_none_or(|p| p.start >= self.boundary) {
+            let m = prefix_len(panes);
             self.flip(panes, m, aggs);
         }
         #[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)]
@@ -322,24 +324,16 @@ impl Running {
             .zip(aggs)
             .enumerate()
             .map(|(j, (run, agg))| match run {
-                Run::Count(c) => Acc::Count(*c).result(),
+                // Same rules as `Acc::result`, without building an accumulator.
+                Run::Count(c) => Value::Int(*c as i64),
+                Run::Sum { n: 0, .. } | Run::Avg { n: 0, .. } => Value::Null,
                 Run::Sum {
-                    int,
-                    exact,
-                    floats,
-                    n,
-                } => Acc::Sum {
-                    int: *int,
-                    exact: exact.to_exact(),
-                    saw_float: *floats > 0,
-                    n: *n,
-                }
-                .result(),
-                Run::Avg { sum, n } => Acc::Avg {
-                    sum: sum.to_exact(),
-                    n: *n,
-                }
-                .result(),
+                    int, exact, floats, ..
+                } => match (*floats, i64::try_from(*int)) {
+                    (0, Ok(i)) => Value::Int(i),
+                    _ => Value::Float(exact.value()),
+                },
+                Run::Avg { sum, n } => Value::Float(sum.value() / *n as f64),
                 Run::StdDev { n, sum, sum_sq } => Acc::StdDev {
                     n: *n,
                     sum: sum.to_exact(),
@@ -358,7 +352,7 @@ impl Running {
                     best.unwrap_or(Value::Null)
                 }
                 Run::Edge => {
-                    let live = panes.range(..m);
+                    let live = panes.range(..prefix_len(panes));
                     let found = if agg.func == AggFn::First {
                         live.map(|p| &p.accs[j]).find(|a| has_input(a))
                     } else {
