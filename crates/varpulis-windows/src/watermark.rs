@@ -20,6 +20,9 @@ pub struct WatermarkTracker {
     declared: BTreeMap<String, i64>,
     sources: BTreeMap<String, SourceWatermark>,
     effective: Option<EventTime>,
+    /// `effective` reflects every source's current position (set by `recompute`, cleared by
+    /// anything that changes a source without recomputing).
+    settled: bool,
 }
 
 impl WatermarkTracker {
@@ -35,6 +38,7 @@ impl WatermarkTracker {
         self.declared.insert(source.to_owned(), bound);
         if let Some(s) = self.sources.get_mut(source) {
             s.out_of_order_ms = bound;
+            self.settled = false;
         }
     }
 
@@ -46,6 +50,10 @@ impl WatermarkTracker {
     /// Observes event time `ts` from `source`; returns the effective watermark.
     pub fn observe_at(&mut self, source: &str, ts: EventTime) -> Option<EventTime> {
         if let Some(s) = self.sources.get_mut(source) {
+            if !s.idle && ts <= s.max_timestamp_ms && self.settled {
+                // Nothing changed since the last recompute: the effective watermark stands.
+                return self.effective;
+            }
             s.max_timestamp_ms = s.max_timestamp_ms.max(ts);
             s.idle = false;
         } else {
@@ -101,6 +109,7 @@ impl WatermarkTracker {
         if let Some(m) = min {
             self.effective = Some(self.effective.map_or(m, |w| w.max(m)));
         }
+        self.settled = true;
         self.effective
     }
 
