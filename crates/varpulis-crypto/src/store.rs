@@ -6,7 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use aes_gcm::aead::OsRng;
 use aes_gcm::aead::rand_core::RngCore as _;
 use async_trait::async_trait;
-use varpulis_store::{BatchOp, Capabilities, Key, StateStore, StoreError, WriteBatch};
+use varpulis_store::{BatchOp, Capabilities, Key, KeyProblem, StateStore, StoreError, WriteBatch};
 use zeroize::Zeroizing;
 
 use crate::envelope::{self, OpenError};
@@ -50,8 +50,8 @@ pub struct RotationReport {
 /// Keys whose first segment is [`RESERVED_SEGMENT`] (`__varpulis-crypto`) belong to the wrapper:
 /// a key-check record ([`CHECK_KEY`]) and, for passphrase stores, the Argon2 salt and parameters
 /// ([`KDF_KEY`]). They never appear in [`list`](StateStore::list) results, and `get`, `put`,
-/// `delete` and `write_batch` on them fail with [`StoreError::Backend`] (backend `"encryption"`)
-/// before any I/O.
+/// `delete` and `write_batch` on them fail with [`StoreError::InvalidKey`]
+/// ([`KeyProblem::Reserved`]) before any I/O.
 ///
 /// # Constructors
 /// - [`new`](Self::new) / [`with_keyring`](Self::with_keyring): plain, no I/O, no check; a
@@ -82,12 +82,10 @@ fn reserved_key(raw: &str) -> Key {
 
 fn refuse_reserved(key: &Key) -> Result<(), StoreError> {
     if reserved(key) {
-        Err(StoreError::Backend {
-            backend: "encryption",
-            message: format!(
-                "key {key} is reserved: keys under `{RESERVED_SEGMENT}` hold the encryption \
-                 wrapper's own records"
-            ),
+        // Keys under `RESERVED_SEGMENT` hold the encryption wrapper's own records.
+        Err(StoreError::InvalidKey {
+            key: key.to_string(),
+            problem: KeyProblem::Reserved,
         })
     } else {
         Ok(())

@@ -58,6 +58,9 @@ pub enum KeyProblem {
     ForbiddenCharacter,
     /// The key is valid but too long for the backend (for example the file store's path limit).
     TooLongForBackend,
+    /// The key lies in a namespace a wrapper reserves for its own records (for example the
+    /// encryption wrapper's key-check record).
+    Reserved,
 }
 
 impl fmt::Display for KeyProblem {
@@ -70,6 +73,7 @@ impl fmt::Display for KeyProblem {
             Self::TooManySegments => "more than 32 segments",
             Self::ForbiddenCharacter => "character outside [A-Za-z0-9._-]",
             Self::TooLongForBackend => "key too long for this backend",
+            Self::Reserved => "key reserved for the store's own records",
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The wrapper's own records are invisible and untouchable through it.
 
 use varpulis_crypto::{CHECK_KEY, EncryptedStateStore, KDF_KEY, RESERVED_SEGMENT};
-use varpulis_store::{Key, MemoryStore, StateStore, StoreError, WriteBatch};
+use varpulis_store::{Key, KeyProblem, MemoryStore, StateStore, StoreError, WriteBatch};
 
 use crate::common::{fast_kdf, k, run};
 
@@ -35,8 +35,13 @@ fn reserved_keys_are_refused_through_the_wrapper() {
             .unwrap();
         let check_before = inner.get(&k(CHECK_KEY)).await.unwrap();
         let refused = |r: &Result<_, StoreError>| {
-            matches!(r, Err(StoreError::Backend { backend: "encryption", message })
-                if message.contains("reserved"))
+            matches!(
+                r,
+                Err(StoreError::InvalidKey {
+                    problem: KeyProblem::Reserved,
+                    ..
+                })
+            )
         };
         for name in [
             CHECK_KEY,
