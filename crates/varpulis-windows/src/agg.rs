@@ -196,6 +196,36 @@ impl Acc {
         }
     }
 
+    /// Back to the empty accumulator, keeping allocations (a recycled pane).
+    pub(crate) fn reset(&mut self) {
+        match self {
+            Self::Count(c) => *c = 0,
+            Self::Sum {
+                int,
+                exact,
+                saw_float,
+                n,
+            } => {
+                *int = 0;
+                exact.clear();
+                *saw_float = false;
+                *n = 0;
+            }
+            Self::Avg { sum, n } => {
+                sum.clear();
+                *n = 0;
+            }
+            Self::Min(v) | Self::Max(v) => *v = None,
+            Self::First(v) | Self::Last(v) => *v = None,
+            Self::StdDev { n, sum, sum_sq } => {
+                *n = 0;
+                sum.clear();
+                sum_sq.clear();
+            }
+            Self::CountDistinct(set) => set.clear(),
+        }
+    }
+
     /// Adds one input. Null is ignored (count() passes a non-null marker); numeric aggregates
     /// also ignore non-numeric inputs.
     #[inline]

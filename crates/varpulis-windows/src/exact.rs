@@ -68,6 +68,16 @@ impl ExactSum {
         Self::default()
     }
 
+    /// Back to zero, keeping the limb allocation.
+    pub(crate) fn clear(&mut self) {
+        self.lo = 0;
+        self.limbs.clear();
+        self.pending = 0;
+        self.nan = false;
+        self.pos_inf = false;
+        self.neg_inf = false;
+    }
+
     /// Adds a float.
     pub fn add_f64(&mut self, x: f64) {
         self.add_f64_signed(x, false);

@@ -205,6 +205,8 @@ pub(crate) struct Running {
     boundary: i64,
     runs: Vec<Run>,
     has_extreme: bool,
+    /// The last results, reused between windows.
+    values: Vec<Value>,
 }
 
 impl Running {
@@ -216,6 +218,7 @@ impl Running {
             has_extreme: aggs
                 .iter()
                 .any(|a| matches!(a.func, AggFn::Min | AggFn::Max)),
+            values: Vec::with_capacity(aggs.len()),
         }
     }
 
@@ -310,13 +313,18 @@ impl Running {
 
     /// The results of the window made of every prefix pane (the caller has advanced the
     /// frontier to the window's end and evicted the panes before its start).
-    pub(crate) fn results(&mut self, panes: &mut VecDeque<Pane>, aggs: &[Aggregate]) -> Vec<Value> {
+    pub(crate) fn results(
+        &mut self,
+        panes: &mut VecDeque<Pane>,
+        aggs: &[Aggregate],
+    ) -> &mut Vec<Value> {
         let frontier = self.frontier;
         let prefix_len = |panes: &VecDeque<Pane>| panes.partition_point(|p| p.start < frontier);
         if self.has_extreme && panes.front().is_none_or(|p| p.start >= self.boundary) {
             let m = prefix_len(panes);
             self.flip(panes, m, aggs);
         }
+        self.values.clear();
         #[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)]
         let values = self
             .runs
@@ -360,9 +368,9 @@ impl Running {
                     };
                     found.map_or(Value::Null, Acc::result)
                 }
-            })
-            .collect();
-        values
+            });
+        self.values.extend(values);
+        &mut self.values
     }
 
     /// Makes every prefix pane part of the front stack: recomputes the folds back to front and

@@ -196,6 +196,21 @@ impl Pane {
         }
     }
 
+    /// A new empty pane, reusing `spare`'s allocations when there is one.
+    fn recycled(spare: &mut Option<Self>, start: i64, end: i64, aggs: &[Aggregate]) -> Self {
+        match spare.take() {
+            Some(mut p) => {
+                p.start = start;
+                p.end = end;
+                p.count = 0;
+                p.accs.iter_mut().for_each(Acc::reset);
+                p.fold.clear();
+                p
+            }
+            None => Self::new(start, end, aggs),
+        }
+    }
+
     /// Adds one event whose aggregate inputs are `vals(j)`.
     #[inline]
     fn update(&mut self, vals: impl Fn(usize) -> Value, ts: i64, seq: u64) {
@@ -220,6 +235,8 @@ struct Partition {
     timer: Option<i64>,
     /// Sliding windows with more than one slice per window: the running aggregate.
     run: Option<Box<Running>>,
+    /// Sliding windows: the last evicted pane, recycled for the next new slice (runtime only).
+    spare: Option<Pane>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -424,6 +441,7 @@ impl WindowOperator {
         let close = match self.mode {
             Mode::Sliced { size, slide, slice } => {
                 let panes = &mut part.panes;
+                let spare = &mut part.spare;
                 // Most events fall in the newest slice: no division then.
                 let start = match panes.back() {
                     Some(b) if b.start <= ts && ts - b.start < slice => b.start,
@@ -435,17 +453,18 @@ impl WindowOperator {
                         match panes.binary_search_by(|p| p.start.cmp(&start)) {
                             Ok(i) => (i, false),
                             Err(i) => {
-                                panes.insert(i, Pane::new(start, start + slice, aggs));
+                                let p = Pane::recycled(spare, start, start + slice, aggs);
+                                panes.insert(i, p);
                                 (i, i == 0)
                             }
                         }
                     }
                     None => {
-                        panes.push_back(Pane::new(start, start + slice, aggs));
+                        panes.push_back(Pane::recycled(spare, start, start + slice, aggs));
                         (0, true)
                     }
                     _ => {
-                        panes.push_back(Pane::new(start, start + slice, aggs));
+                        panes.push_back(Pane::recycled(spare, start, start + slice, aggs));
                         (panes.len() - 1, false)
                     }
                 };
@@ -649,7 +668,7 @@ impl WindowOperator {
                         Some(run) => {
                             run.advance(&part.panes, end, aggs);
                             let values = run.results(&mut part.panes, aggs);
-                            out.push(self.result_of(s, end, key.clone(), values));
+                            out.push(self.result_of(s, end, key.clone(), values.drain(..)));
                         }
                     }
                     lb = Some(s + slide);
@@ -661,6 +680,7 @@ impl WindowOperator {
                         let pane = part.panes.pop_front().expect("front exists");
                         if let Some(run) = part.run.as_deref_mut() {
                             run.evict(&pane, aggs);
+                            part.spare = Some(pane);
                         }
                     }
                 }
@@ -699,6 +719,7 @@ impl WindowOperator {
                     + p.run.as_ref().map_or(0, |r| r.approximate_size())
                     + p.panes
                         .iter()
+                        .chain(&p.spare)
                         .map(|pane| {
                             std::mem::size_of::<Pane>()
                                 + pane.accs.iter().map(Acc::approximate_size).sum::<usize>()
@@ -795,6 +816,7 @@ impl WindowOperator {
                 panes,
                 timer: None,
                 run: self.running.then(|| Box::new(Running::new(aggs))),
+                spare: None,
             };
             if partitions.insert(ps.key.clone(), part).is_some() {
                 return corrupt(format!("partition {} appears twice", ps.key));
