@@ -207,6 +207,8 @@ pub(crate) struct Running {
     has_extreme: bool,
     /// The last results, reused between windows.
     values: Vec<Value>,
+    /// The last evicted pane, recycled for the next new slice.
+    spare: Option<Pane>,
 }
 
 impl Running {
@@ -219,6 +221,7 @@ impl Running {
                 .iter()
                 .any(|a| matches!(a.func, AggFn::Min | AggFn::Max)),
             values: Vec::with_capacity(aggs.len()),
+            spare: None,
         }
     }
 
@@ -393,8 +396,23 @@ impl Running {
         }
     }
 
+    /// Keeps an evicted pane for reuse.
+    pub(crate) fn keep_spare(&mut self, pane: Pane) {
+        self.spare = Some(pane);
+    }
+
+    /// The kept pane, if any.
+    pub(crate) fn take_spare(&mut self) -> Option<Pane> {
+        self.spare.take()
+    }
+
     pub(crate) fn approximate_size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.runs.iter().map(Run::approximate_size).sum::<usize>()
+        std::mem::size_of::<Self>()
+            + self.runs.iter().map(Run::approximate_size).sum::<usize>()
+            + self
+                .spare
+                .as_ref()
+                .map_or(0, |p| p.accs.iter().map(Acc::approximate_size).sum())
     }
 }
 

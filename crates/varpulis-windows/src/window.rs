@@ -197,8 +197,8 @@ impl Pane {
     }
 
     /// A new empty pane, reusing `spare`'s allocations when there is one.
-    fn recycled(spare: &mut Option<Self>, start: i64, end: i64, aggs: &[Aggregate]) -> Self {
-        match spare.take() {
+    fn recycled(spare: Option<Self>, start: i64, end: i64, aggs: &[Aggregate]) -> Self {
+        match spare {
             Some(mut p) => {
                 p.start = start;
                 p.end = end;
@@ -235,8 +235,6 @@ struct Partition {
     timer: Option<i64>,
     /// Sliding windows with more than one slice per window: the running aggregate.
     run: Option<Box<Running>>,
-    /// Sliding windows: the last evicted pane, recycled for the next new slice (runtime only).
-    spare: Option<Pane>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -441,11 +439,15 @@ impl WindowOperator {
         let close = match self.mode {
             Mode::Sliced { size, slide, slice } => {
                 let panes = &mut part.panes;
-                let spare = &mut part.spare;
                 // Most events fall in the newest slice: no division then.
                 let start = match panes.back() {
                     Some(b) if b.start <= ts && ts - b.start < slice => b.start,
                     _ => floor_to(ts, slice),
+                };
+                let run = &mut part.run;
+                let mut new_pane = || {
+                    let spare = run.as_deref_mut().and_then(Running::take_spare);
+                    Pane::recycled(spare, start, start + slice, aggs)
                 };
                 let (idx, new_front) = match panes.back() {
                     Some(b) if b.start == start => (panes.len() - 1, false),
@@ -453,18 +455,17 @@ impl WindowOperator {
                         match panes.binary_search_by(|p| p.start.cmp(&start)) {
                             Ok(i) => (i, false),
                             Err(i) => {
-                                let p = Pane::recycled(spare, start, start + slice, aggs);
-                                panes.insert(i, p);
+                                panes.insert(i, new_pane());
                                 (i, i == 0)
                             }
                         }
                     }
                     None => {
-                        panes.push_back(Pane::recycled(spare, start, start + slice, aggs));
+                        panes.push_back(new_pane());
                         (0, true)
                     }
                     _ => {
-                        panes.push_back(Pane::recycled(spare, start, start + slice, aggs));
+                        panes.push_back(new_pane());
                         (panes.len() - 1, false)
                     }
                 };
@@ -680,7 +681,7 @@ impl WindowOperator {
                         let pane = part.panes.pop_front().expect("front exists");
                         if let Some(run) = part.run.as_deref_mut() {
                             run.evict(&pane, aggs);
-                            part.spare = Some(pane);
+                            run.keep_spare(pane);
                         }
                     }
                 }
@@ -719,7 +720,6 @@ impl WindowOperator {
                     + p.run.as_ref().map_or(0, |r| r.approximate_size())
                     + p.panes
                         .iter()
-                        .chain(&p.spare)
                         .map(|pane| {
                             std::mem::size_of::<Pane>()
                                 + pane.accs.iter().map(Acc::approximate_size).sum::<usize>()
@@ -816,7 +816,6 @@ impl WindowOperator {
                 panes,
                 timer: None,
                 run: self.running.then(|| Box::new(Running::new(aggs))),
-                spare: None,
             };
             if partitions.insert(ps.key.clone(), part).is_some() {
                 return corrupt(format!("partition {} appears twice", ps.key));
