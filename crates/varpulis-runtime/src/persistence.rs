@@ -46,9 +46,11 @@ pub use varpulis_crypto::{
 /// An [`EncryptedStateStore`] over a [`RocksDbStore`]: values encrypted with AES-256-GCM, kept
 /// in RocksDB. Key names stay readable, so listing and prefix scans work as usual.
 ///
+/// The seed's snippet, as written (with a temporary directory for the state):
+///
 /// ```
 /// use varpulis_runtime::persistence::{EncryptedStateStore, RocksDbStore, StateStore};
-/// # use varpulis_runtime::persistence::Key;
+/// # use varpulis_runtime::persistence::{CheckpointStore, EngineCheckpoint, Key};
 /// # let dir = tempfile::tempdir()?;
 /// # let state_dir = dir.path().join("state");
 /// # // SAFETY: single-threaded at this point of the doctest.
@@ -59,10 +61,15 @@ pub use varpulis_crypto::{
 /// let encrypted_store = EncryptedStateStore::new(store, key);
 ///
 /// # tokio::runtime::Runtime::new()?.block_on(async {
+/// # let checkpoint = EngineCheckpoint { events_processed: 42, ..EngineCheckpoint::default() };
+/// // Use encrypted_store exactly like any other StateStore
+/// encrypted_store.save_checkpoint("ctx", &checkpoint).await?;
+/// # let latest = encrypted_store.load_latest_checkpoint().await?.expect("saved");
+/// # assert_eq!(latest.context_states["ctx"].events_processed, 42);
 /// let secret = Key::new("tenants:acme:api-token")?;
 /// encrypted_store.put(&secret, b"hunter2").await?;
 /// assert_eq!(encrypted_store.get(&secret).await?.as_deref(), Some(&b"hunter2"[..]));
-/// # Ok::<_, varpulis_runtime::persistence::StoreError>(())
+/// # Ok::<_, Box<dyn std::error::Error>>(())
 /// # })?;
 /// # Ok::<_, Box<dyn std::error::Error>>(())
 /// ```
@@ -72,8 +79,8 @@ pub type EncryptedRocksDbStore = EncryptedStateStore<RocksDbStore>;
 
 // ---- Checkpoints (varpulis-checkpoint) -------------------------------------------------------
 //
-// Reserved for the checkpoint re-exports: CheckpointConfig, Checkpoint, CheckpointManager and the
-// CheckpointStore extension trait (save_checkpoint, load_latest_checkpoint, ...), so that
+// CheckpointConfig, Checkpoint, CheckpointManager and the CheckpointStore extension trait
+// (save_checkpoint, load_latest_checkpoint, ...), so that
 // `encrypted_store.save_checkpoint("ctx", &checkpoint).await?` works through this module.
 
 pub use varpulis_checkpoint::{
