@@ -47,7 +47,6 @@ mod agg;
 mod error;
 mod exact;
 mod expr;
-mod hash;
 mod running;
 mod watermark;
 mod window;
