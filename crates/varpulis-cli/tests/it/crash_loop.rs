@@ -195,7 +195,7 @@ fn sigterm_stops_with_a_final_checkpoint_and_the_next_run_completes_the_output()
     let s = setup(4);
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut child = run_cmd(&s, dir.path(), &[], None)
+    let child = run_cmd(&s, dir.path(), &[], None)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
