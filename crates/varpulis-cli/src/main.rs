@@ -23,7 +23,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use varpulis_engine::clock::SystemClock;
 use varpulis_engine::runner::DEFAULT_CHECKPOINT_EVERY;
 use varpulis_engine::{
-    CheckpointEvery, CheckpointTaken, Engine, RecoveryInfo, RunConfig, RunObserver, SourcePosition,
+    CheckpointEvery, CheckpointTaken, Engine, LateEvent, RecoveryInfo, RunConfig, RunObserver,
+    SourcePosition,
 };
 
 use crate::store::StoreArgs;
@@ -241,6 +242,19 @@ impl RunObserver for Observer {
         });
         bar.set_position(position.offset);
         bar.set_message(format!("line {}", position.line));
+    }
+
+    fn late_event(&mut self, late: &LateEvent) {
+        // The side output of late events: never dropped silently. It goes to stderr, so it is
+        // not part of the exactly-once output file (docs/cli.md).
+        let mut line = Vec::new();
+        if varpulis_engine::output::write_json_line(&mut line, &late.event).is_ok() {
+            eprintln!(
+                "warning: late event dropped by stream {}: {}",
+                late.stream,
+                String::from_utf8_lossy(&line).trim_end()
+            );
+        }
     }
 
     fn checkpointed(&mut self, taken: &CheckpointTaken) {

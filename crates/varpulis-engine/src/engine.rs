@@ -160,6 +160,18 @@ pub struct Engine {
     output_events_emitted: u64,
     produced: Vec<Vec<Event>>,
     results: Vec<WindowResult>,
+    late: Vec<LateEvent>,
+}
+
+/// An event a window dropped as late (every window it belonged to was already emitted): the
+/// engine's side output, so no late event is silently lost. Drain it with
+/// [`Engine::take_late_events`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LateEvent {
+    /// The stream whose window dropped it.
+    pub stream: String,
+    /// The event as the stream received it.
+    pub event: Event,
 }
 
 impl Engine {
@@ -195,6 +207,7 @@ impl Engine {
             output_events_emitted: 0,
             produced: Vec::new(),
             results: Vec::new(),
+            late: Vec::new(),
             program,
         };
         engine.compile()?;
@@ -286,8 +299,16 @@ impl Engine {
             .sum()
     }
 
+    /// Late events dropped since the last call, in the order they arrived (the side output).
+    ///
+    /// The engine keeps them until taken; a caller that processes many events should take them
+    /// regularly (the runner does after every event).
+    pub fn take_late_events(&mut self) -> Vec<LateEvent> {
+        std::mem::take(&mut self.late)
+    }
+
     /// Processes one input event; appends the output events it causes to `out`, upstream
-    /// streams before downstream ones.
+    /// streams before downstream ones. Late events go to [`Engine::take_late_events`].
     pub fn process(&mut self, event: &Event, out: &mut Vec<Event>) {
         self.events_processed += 1;
         let tracked = self
@@ -308,12 +329,26 @@ impl Engine {
             match stream.input {
                 Input::Event => {
                     if stream.plan.source.name() == event.event_type() {
-                        handle(stream, event, &self.variables, &mut self.results, mine);
+                        handle(
+                            stream,
+                            event,
+                            &self.variables,
+                            &mut self.results,
+                            mine,
+                            &mut self.late,
+                        );
                     }
                 }
                 Input::Stream(up) => {
                     for e in &done[up] {
-                        handle(stream, e, &self.variables, &mut self.results, mine);
+                        handle(
+                            stream,
+                            e,
+                            &self.variables,
+                            &mut self.results,
+                            mine,
+                            &mut self.late,
+                        );
                     }
                 }
             }
@@ -340,7 +375,14 @@ impl Engine {
             let stream = &mut self.streams[i];
             if let Input::Stream(up) = stream.input {
                 for e in &done[up] {
-                    handle(stream, e, &self.variables, &mut self.results, mine);
+                    handle(
+                        stream,
+                        e,
+                        &self.variables,
+                        &mut self.results,
+                        mine,
+                        &mut self.late,
+                    );
                 }
             }
             if let Some(op) = stream.window.as_mut() {
@@ -428,6 +470,7 @@ fn handle(
     variables: &BTreeMap<String, Value>,
     results: &mut Vec<WindowResult>,
     out: &mut Vec<Event>,
+    late: &mut Vec<LateEvent>,
 ) {
     if !stream.plan.accepts(event, variables) {
         return;
@@ -440,6 +483,10 @@ fn handle(
                     event_time = event.timestamp_ms(),
                     "late event dropped"
                 );
+                late.push(LateEvent {
+                    stream: stream.plan.name.clone(),
+                    event: event.clone(),
+                });
             }
             finish(&stream.plan, variables, results, out);
         }

@@ -46,7 +46,7 @@ pub mod output;
 pub mod runner;
 pub mod source;
 
-pub use engine::{CONTEXT, Engine, EngineError};
+pub use engine::{CONTEXT, Engine, EngineError, LateEvent};
 pub use runner::{
     CheckpointEvery, CheckpointTaken, NoObserver, RecoveryInfo, RunConfig, RunError, RunObserver,
     RunReport, run,

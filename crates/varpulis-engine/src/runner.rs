@@ -29,7 +29,7 @@ use varpulis_core::{Event, EventTime};
 use varpulis_store::StateStore;
 
 use crate::clock::Clock;
-use crate::engine::{CONTEXT, Engine, EngineError};
+use crate::engine::{CONTEXT, Engine, EngineError, LateEvent};
 use crate::output::write_json_line;
 use crate::source::{EventFileReader, ReadError, SourcePosition, parse_evt};
 
@@ -156,6 +156,8 @@ pub trait RunObserver {
     fn progress(&mut self, _position: SourcePosition, _file_len: u64) {}
     /// Called after each checkpoint.
     fn checkpointed(&mut self, _taken: &CheckpointTaken) {}
+    /// Called for each event a window dropped as late (the engine's side output).
+    fn late_event(&mut self, _late: &LateEvent) {}
 }
 
 /// An observer that does nothing.
@@ -548,6 +550,9 @@ pub async fn run(
         };
         lp.engine.process(&event, &mut outputs);
         lp.write_outputs(&mut outputs)?;
+        for late in lp.engine.take_late_events() {
+            observer.late_event(&late);
+        }
         lp.report.events_read += 1;
         since_checkpoint += 1;
         if lp.report.events_read.is_multiple_of(4096) {

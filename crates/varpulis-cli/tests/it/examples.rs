@@ -83,3 +83,24 @@ fn flush_at_end_emits_the_windows_still_open() {
         "{\"event_type\":\"Sessions\",\"timestamp\":35000,\"fields\":{\"user\":\"carol\",\"clicks\":1,\"pages\":1,\"first_page\":\"home\",\"last_page\":\"home\"}}\n"
     );
 }
+
+#[test]
+fn a_late_event_is_reported_on_stderr_not_silently_dropped() {
+    let dir = examples_dir();
+    let out = ok(varpulis()
+        .arg("run")
+        .arg(dir.join("orders_lateness.vpl"))
+        .arg("--events")
+        .arg(dir.join("orders_lateness.jsonl")));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let late: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: late event dropped by stream "))
+        .collect();
+    assert_eq!(late.len(), 1, "{stderr}");
+    assert!(
+        late[0].contains("\"timestamp\":58000") && late[0].contains("\"price\":1000.0"),
+        "{}",
+        late[0]
+    );
+}
