@@ -14,10 +14,12 @@
 //! # Ok::<_, varpulis_core::DurationError>(())
 //! ```
 
+mod agg;
 mod duration;
 mod event;
 mod value;
 
+pub use agg::AggFunc;
 pub use duration::{DurationError, format_duration_ms, parse_duration, parse_duration_ms};
 pub use event::Event;
 pub use value::Value;

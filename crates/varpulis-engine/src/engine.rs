@@ -6,10 +6,9 @@ use std::sync::Arc;
 use varpulis_checkpoint::EngineCheckpoint;
 use varpulis_checkpoint::state::ENGINE_CHECKPOINT_VERSION;
 use varpulis_core::{Event, EventTime, Value};
-use varpulis_vpl::{AggFunc, Program, Scope, Source, StreamPlan, WindowPlan};
+use varpulis_vpl::{Program, Scope, Source, StreamPlan, WindowPlan};
 use varpulis_windows::{
-    AggFn, Aggregate, Outcome, WatermarkTracker, WindowError, WindowOperator, WindowResult,
-    WindowSpec,
+    Aggregate, Outcome, WatermarkTracker, WindowError, WindowOperator, WindowResult, WindowSpec,
 };
 
 /// The name of the engine's context in a [`Checkpoint`](varpulis_checkpoint::Checkpoint).
@@ -88,20 +87,6 @@ struct CompiledStream {
     watermark_lag_ms: i64,
 }
 
-fn agg_fn(f: AggFunc) -> AggFn {
-    match f {
-        AggFunc::Count => AggFn::Count,
-        AggFunc::Sum => AggFn::Sum,
-        AggFunc::Avg => AggFn::Avg,
-        AggFunc::Min => AggFn::Min,
-        AggFunc::Max => AggFn::Max,
-        AggFunc::First => AggFn::First,
-        AggFunc::Last => AggFn::Last,
-        AggFunc::StdDev => AggFn::StdDev,
-        AggFunc::CountDistinct => AggFn::CountDistinct,
-    }
-}
-
 fn window_operator(
     plan: &StreamPlan,
     window: WindowPlan,
@@ -125,7 +110,7 @@ fn window_operator(
             None => Aggregate::count(agg.alias.as_str()),
             Some(arg) => Aggregate::new(
                 agg.alias.as_str(),
-                agg_fn(agg.func),
+                agg.func,
                 VplExpr {
                     expr: arg.clone(),
                     variables: Arc::clone(variables),

@@ -265,77 +265,7 @@ impl WindowPlan {
     }
 }
 
-/// Aggregate functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AggFunc {
-    /// `count()` (events) or `count(expr)` (non-null inputs). Int.
-    Count,
-    /// `sum(expr)`: Int when every input is Int, else Float. Numeric input.
-    Sum,
-    /// `avg(expr)`: Float. Numeric input.
-    Avg,
-    /// `min(expr)`.
-    Min,
-    /// `max(expr)`.
-    Max,
-    /// `first(expr)`: the input of the earliest event.
-    First,
-    /// `last(expr)`: the input of the latest event.
-    Last,
-    /// `stddev(expr)`: sample standard deviation, Float. Numeric input.
-    StdDev,
-    /// `count_distinct(expr)`: distinct non-null inputs. Int.
-    CountDistinct,
-}
-
-impl AggFunc {
-    /// Every function, in documentation order.
-    pub const ALL: [AggFunc; 9] = [
-        Self::Count,
-        Self::Sum,
-        Self::Avg,
-        Self::Min,
-        Self::Max,
-        Self::First,
-        Self::Last,
-        Self::StdDev,
-        Self::CountDistinct,
-    ];
-
-    /// The VPL name (`count_distinct`, ...).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Count => "count",
-            Self::Sum => "sum",
-            Self::Avg => "avg",
-            Self::Min => "min",
-            Self::Max => "max",
-            Self::First => "first",
-            Self::Last => "last",
-            Self::StdDev => "stddev",
-            Self::CountDistinct => "count_distinct",
-        }
-    }
-
-    /// Parses a VPL function name.
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.name() == name)
-    }
-
-    /// Whether the input must be numeric (`sum`, `avg`, `stddev`).
-    #[must_use]
-    pub fn needs_number(self) -> bool {
-        matches!(self, Self::Sum | Self::Avg | Self::StdDev)
-    }
-}
-
-impl fmt::Display for AggFunc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use varpulis_core::AggFunc;
 
 /// `alias: func(arg)` in `.aggregate(...)`.
 #[derive(Debug, Clone, PartialEq)]

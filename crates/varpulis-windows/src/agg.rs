@@ -11,74 +11,8 @@ use crate::WindowError;
 use crate::exact::ExactSum;
 use crate::expr::{Expr, Field};
 
-/// Aggregate functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AggFn {
-    /// `count()`: events; `count(expr)`: non-null inputs. Int.
-    Count,
-    /// `sum`: Int while every input is an Int and the sum fits in i64, else Float.
-    Sum,
-    /// `avg`: Float.
-    Avg,
-    /// `min` in [`Value`]'s total order.
-    Min,
-    /// `max` in [`Value`]'s total order (NaN above every float).
-    Max,
-    /// `first`: the input of the event with the smallest (event time, arrival).
-    First,
-    /// `last`: the input of the event with the largest (event time, arrival).
-    Last,
-    /// `stddev`: sample standard deviation (n - 1), Float; null below two inputs.
-    StdDev,
-    /// `count_distinct`: distinct non-null inputs (`Int(1)`, `Float(1.0)` and `Str("1")` are
-    /// three values). Int.
-    CountDistinct,
-}
-
-impl AggFn {
-    /// The VPL name.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Count => "count",
-            Self::Sum => "sum",
-            Self::Avg => "avg",
-            Self::Min => "min",
-            Self::Max => "max",
-            Self::First => "first",
-            Self::Last => "last",
-            Self::StdDev => "stddev",
-            Self::CountDistinct => "count_distinct",
-        }
-    }
-
-    /// Parses a VPL function name.
-    ///
-    /// # Errors
-    /// [`WindowError::InvalidSpec`] for an unknown name.
-    pub fn parse(name: &str) -> Result<Self, WindowError> {
-        Ok(match name {
-            "count" => Self::Count,
-            "sum" => Self::Sum,
-            "avg" => Self::Avg,
-            "min" => Self::Min,
-            "max" => Self::Max,
-            "first" => Self::First,
-            "last" => Self::Last,
-            "stddev" => Self::StdDev,
-            "count_distinct" => Self::CountDistinct,
-            other => {
-                return Err(WindowError::InvalidSpec {
-                    reason: format!(
-                        "unknown aggregate function {other:?}, expected one of count, sum, avg, \
-                         min, max, first, last, stddev, count_distinct"
-                    ),
-                });
-            }
-        })
-    }
-}
+/// The aggregate functions (shared with the VPL plans: `varpulis_core::AggFunc`).
+pub type AggFn = varpulis_core::AggFunc;
 
 /// One output column: `alias = func(input)`.
 #[derive(Clone)]
@@ -598,11 +532,5 @@ mod tests {
             panic!()
         };
         assert!((s - (250.0_f64 / 999.0).sqrt()).abs() < 1e-12, "{s}");
-    }
-
-    #[test]
-    fn unknown_function_is_an_error() {
-        assert!(AggFn::parse("median").is_err());
-        assert_eq!(AggFn::parse("stddev"), Ok(AggFn::StdDev));
     }
 }
