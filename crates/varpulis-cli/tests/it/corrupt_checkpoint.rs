@@ -1,6 +1,6 @@
 //! A damaged newest checkpoint makes the next run resume from the previous one, and say so.
 
-use crate::{ok, varpulis, write};
+use crate::{ok, run, varpulis, write};
 
 #[test]
 fn resumes_from_previous_checkpoint_when_the_newest_is_corrupt() {
@@ -19,20 +19,11 @@ fn resumes_from_previous_checkpoint_when_the_newest_is_corrupt() {
         ));
     }
     let events = write(tmp.path(), "events.jsonl", &events);
-    let expected = ok(varpulis()
-        .arg("run")
-        .arg(&program)
-        .arg("--events")
-        .arg(&events))
-    .stdout;
+    let expected = ok(&mut run(&program, &events)).stdout;
     let state = tmp.path().join("state");
     let output = tmp.path().join("out.jsonl");
-    let mut cmd = varpulis();
-    cmd.arg("run")
-        .arg(&program)
-        .arg("--events")
-        .arg(&events)
-        .arg("--state-dir")
+    let mut cmd = run(&program, &events);
+    cmd.arg("--state-dir")
         .arg(&state)
         .arg("--checkpoint-every")
         .arg("150")

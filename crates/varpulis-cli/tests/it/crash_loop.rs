@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::{ok, varpulis, write};
+use crate::{ok, run, varpulis, write};
 
 const EVENTS: usize = 100_000;
 const KILLS: usize = 20;
@@ -65,12 +65,7 @@ fn setup(seed: u64) -> Setup {
     let program = write(tmp.path(), "crash.vpl", PROGRAM);
     let events = tmp.path().join("events.jsonl");
     generate(&events, seed);
-    let expected = ok(varpulis()
-        .arg("run")
-        .arg(&program)
-        .arg("--events")
-        .arg(&events))
-    .stdout;
+    let expected = ok(&mut run(&program, &events)).stdout;
     assert!(
         expected.iter().filter(|&&b| b == b'\n').count() > 1_000,
         "the program produces plenty of output"
@@ -84,12 +79,8 @@ fn setup(seed: u64) -> Setup {
 }
 
 fn run_cmd(s: &Setup, dir: &Path, store_args: &[&str], key: Option<&str>) -> Command {
-    let mut cmd = varpulis();
-    cmd.arg("run")
-        .arg(&s.program)
-        .arg("--events")
-        .arg(&s.events)
-        .arg("--state-dir")
+    let mut cmd = run(&s.program, &s.events);
+    cmd.arg("--state-dir")
         .arg(dir.join("state"))
         .arg("--checkpoint-every")
         .arg("300")

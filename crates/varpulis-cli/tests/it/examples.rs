@@ -1,6 +1,6 @@
 //! Every example in `examples/` produces its expected output, on stdout and with --output.
 
-use crate::{examples_dir, ok, varpulis};
+use crate::{examples_dir, ok, run, varpulis};
 
 const EXAMPLES: [(&str, &str); 4] = [
     ("zone_stats", "jsonl"),
@@ -18,11 +18,10 @@ fn expected(name: &str) -> String {
 fn every_example_prints_its_expected_output() {
     for (name, ext) in EXAMPLES {
         let dir = examples_dir();
-        let out = ok(varpulis()
-            .arg("run")
-            .arg(dir.join(format!("{name}.vpl")))
-            .arg("--events")
-            .arg(dir.join(format!("{name}.{ext}"))));
+        let out = ok(&mut run(
+            dir.join(format!("{name}.vpl")),
+            dir.join(format!("{name}.{ext}")),
+        ));
         assert_eq!(
             String::from_utf8(out.stdout).unwrap(),
             expected(name),
@@ -37,12 +36,11 @@ fn every_example_writes_its_expected_output_file_and_a_rerun_adds_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let output = tmp.path().join("out.jsonl");
         let dir = examples_dir();
-        let mut cmd = varpulis();
-        cmd.arg("run")
-            .arg(dir.join(format!("{name}.vpl")))
-            .arg("--events")
-            .arg(dir.join(format!("{name}.{ext}")))
-            .arg("--output")
+        let mut cmd = run(
+            dir.join(format!("{name}.vpl")),
+            dir.join(format!("{name}.{ext}")),
+        );
+        cmd.arg("--output")
             .arg(&output)
             .arg("--state-dir")
             .arg(tmp.path().join("state"));
@@ -68,12 +66,7 @@ fn every_example_checks() {
 #[test]
 fn flush_at_end_emits_the_windows_still_open() {
     let dir = examples_dir();
-    let out = ok(varpulis()
-        .arg("run")
-        .arg(dir.join("sessions.vpl"))
-        .arg("--events")
-        .arg(dir.join("sessions.evt"))
-        .arg("--flush-at-end"));
+    let out = ok(run(dir.join("sessions.vpl"), dir.join("sessions.evt")).arg("--flush-at-end"));
     let text = String::from_utf8(out.stdout).unwrap();
     let extra = text
         .strip_prefix(&expected("sessions"))
@@ -87,11 +80,10 @@ fn flush_at_end_emits_the_windows_still_open() {
 #[test]
 fn a_late_event_is_reported_on_stderr_not_silently_dropped() {
     let dir = examples_dir();
-    let out = ok(varpulis()
-        .arg("run")
-        .arg(dir.join("orders_lateness.vpl"))
-        .arg("--events")
-        .arg(dir.join("orders_lateness.jsonl")));
+    let out = ok(&mut run(
+        dir.join("orders_lateness.vpl"),
+        dir.join("orders_lateness.jsonl"),
+    ));
     let stderr = String::from_utf8(out.stderr).unwrap();
     let late: Vec<&str> = stderr
         .lines()

@@ -17,6 +17,16 @@ pub(crate) fn varpulis() -> Command {
     cmd
 }
 
+/// `varpulis run PROGRAM --events EVENTS`, ready for more flags.
+pub(crate) fn run(program: impl AsRef<Path>, events: impl AsRef<Path>) -> Command {
+    let mut cmd = varpulis();
+    cmd.arg("run")
+        .arg(program.as_ref())
+        .arg("--events")
+        .arg(events.as_ref());
+    cmd
+}
+
 /// The workspace's `examples/` directory.
 pub(crate) fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
