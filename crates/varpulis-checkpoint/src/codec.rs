@@ -122,20 +122,64 @@ pub enum CodecError {
 
 /// Encodes `value` with postcard inside a format-version-1 envelope of the given kind.
 ///
+/// The value is measured first and then written once into a buffer of its exact size, so a
+/// large state costs one allocation and one copy of its bytes (no regrowth, no slack).
+///
 /// # Errors
 /// [`CodecError::Encode`] if postcard cannot encode the value (for example a map with
 /// unserializable keys).
 pub fn encode<T: Serialize + ?Sized>(kind: BlobKind, value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = postcard::to_extend(value, vec![0; HEADER_LEN]).map_err(CodecError::Encode)?;
-    let len = (out.len() - HEADER_LEN) as u64;
-    out[0..4].copy_from_slice(&MAGIC);
-    out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out[6] = CODEC_POSTCARD;
-    out[7] = kind.byte();
-    out[8..16].copy_from_slice(&len.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[..16]), &out[HEADER_LEN..]);
+    let size = postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .map_err(CodecError::Encode)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + size);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.push(CODEC_POSTCARD);
+    out.push(kind.byte());
+    out.extend_from_slice(&(size as u64).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    let mut out =
+        postcard::serialize_with_flavor(value, Append(out)).map_err(CodecError::Encode)?;
+    debug_assert_eq!(
+        out.len(),
+        HEADER_LEN + size,
+        "postcard measured {size} bytes"
+    );
+    let crc = checksum(&out);
     out[16..20].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
+}
+
+/// A postcard output that appends to a `Vec`, copying slices whole (postcard's own `Vec`
+/// outputs either push byte by byte or start from an empty vector).
+struct Append(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append {
+    type Output = Vec<u8>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
+/// The envelope checksum of a complete blob: crc32c (Castagnoli) over bytes 0..16 and the
+/// payload, skipping the checksum field itself.
+fn checksum(blob: &[u8]) -> u32 {
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    digest.update(&blob[..16]);
+    digest.update(&blob[HEADER_LEN..]);
+    // A 32-bit algorithm: the value always fits.
+    digest.finalize() as u32
 }
 
 /// Checks a blob's envelope and returns its payload (without decoding it).
@@ -178,7 +222,7 @@ pub fn open(kind: BlobKind, blob: &[u8]) -> Result<&[u8], CodecError> {
         });
     }
     let stored = u32::from_le_bytes(blob[16..20].try_into().expect("4 bytes"));
-    let computed = crc32c::crc32c_append(crc32c::crc32c(&blob[..16]), payload);
+    let computed = checksum(blob);
     if stored != computed {
         return Err(CodecError::ChecksumMismatch { stored, computed });
     }

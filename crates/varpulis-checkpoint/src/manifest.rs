@@ -20,7 +20,7 @@ pub(crate) type PartHash = [u8; 16];
 
 /// Hashes an encoded part.
 pub(crate) fn part_hash(blob: &[u8]) -> PartHash {
-    xxhash_rust::xxh3::xxh3_128(blob).to_le_bytes()
+    twox_hash::XxHash3_128::oneshot(blob).to_le_bytes()
 }
 
 /// Where a part lives and what it must contain: its key is derived from `hash`, and the bytes

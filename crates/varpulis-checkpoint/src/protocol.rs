@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
-use varpulis_store::{Key, StateStore, StoreError};
+use varpulis_store::{Key, StateStore, StoreError, WriteBatch};
 
 use crate::codec::{self, BlobKind};
 use crate::manifest::{
@@ -118,6 +118,11 @@ fn failing_key(err: &CheckpointError, manifest_key: &Key) -> String {
         _ => manifest_key.to_string(),
     }
 }
+
+/// New parts are written in batches of about this many bytes: few enough store operations to
+/// share fsyncs, small enough that a store copying a batch (RocksDB) does not double a large
+/// checkpoint's memory.
+const PART_BATCH_BYTES: usize = 64 << 20;
 
 struct EncodedParts {
     blobs: HashMap<PartHash, Vec<u8>>,
@@ -234,21 +239,33 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
         ..CommitReport::default()
     };
     // Deterministic write order (by hash), so fault-injection tests are reproducible.
-    let mut hashes: Vec<&PartHash> = encoded.blobs.keys().collect();
-    hashes.sort_unstable();
-    for hash in hashes {
-        let blob = &encoded.blobs[hash];
+    let mut blobs: Vec<(PartHash, Vec<u8>)> = encoded.blobs.into_iter().collect();
+    blobs.sort_unstable_by_key(|(hash, _)| *hash);
+    // New parts go to the store in batches (one fsync per directory on a file store, one WAL
+    // write on RocksDB); a batch need not be atomic, the manifest is the commit point.
+    let mut batch = WriteBatch::new();
+    let mut batch_bytes = 0;
+    for (hash, blob) in blobs {
         report.part_bytes_total += blob.len() as u64;
-        let key = layout.part_key(hash);
-        if existing.contains(&key) && (verified.contains(hash) || intact(store, &key, blob).await?)
+        let key = layout.part_key(&hash);
+        if existing.contains(&key)
+            && (verified.contains(&hash) || intact(store, &key, &blob).await?)
         {
-            verified.insert(*hash);
+            verified.insert(hash);
             continue;
         }
-        store.put(&key, blob).await?;
-        verified.insert(*hash);
+        if batch_bytes > 0 && batch_bytes + blob.len() > PART_BATCH_BYTES {
+            store.write_batch(std::mem::take(&mut batch)).await?;
+            batch_bytes = 0;
+        }
         report.parts_written += 1;
         report.part_bytes_written += blob.len() as u64;
+        batch_bytes += blob.len();
+        batch.put(key, blob);
+        verified.insert(hash);
+    }
+    if !batch.is_empty() {
+        store.write_batch(batch).await?;
     }
     // Parts are durable before the manifest that references them can be.
     store.flush().await?;
@@ -427,9 +444,15 @@ pub(crate) async fn prune<S: StateStore + ?Sized>(
     let ids = list_ids(store, layout).await?;
     let mut report = PruneReport::default();
     let cut = ids.len().saturating_sub(keep);
-    for &id in &ids[..cut] {
-        store.delete(&layout.manifest_key(id)).await?;
-        report.manifests_deleted += 1;
+    if cut > 0 {
+        // Manifests go first and on their own: a part is never deleted while a manifest that
+        // references it could survive a crash.
+        let mut batch = WriteBatch::new();
+        for &id in &ids[..cut] {
+            batch.delete(layout.manifest_key(id));
+        }
+        store.write_batch(batch).await?;
+        report.manifests_deleted = cut;
     }
     report.parts_deleted = collect_garbage(store, layout).await?;
     Ok(report)
@@ -458,12 +481,15 @@ pub(crate) async fn collect_garbage<S: StateStore + ?Sized>(
             Err(err) => return Err(err),
         }
     }
-    let mut deleted = 0;
+    let mut batch = WriteBatch::new();
     for key in store.list(layout.parts()).await? {
         if !live.contains(&key) {
-            store.delete(&key).await?;
-            deleted += 1;
+            batch.delete(key);
         }
+    }
+    let deleted = batch.len();
+    if deleted > 0 {
+        store.write_batch(batch).await?;
     }
     Ok(deleted)
 }
