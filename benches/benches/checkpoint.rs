@@ -4,8 +4,9 @@
 //! Run: `cargo bench -p varpulis-benches --bench checkpoint`
 //!
 //! - `checkpoint/{save,recover}/{memory,file,rocksdb}/1MiB`: criterion, throughput in bytes of
-//!   state. `save` is a full checkpoint (every part changed) followed by retention of the previous
-//!   one (`commit_checkpoint` + `prune_checkpoints(1)`); `recover` reads and verifies every part.
+//!   state. `save` is a full checkpoint (every part changed) through a `CheckpointManager` that
+//!   keeps one checkpoint (commit, then retention of the previous one), as the engine checkpoints;
+//!   `recover` reads and verifies every part (`load_latest_checkpoint`).
 //! - `checkpoint_vs_raw/<store>/<size>` (stderr, interleaved rounds, 1 MiB and 64 MiB), against
 //!   two baselines measured in the same rounds:
 //!   - *raw bytes*: the part bytes (postcard of each operator state, no envelope), serialized
@@ -31,7 +32,8 @@ use varpulis_benches::{
     bench_tempdir, interleaved, median_ms, payload, ratio_summary, runtime, selected,
 };
 use varpulis_checkpoint::{
-    Checkpoint, CheckpointStore, EngineCheckpoint, JoinCheckpoint, encoded_size,
+    Checkpoint, CheckpointConfig, CheckpointManager, CheckpointStore, EngineCheckpoint,
+    JoinCheckpoint, encoded_size,
 };
 use varpulis_store::{FileStore, Key, MemoryStore, StateStore};
 use varpulis_store_rocks::RocksDbStore;
@@ -97,9 +99,17 @@ fn stores() -> Stores {
     }
 }
 
-async fn save(store: &dyn StateStore, cp: &Checkpoint) {
-    store.commit_checkpoint(cp).await.unwrap();
-    store.prune_checkpoints(1).await.unwrap();
+/// The engine's checkpoint path: a manager that keeps one checkpoint (commit, then retention).
+fn manager(store: &Arc<dyn StateStore>) -> CheckpointManager<Arc<dyn StateStore>> {
+    let config = CheckpointConfig {
+        max_checkpoints: 1,
+        ..CheckpointConfig::default()
+    };
+    CheckpointManager::new(Arc::clone(store), config).unwrap()
+}
+
+async fn save(manager: &CheckpointManager<Arc<dyn StateStore>>, cp: &Checkpoint) {
+    manager.checkpoint(cp).await.unwrap();
 }
 
 async fn raw_save(store: &dyn StateStore, parts: &[(Key, Vec<u8>)]) {
@@ -150,11 +160,12 @@ fn criterion_benches(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(size as u64));
     group.sample_size(10);
     for (name, store) in &stores.list {
+        let manager = manager(store);
         let mut generation = 0;
         group.bench_function(BenchmarkId::new(format!("save/{name}"), "1MiB"), |b| {
             b.iter(|| {
                 generation += 1;
-                rt.block_on(save(&**store, &states[generation % 2]));
+                rt.block_on(save(&manager, &states[generation % 2]));
             });
         });
         group.bench_function(BenchmarkId::new(format!("recover/{name}"), "1MiB"), |b| {
@@ -175,14 +186,15 @@ fn versus_raw(_: &mut Criterion) {
             if !selected(&id) {
                 continue;
             }
+            let manager = manager(store);
             let store = &**store;
             // Start from the other generation than the first timed save, so every timed save
             // rewrites every part (saving the state already in the store writes nothing).
-            rt.block_on(save(store, &states[0]));
+            rt.block_on(save(&manager, &states[0]));
             let mut generation = 0;
             let mut ckpt_save = || {
                 generation += 1;
-                rt.block_on(save(store, &states[generation % 2]));
+                rt.block_on(save(&manager, &states[generation % 2]));
             };
             let mut plain_save = || rt.block_on(raw_save(store, &parts));
             let state_keys: Vec<Key> = parts

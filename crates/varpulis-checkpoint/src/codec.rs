@@ -187,6 +187,18 @@ fn checksum(blob: &[u8]) -> u32 {
 /// # Errors
 /// Any [`CodecError`] but `Payload`/`Encode`.
 pub fn open(kind: BlobKind, blob: &[u8]) -> Result<&[u8], CodecError> {
+    let payload = open_unchecked_crc(kind, blob)?;
+    let stored = u32::from_le_bytes(blob[16..20].try_into().expect("4 bytes"));
+    let computed = checksum(blob);
+    if stored != computed {
+        return Err(CodecError::ChecksumMismatch { stored, computed });
+    }
+    Ok(payload)
+}
+
+/// [`open`] without recomputing the crc32c, for a blob whose every byte was already verified
+/// by a stronger check (a part whose XXH3-128 content hash matched its manifest entry).
+pub(crate) fn open_unchecked_crc(kind: BlobKind, blob: &[u8]) -> Result<&[u8], CodecError> {
     if blob.len() < 6 {
         return Err(CodecError::TooShort { len: blob.len() });
     }
@@ -221,11 +233,6 @@ pub fn open(kind: BlobKind, blob: &[u8]) -> Result<&[u8], CodecError> {
             actual: payload.len() as u64,
         });
     }
-    let stored = u32::from_le_bytes(blob[16..20].try_into().expect("4 bytes"));
-    let computed = checksum(blob);
-    if stored != computed {
-        return Err(CodecError::ChecksumMismatch { stored, computed });
-    }
     Ok(payload)
 }
 
@@ -236,7 +243,11 @@ pub fn open(kind: BlobKind, blob: &[u8]) -> Result<&[u8], CodecError> {
 /// # Errors
 /// Any [`CodecError`] from [`open`], or [`CodecError::Payload`].
 pub fn decode<T: DeserializeOwned>(kind: BlobKind, blob: &[u8]) -> Result<T, CodecError> {
-    let payload = open(kind, blob)?;
+    decode_payload(open(kind, blob)?)
+}
+
+/// Decodes an opened payload; trailing bytes are an error.
+pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
     let (value, rest) = postcard::take_from_bytes(payload).map_err(CodecError::Payload)?;
     if !rest.is_empty() {
         return Err(CodecError::Payload(postcard::Error::DeserializeBadEncoding));

@@ -96,9 +96,15 @@ pub trait CheckpointStore: StateStore {
     /// # Errors
     /// The store's errors.
     async fn prune_checkpoints(&self, keep: usize) -> Result<usize, CheckpointError> {
-        Ok(protocol::prune(self, &default_layout(), keep)
-            .await?
-            .manifests_deleted)
+        Ok(protocol::prune(
+            self,
+            &default_layout(),
+            keep,
+            protocol::Sweep::Full,
+            &mut HashSet::new(),
+        )
+        .await?
+        .manifests_deleted)
     }
 }
 

@@ -43,7 +43,7 @@
 //! let manager = CheckpointManager::new(store.clone(), CheckpointConfig::default())?;
 //! let now_ms = 1_700_000_000_000;
 //! assert!(manager.should_checkpoint(now_ms));
-//! let report = manager.checkpoint(Checkpoint::new(now_ms).with_context("ctx", engine)).await?;
+//! let report = manager.checkpoint(&Checkpoint::new(now_ms).with_context("ctx", engine)).await?;
 //! assert!(!manager.should_checkpoint(now_ms + 1_000));
 //! let recovery = manager.recover().await?;
 //! assert_eq!(recovery.checkpoint.map(|c| c.id), Some(report.id));

@@ -9,6 +9,17 @@ use crate::manifest::{Layout, PartHash};
 use crate::protocol::{self, RecoveryMode};
 use crate::{Checkpoint, CheckpointConfig, CheckpointError, CommitReport, PruneReport, Recovery};
 
+/// What the manager knows about the parts in its store.
+#[derive(Debug)]
+struct CommitState {
+    /// Parts this manager wrote or read back intact (see `protocol::commit`).
+    verified: HashSet<PartHash>,
+    /// Whether retention must list every part (at the first retention after open, which may
+    /// find parts an earlier process left behind, and after a failed commit) instead of
+    /// deleting only the parts of the manifests it deletes.
+    sweep_pending: bool,
+}
+
 #[derive(Debug, Default)]
 struct Progress {
     /// Lower bound for the next id: above every id this manager attempted.
@@ -28,7 +39,8 @@ pub struct CheckpointManager<S> {
     config: CheckpointConfig,
     layout: Layout,
     /// Serialises commits; holds the hashes of parts this manager wrote or read back intact.
-    commit_lock: tokio::sync::Mutex<HashSet<PartHash>>,
+    /// Serializes commits, retention and recovery of this manager.
+    commit_lock: tokio::sync::Mutex<CommitState>,
     progress: Mutex<Progress>,
 }
 
@@ -46,7 +58,10 @@ impl<S: StateStore> CheckpointManager<S> {
             store,
             config,
             layout,
-            commit_lock: tokio::sync::Mutex::new(HashSet::new()),
+            commit_lock: tokio::sync::Mutex::new(CommitState {
+                verified: HashSet::new(),
+                sweep_pending: true,
+            }),
             progress: Mutex::new(Progress::default()),
         })
     }
@@ -80,9 +95,11 @@ impl<S: StateStore> CheckpointManager<S> {
 
     /// Commits `checkpoint` under the next id, then applies retention.
     ///
-    /// The id is assigned here (the `id` field is overwritten): strictly greater than every id
-    /// present in the store or attempted by this manager, so ids keep increasing across restarts
-    /// and past corrupt or failed checkpoints. `timestamp_ms` is kept as given.
+    /// The id is assigned here (the `id` field is ignored; the report and a later load carry the
+    /// assigned one): strictly greater than every id present in the store or attempted by this
+    /// manager, so ids keep increasing across restarts and past corrupt or failed checkpoints.
+    /// `timestamp_ms` is kept as given. The state is only borrowed: encoding it is the whole
+    /// cost, nothing is cloned.
     ///
     /// # Errors
     /// The store's errors while committing; the previous checkpoints stay intact. A failure of
@@ -90,9 +107,9 @@ impl<S: StateStore> CheckpointManager<S> {
     /// the next checkpoint.
     pub async fn checkpoint(
         &self,
-        mut checkpoint: Checkpoint,
+        checkpoint: &Checkpoint,
     ) -> Result<CommitReport, CheckpointError> {
-        let mut verified = self.commit_lock.lock().await;
+        let mut state = self.commit_lock.lock().await;
         let listed = protocol::list_ids(&self.store, &self.layout).await?;
         let id = {
             let mut progress = self.progress();
@@ -103,13 +120,48 @@ impl<S: StateStore> CheckpointManager<S> {
             progress.next_id = id + 1;
             id
         };
-        checkpoint.id = id;
-        let mut report =
-            protocol::commit(&self.store, &self.layout, &checkpoint, id, &mut verified).await?;
+        let committed = protocol::commit(
+            &self.store,
+            &self.layout,
+            checkpoint,
+            id,
+            &mut state.verified,
+        )
+        .await;
+        let mut report = match committed {
+            Ok(report) => report,
+            Err(err) => {
+                // Parts it wrote may be left without a manifest: the next retention lists.
+                state.sweep_pending = true;
+                return Err(err);
+            }
+        };
         self.progress().last_checkpoint_ms = Some(checkpoint.timestamp_ms);
-        match protocol::prune(&self.store, &self.layout, self.config.max_checkpoints).await {
-            Ok(pruned) => report.pruned = Some(pruned),
-            Err(err) => tracing::warn!("checkpoint {id} committed, retention failed: {err}"),
+        let sweep = if state.sweep_pending {
+            protocol::Sweep::Full
+        } else {
+            protocol::Sweep::Referenced
+        };
+        let state = &mut *state;
+        match protocol::prune(
+            &self.store,
+            &self.layout,
+            self.config.max_checkpoints,
+            sweep,
+            &mut state.verified,
+        )
+        .await
+        {
+            Ok(pruned) => {
+                report.pruned = Some(pruned);
+                if sweep == protocol::Sweep::Full {
+                    state.sweep_pending = false;
+                }
+            }
+            Err(err) => {
+                state.sweep_pending = true;
+                tracing::warn!("checkpoint {id} committed, retention failed: {err}");
+            }
         }
         Ok(report)
     }
@@ -134,13 +186,17 @@ impl<S: StateStore> CheckpointManager<S> {
     }
 
     async fn recover_with(&self, mode: RecoveryMode) -> Result<Recovery, CheckpointError> {
-        let _guard = self.commit_lock.lock().await;
+        let mut state = self.commit_lock.lock().await;
         let listed = protocol::list_ids(&self.store, &self.layout).await?;
         {
             let mut progress = self.progress();
             progress.next_id = progress.next_id.max(listed.last().map_or(1, |l| l + 1));
         }
-        let recovery = protocol::recover(&self.store, &self.layout, mode).await?;
+        // The recovered checkpoint's parts were read back and verified: the next commit
+        // references the unchanged ones without reading them again.
+        let recovery =
+            protocol::recover_verified(&self.store, &self.layout, mode, &mut state.verified)
+                .await?;
         if let Some(cp) = &recovery.checkpoint {
             self.progress().last_checkpoint_ms = Some(cp.timestamp_ms);
         }
@@ -168,7 +224,17 @@ impl<S: StateStore> CheckpointManager<S> {
     /// # Errors
     /// The store's errors.
     pub async fn prune(&self, keep: usize) -> Result<PruneReport, CheckpointError> {
-        let _guard = self.commit_lock.lock().await;
-        protocol::prune(&self.store, &self.layout, keep).await
+        let mut state = self.commit_lock.lock().await;
+        let state = &mut *state;
+        let report = protocol::prune(
+            &self.store,
+            &self.layout,
+            keep,
+            protocol::Sweep::Full,
+            &mut state.verified,
+        )
+        .await?;
+        state.sweep_pending = false;
+        Ok(report)
     }
 }

@@ -14,7 +14,9 @@ use crate::codec::{self, BlobKind};
 use crate::manifest::{
     ContextEntry, EngineCore, EngineCoreRef, Layout, Manifest, PartHash, PartRef, part_hash,
 };
-use crate::{Checkpoint, CheckpointError, EngineCheckpoint};
+use crate::{
+    Checkpoint, CheckpointError, EngineCheckpoint, JoinCheckpoint, SaseCheckpoint, WindowCheckpoint,
+};
 
 /// What a commit wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,71 +121,94 @@ fn failing_key(err: &CheckpointError, manifest_key: &Key) -> String {
     }
 }
 
-/// New parts are written in batches of about this many bytes: few enough store operations to
-/// share fsyncs, small enough that a store copying a batch (RocksDB) does not double a large
-/// checkpoint's memory.
-const PART_BATCH_BYTES: usize = 64 << 20;
+/// New parts are written in batches of about this many bytes: few store operations (a file
+/// store fsyncs each directory once per batch, RocksDB writes its log once), while a large
+/// checkpoint is encoded and written a batch at a time instead of being held encoded whole.
+const PART_BATCH_BYTES: usize = 8 << 20;
 
-struct EncodedParts {
-    blobs: HashMap<PartHash, Vec<u8>>,
-    manifest: Manifest,
+/// One part's value, borrowed from the checkpoint.
+enum PartValue<'a> {
+    Core(EngineCoreRef<'a>),
+    Window(&'a WindowCheckpoint),
+    Sase(&'a SaseCheckpoint),
+    Join(&'a JoinCheckpoint),
 }
 
-fn encode_part<T: Serialize + ?Sized>(
-    blobs: &mut HashMap<PartHash, Vec<u8>>,
-    value: &T,
-) -> Result<PartRef, CheckpointError> {
+impl Serialize for PartValue<'_> {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        match self {
+            Self::Core(v) => v.serialize(s),
+            Self::Window(v) => v.serialize(s),
+            Self::Sase(v) => v.serialize(s),
+            Self::Join(v) => v.serialize(s),
+        }
+    }
+}
+
+/// Contexts in manifest order (sorted by name).
+fn contexts_of(cp: &Checkpoint) -> Vec<(&String, &EngineCheckpoint)> {
+    let mut contexts: Vec<_> = cp.context_states.iter().collect();
+    contexts.sort_unstable_by_key(|(name, _)| *name);
+    contexts
+}
+
+/// Every part of `cp`, in manifest order: per context, the engine core, then the window, SASE
+/// and join states in key order. [`manifest_of`] consumes part references in this order.
+fn parts_of(cp: &Checkpoint) -> Vec<PartValue<'_>> {
+    let mut parts = Vec::new();
+    for (_, engine) in contexts_of(cp) {
+        parts.push(PartValue::Core(EngineCoreRef {
+            version: engine.version,
+            variables: &engine.variables,
+            watermark_state: &engine.watermark_state,
+            events_processed: engine.events_processed,
+            output_events_emitted: engine.output_events_emitted,
+        }));
+        parts.extend(engine.window_states.values().map(PartValue::Window));
+        parts.extend(engine.sase_states.values().map(PartValue::Sase));
+        parts.extend(engine.join_states.values().map(PartValue::Join));
+    }
+    parts
+}
+
+/// The manifest of `cp` as checkpoint `id`, given the references of [`parts_of`] in order.
+fn manifest_of(cp: &Checkpoint, id: u64, refs: &[PartRef]) -> Manifest {
+    fn named<'a>(
+        refs: &mut impl Iterator<Item = PartRef>,
+        names: impl Iterator<Item = &'a String>,
+    ) -> Vec<(String, PartRef)> {
+        names
+            .map(|name| (name.clone(), refs.next().expect("one reference per part")))
+            .collect()
+    }
+    let mut refs = refs.iter().copied();
+    let contexts = contexts_of(cp)
+        .into_iter()
+        .map(|(name, engine)| ContextEntry {
+            name: name.clone(),
+            core: refs.next().expect("one reference per part"),
+            windows: named(&mut refs, engine.window_states.keys()),
+            sase: named(&mut refs, engine.sase_states.keys()),
+            joins: named(&mut refs, engine.join_states.keys()),
+        })
+        .collect();
+    Manifest {
+        id,
+        timestamp_ms: cp.timestamp_ms,
+        contexts,
+        source_offsets: cp.source_offsets.clone(),
+        metadata: cp.metadata.clone(),
+    }
+}
+
+fn encode_part(value: &PartValue<'_>) -> Result<(PartRef, Vec<u8>), CheckpointError> {
     let blob = codec::encode(BlobKind::Part, value)
         .map_err(|source| CheckpointError::codec("<new part>", source))?;
     let part = PartRef {
         hash: part_hash(&blob),
         len: blob.len() as u64,
     };
-    blobs.entry(part.hash).or_insert(blob);
-    Ok(part)
-}
-
-fn encode_map<T: Serialize>(
-    blobs: &mut HashMap<PartHash, Vec<u8>>,
-    map: &BTreeMap<String, T>,
-) -> Result<Vec<(String, PartRef)>, CheckpointError> {
-    map.iter()
-        .map(|(name, value)| Ok((name.clone(), encode_part(blobs, value)?)))
-        .collect()
-}
-
-fn encode_checkpoint(cp: &Checkpoint, id: u64) -> Result<EncodedParts, CheckpointError> {
-    let mut blobs = HashMap::new();
-    let mut names: Vec<&String> = cp.context_states.keys().collect();
-    names.sort();
-    let mut contexts = Vec::with_capacity(names.len());
-    for name in names {
-        let engine = &cp.context_states[name];
-        let core = EngineCoreRef {
-            version: engine.version,
-            variables: &engine.variables,
-            watermark_state: &engine.watermark_state,
-            events_processed: engine.events_processed,
-            output_events_emitted: engine.output_events_emitted,
-        };
-        contexts.push(ContextEntry {
-            name: name.clone(),
-            core: encode_part(&mut blobs, &core)?,
-            windows: encode_map(&mut blobs, &engine.window_states)?,
-            sase: encode_map(&mut blobs, &engine.sase_states)?,
-            joins: encode_map(&mut blobs, &engine.join_states)?,
-        });
-    }
-    Ok(EncodedParts {
-        blobs,
-        manifest: Manifest {
-            id,
-            timestamp_ms: cp.timestamp_ms,
-            contexts,
-            source_offsets: cp.source_offsets.clone(),
-            metadata: cp.metadata.clone(),
-        },
-    })
+    Ok((part, blob))
 }
 
 /// Bytes of `cp` as the protocol would store it: every distinct part plus the manifest.
@@ -191,10 +216,19 @@ fn encode_checkpoint(cp: &Checkpoint, id: u64) -> Result<EncodedParts, Checkpoin
 /// # Errors
 /// [`CheckpointError::Corrupt`] if a value cannot be encoded.
 pub fn encoded_size(cp: &Checkpoint) -> Result<u64, CheckpointError> {
-    let encoded = encode_checkpoint(cp, cp.id)?;
-    let manifest = codec::encode(BlobKind::Manifest, &encoded.manifest)
+    let mut seen = HashSet::new();
+    let mut refs = Vec::new();
+    let mut total = 0;
+    for value in parts_of(cp) {
+        let (part, _) = encode_part(&value)?;
+        if seen.insert(part.hash) {
+            total += part.len;
+        }
+        refs.push(part);
+    }
+    let manifest = codec::encode(BlobKind::Manifest, &manifest_of(cp, cp.id, &refs))
         .map_err(|source| CheckpointError::codec("<manifest>", source))?;
-    Ok(encoded.blobs.values().map(|b| b.len() as u64).sum::<u64>() + manifest.len() as u64)
+    Ok(total + manifest.len() as u64)
 }
 
 /// Lists the ids of the manifests present (valid or not), ascending.
@@ -215,9 +249,10 @@ pub(crate) async fn list_ids<S: StateStore + ?Sized>(
 /// Writes `cp` as checkpoint `id` (its own `id` field is ignored): parts first, manifest last.
 ///
 /// `verified` holds the hashes of parts known to be intact in the store (written or read back
-/// by this process). A part that is present but not in `verified` is read back once and
-/// rewritten if its bytes differ, so a part damaged at rest is never silently referenced by a
-/// new checkpoint.
+/// by this process). A part that a manifest in the store references but that is not in
+/// `verified` is read back once and rewritten if its bytes differ, so a part damaged at rest is
+/// never silently referenced by a new checkpoint; a part no manifest references is written
+/// (again, if a failed commit left it behind: same key, same bytes).
 pub(crate) async fn commit<S: StateStore + ?Sized>(
     store: &S,
     layout: &Layout,
@@ -225,48 +260,59 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
     id: u64,
     verified: &mut HashSet<PartHash>,
 ) -> Result<CommitReport, CheckpointError> {
-    let encoded = encode_checkpoint(cp, id)?;
-    let manifest_blob = codec::encode(BlobKind::Manifest, &encoded.manifest)
-        .map_err(|source| CheckpointError::codec(layout.manifest_key(id), source))?;
-
     // Content addressing: a part already in the store has exactly these bytes (its key is their
-    // hash), so it is referenced, not rewritten.
-    let existing: HashSet<Key> = store.list(layout.parts()).await?.into_iter().collect();
+    // hash), so it is referenced, not rewritten. The parts known to be there are the ones the
+    // manifests in the store reference (retention never deletes those); reading the manifests
+    // is cheap, where listing the parts can mean reading all of them (RocksDB iterates values
+    // with keys).
+    let referenced = read_refs(store, layout, &list_ids(store, layout).await?)
+        .await?
+        .refs;
     let mut report = CommitReport {
         id,
-        parts_total: encoded.blobs.len(),
-        manifest_bytes: manifest_blob.len() as u64,
         ..CommitReport::default()
     };
-    // Deterministic write order (by hash), so fault-injection tests are reproducible.
-    let mut blobs: Vec<(PartHash, Vec<u8>)> = encoded.blobs.into_iter().collect();
-    blobs.sort_unstable_by_key(|(hash, _)| *hash);
-    // New parts go to the store in batches (one fsync per directory on a file store, one WAL
-    // write on RocksDB); a batch need not be atomic, the manifest is the commit point.
+    let mut refs = Vec::new();
+    let mut seen = HashSet::new();
+    // Parts are encoded and written in order, a batch at a time (deterministic, so fault
+    // injection is reproducible); a batch need not be atomic, the manifest is the commit point.
     let mut batch = WriteBatch::new();
     let mut batch_bytes = 0;
-    for (hash, blob) in blobs {
-        report.part_bytes_total += blob.len() as u64;
-        let key = layout.part_key(&hash);
-        if existing.contains(&key)
-            && (verified.contains(&hash) || intact(store, &key, &blob).await?)
-        {
-            verified.insert(hash);
+    // Hashes in `batch`: verified once the batch is written.
+    let mut batched = Vec::new();
+    for value in parts_of(cp) {
+        let (part, blob) = encode_part(&value)?;
+        refs.push(part);
+        if !seen.insert(part.hash) {
             continue;
         }
-        if batch_bytes > 0 && batch_bytes + blob.len() > PART_BATCH_BYTES {
-            store.write_batch(std::mem::take(&mut batch)).await?;
-            batch_bytes = 0;
+        report.parts_total += 1;
+        report.part_bytes_total += part.len;
+        let key = layout.part_key(&part.hash);
+        if referenced.contains(&part.hash)
+            && (verified.contains(&part.hash) || intact(store, &key, &blob).await?)
+        {
+            verified.insert(part.hash);
+            continue;
         }
         report.parts_written += 1;
-        report.part_bytes_written += blob.len() as u64;
+        report.part_bytes_written += part.len;
         batch_bytes += blob.len();
         batch.put(key, blob);
-        verified.insert(hash);
+        batched.push(part.hash);
+        if batch_bytes >= PART_BATCH_BYTES {
+            store.write_batch(std::mem::take(&mut batch)).await?;
+            verified.extend(batched.drain(..));
+            batch_bytes = 0;
+        }
     }
     if !batch.is_empty() {
         store.write_batch(batch).await?;
+        verified.extend(batched);
     }
+    let manifest_blob = codec::encode(BlobKind::Manifest, &manifest_of(cp, id, &refs))
+        .map_err(|source| CheckpointError::codec(layout.manifest_key(id), source))?;
+    report.manifest_bytes = manifest_blob.len() as u64;
     // Parts are durable before the manifest that references them can be.
     store.flush().await?;
     store.put(&layout.manifest_key(id), &manifest_blob).await?;
@@ -311,11 +357,13 @@ async fn read_manifest<S: StateStore + ?Sized>(
 struct PartReader<'a, S: ?Sized> {
     store: &'a S,
     layout: &'a Layout,
+    /// Hashes of the parts read and verified so far.
+    verified: Vec<PartHash>,
 }
 
 impl<S: StateStore + ?Sized> PartReader<'_, S> {
     async fn read<T: serde::de::DeserializeOwned>(
-        &self,
+        &mut self,
         part: &PartRef,
     ) -> Result<T, CheckpointError> {
         let key = self.layout.part_key(&part.hash);
@@ -338,11 +386,17 @@ impl<S: StateStore + ?Sized> PartReader<'_, S> {
         if part_hash(&blob) != part.hash {
             return Err(mismatch("does not match its content hash".to_owned()));
         }
-        codec::decode(BlobKind::Part, &blob).map_err(|e| CheckpointError::codec(&key, e))
+        // The 128-bit hash covered every byte, the header and its crc32c included, so the
+        // crc is not computed again; the header fields are still checked.
+        let value = codec::open_unchecked_crc(BlobKind::Part, &blob)
+            .and_then(codec::decode_payload)
+            .map_err(|e| CheckpointError::codec(&key, e))?;
+        self.verified.push(part.hash);
+        Ok(value)
     }
 
     async fn read_map<T: serde::de::DeserializeOwned>(
-        &self,
+        &mut self,
         refs: &[(String, PartRef)],
     ) -> Result<BTreeMap<String, T>, CheckpointError> {
         let mut out = BTreeMap::new();
@@ -361,10 +415,25 @@ pub(crate) async fn load<S: StateStore + ?Sized>(
     layout: &Layout,
     id: u64,
 ) -> Result<Option<Checkpoint>, CheckpointError> {
+    Ok(load_verified(store, layout, id)
+        .await?
+        .map(|(checkpoint, _)| checkpoint))
+}
+
+/// [`load`], also returning the hashes of the parts it verified.
+async fn load_verified<S: StateStore + ?Sized>(
+    store: &S,
+    layout: &Layout,
+    id: u64,
+) -> Result<Option<(Checkpoint, Vec<PartHash>)>, CheckpointError> {
     let Some(manifest) = read_manifest(store, layout, id).await? else {
         return Ok(None);
     };
-    let reader = PartReader { store, layout };
+    let mut reader = PartReader {
+        store,
+        layout,
+        verified: Vec::new(),
+    };
     let mut context_states = HashMap::with_capacity(manifest.contexts.len());
     for ctx in &manifest.contexts {
         let core: EngineCore = reader.read(&ctx.core).await?;
@@ -380,13 +449,14 @@ pub(crate) async fn load<S: StateStore + ?Sized>(
         };
         context_states.insert(ctx.name.clone(), engine);
     }
-    Ok(Some(Checkpoint {
+    let checkpoint = Checkpoint {
         id: manifest.id,
         timestamp_ms: manifest.timestamp_ms,
         context_states,
         source_offsets: manifest.source_offsets,
         metadata: manifest.metadata,
-    }))
+    };
+    Ok(Some((checkpoint, reader.verified)))
 }
 
 /// Newest valid checkpoint first; invalid ones are skipped (lenient) or refused (strict).
@@ -395,12 +465,24 @@ pub(crate) async fn recover<S: StateStore + ?Sized>(
     layout: &Layout,
     mode: RecoveryMode,
 ) -> Result<Recovery, CheckpointError> {
+    recover_verified(store, layout, mode, &mut HashSet::new()).await
+}
+
+/// [`recover`], adding the hashes of the recovered checkpoint's parts (all read back and
+/// verified) to `verified`.
+pub(crate) async fn recover_verified<S: StateStore + ?Sized>(
+    store: &S,
+    layout: &Layout,
+    mode: RecoveryMode,
+    verified: &mut HashSet<PartHash>,
+) -> Result<Recovery, CheckpointError> {
     let ids = list_ids(store, layout).await?;
     let mut skipped = Vec::new();
     for &id in ids.iter().rev() {
         let manifest_key = layout.manifest_key(id);
-        let err = match load(store, layout, id).await {
-            Ok(Some(checkpoint)) => {
+        let err = match load_verified(store, layout, id).await {
+            Ok(Some((checkpoint, hashes))) => {
+                verified.extend(hashes);
                 return Ok(Recovery {
                     checkpoint: Some(checkpoint),
                     skipped,
@@ -434,62 +516,105 @@ pub(crate) async fn recover<S: StateStore + ?Sized>(
     })
 }
 
-/// Keeps the newest `keep` manifests (at least one), then deletes unreferenced parts.
+/// How retention finds the parts to delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sweep {
+    /// List every part in the store and delete the ones no kept manifest references: also
+    /// removes parts a failed or crashed commit left without a manifest.
+    Full,
+    /// Delete only the parts the deleted manifests referenced and no kept manifest does; no
+    /// listing. Falls back to [`Sweep::Full`] when a deleted manifest cannot be read.
+    Referenced,
+}
+
+/// The parts a set of manifests references.
+#[derive(Debug, Default)]
+pub(crate) struct Refs {
+    /// Hashes of every part referenced by a readable manifest.
+    pub(crate) refs: HashSet<PartHash>,
+    /// A manifest that could not be read (corrupt), whose references are unknown.
+    pub(crate) unreadable: bool,
+    /// The key of a manifest from a newer format version, which may reference anything.
+    pub(crate) newer: Option<String>,
+}
+
+/// Reads the manifests `ids` and collects the parts they reference. Invalid manifests reference
+/// nothing (and are flagged); failures of the store are errors.
+pub(crate) async fn read_refs<S: StateStore + ?Sized>(
+    store: &S,
+    layout: &Layout,
+    ids: &[u64],
+) -> Result<Refs, CheckpointError> {
+    let mut out = Refs::default();
+    for &id in ids {
+        match read_manifest(store, layout, id).await {
+            Ok(Some(manifest)) => out.refs.extend(manifest.refs().map(|r| r.hash)),
+            Ok(None) => {}
+            Err(CheckpointError::UnsupportedVersion { key, .. }) => out.newer = Some(key),
+            Err(err) if err.is_invalid_checkpoint() => out.unreadable = true,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(out)
+}
+
+/// Keeps the newest `keep` manifests (at least one), then deletes the parts no kept manifest
+/// references, found as `sweep` says. `verified` keeps only hashes of parts still referenced.
+///
+/// Manifests are deleted (durably) before any part, so no manifest that survives a crash can
+/// reference a deleted part. A manifest from a newer format version may reference anything:
+/// then no part is deleted.
 pub(crate) async fn prune<S: StateStore + ?Sized>(
     store: &S,
     layout: &Layout,
     keep: usize,
+    sweep: Sweep,
+    verified: &mut HashSet<PartHash>,
 ) -> Result<PruneReport, CheckpointError> {
     let keep = keep.max(1);
     let ids = list_ids(store, layout).await?;
+    let doomed_ids = &ids[..ids.len().saturating_sub(keep)];
+    let mut sweep = sweep;
+    let mut doomed_refs = HashSet::new();
+    if sweep == Sweep::Referenced {
+        let doomed = read_refs(store, layout, doomed_ids).await?;
+        if doomed.unreadable || doomed.newer.is_some() {
+            sweep = Sweep::Full;
+        }
+        doomed_refs = doomed.refs;
+    }
     let mut report = PruneReport::default();
-    let cut = ids.len().saturating_sub(keep);
-    if cut > 0 {
-        // Manifests go first and on their own: a part is never deleted while a manifest that
-        // references it could survive a crash.
+    if !doomed_ids.is_empty() {
         let mut batch = WriteBatch::new();
-        for &id in &ids[..cut] {
+        for &id in doomed_ids {
             batch.delete(layout.manifest_key(id));
         }
         store.write_batch(batch).await?;
-        report.manifests_deleted = cut;
+        report.manifests_deleted = doomed_ids.len();
     }
-    report.parts_deleted = collect_garbage(store, layout).await?;
-    Ok(report)
-}
-
-/// Deletes every part that no manifest in the store references.
-///
-/// Undecodable (corrupt) manifests reference nothing. A manifest from a newer format version
-/// may reference anything, so then nothing is deleted; a failing store aborts collection.
-pub(crate) async fn collect_garbage<S: StateStore + ?Sized>(
-    store: &S,
-    layout: &Layout,
-) -> Result<usize, CheckpointError> {
-    let mut live: HashSet<Key> = HashSet::new();
-    for id in list_ids(store, layout).await? {
-        match read_manifest(store, layout, id).await {
-            Ok(Some(manifest)) => live.extend(manifest.refs().map(|r| layout.part_key(&r.hash))),
-            Ok(None) => {}
-            Err(CheckpointError::UnsupportedVersion { key, found, .. }) => {
-                tracing::warn!(
-                    "not collecting checkpoint parts: {key} has format version {found}, newer than this release"
-                );
-                return Ok(0);
-            }
-            Err(err) if err.is_invalid_checkpoint() => {}
-            Err(err) => return Err(err),
-        }
+    // Read after the deletion: a manifest committed meanwhile by another writer is seen.
+    let live = read_refs(store, layout, &list_ids(store, layout).await?).await?;
+    if let Some(key) = live.newer {
+        tracing::warn!(
+            "not collecting checkpoint parts: {key} has a format version newer than this release"
+        );
+        return Ok(report);
     }
+    let candidates: Vec<Key> = match sweep {
+        Sweep::Full => store.list(layout.parts()).await?,
+        Sweep::Referenced => doomed_refs.iter().map(|h| layout.part_key(h)).collect(),
+    };
+    let live_keys: HashSet<Key> = live.refs.iter().map(|h| layout.part_key(h)).collect();
     let mut batch = WriteBatch::new();
-    for key in store.list(layout.parts()).await? {
-        if !live.contains(&key) {
+    for key in candidates {
+        if !live_keys.contains(&key) {
             batch.delete(key);
         }
     }
-    let deleted = batch.len();
-    if deleted > 0 {
+    report.parts_deleted = batch.len();
+    if !batch.is_empty() {
         store.write_batch(batch).await?;
     }
-    Ok(deleted)
+    verified.retain(|hash| live.refs.contains(hash));
+    Ok(report)
 }

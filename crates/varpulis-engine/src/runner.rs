@@ -362,7 +362,7 @@ impl Loop<'_> {
             cp.metadata
                 .insert(meta::OUTPUT.to_owned(), path.display().to_string());
         }
-        let commit = manager.checkpoint(cp).await?;
+        let commit = manager.checkpoint(&cp).await?;
         let took = started.elapsed();
         self.report.checkpoints += 1;
         self.report.checkpoint_time += took;

@@ -38,14 +38,18 @@ pub enum FailPlan {
     Nth(u64),
     /// Operation `n` and every later one fail.
     From(u64),
+    /// Every operation of this name fails: `get`, `put`, `delete`, `list`, `write_batch` or
+    /// `flush`.
+    Every(&'static str),
 }
 
 impl FailPlan {
-    fn fails(self, op: u64) -> bool {
+    fn fails(self, op: u64, what: &str) -> bool {
         match self {
             Self::Never => false,
             Self::Nth(n) => op == n,
             Self::From(n) => op >= n,
+            Self::Every(name) => name == what,
         }
     }
 }
@@ -101,7 +105,7 @@ impl<S: StateStore> FailingStore<S> {
     {
         let n = self.ops.fetch_add(1, Ordering::SeqCst);
         let (plan, mode) = *self.plan.lock().unwrap_or_else(|p| p.into_inner());
-        if !plan.fails(n) {
+        if !plan.fails(n, what) {
             return op.await;
         }
         match mode {

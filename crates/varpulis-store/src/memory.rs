@@ -13,7 +13,7 @@ use crate::{BatchOp, Capabilities, Key, StateStore, StoreError, WriteBatch};
 /// Batches are atomic: readers see all of a batch or none of it.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
-    map: Arc<RwLock<BTreeMap<Key, Arc<[u8]>>>>,
+    map: Arc<RwLock<BTreeMap<Key, Box<[u8]>>>>,
 }
 
 impl MemoryStore {
@@ -46,11 +46,11 @@ impl MemoryStore {
 
     // A panic while holding the lock cannot leave the map half-updated (every mutation is a
     // single insert/remove, or a batch built before the lock is taken), so poisoning is ignored.
-    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Key, Arc<[u8]>>> {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Key, Box<[u8]>>> {
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Key, Arc<[u8]>>> {
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Key, Box<[u8]>>> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -64,7 +64,7 @@ impl StateStore for MemoryStore {
 
     async fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {
         key.require_value_key()?;
-        let value: Arc<[u8]> = Arc::from(value);
+        let value: Box<[u8]> = Box::from(value);
         self.write().insert(key.clone(), value);
         Ok(())
     }
@@ -89,11 +89,12 @@ impl StateStore for MemoryStore {
 
     async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
         batch.validate()?;
-        let ops: Vec<(Key, Option<Arc<[u8]>>)> = batch
+        // Values move in without a copy (a vector with spare capacity is shrunk first).
+        let ops: Vec<(Key, Option<Box<[u8]>>)> = batch
             .into_ops()
             .into_iter()
             .map(|op| match op {
-                BatchOp::Put(k, v) => (k, Some(Arc::from(v))),
+                BatchOp::Put(k, v) => (k, Some(v.into_boxed_slice())),
                 BatchOp::Delete(k) => (k, None),
             })
             .collect();

@@ -17,7 +17,7 @@ fn saved_checkpoint_loads_bit_exact_on_memory_and_file_stores() {
         let stores: Vec<Arc<dyn StateStore>> = vec![Arc::new(MemoryStore::new()), Arc::new(file)];
         for store in stores {
             let manager = CheckpointManager::new(store, CheckpointConfig::default()).unwrap();
-            let report = manager.checkpoint(common::checkpoint(5)).await.unwrap();
+            let report = manager.checkpoint(&common::checkpoint(5)).await.unwrap();
             let mut expected = common::checkpoint(5);
             expected.id = report.id;
             let recovered = manager.recover().await.unwrap();
@@ -97,7 +97,7 @@ fn ids_keep_increasing_across_restarts_even_when_the_newest_is_corrupt() {
         let store = MemoryStore::new();
         let first = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
         for seed in 0..3 {
-            first.checkpoint(common::checkpoint(seed)).await.unwrap();
+            first.checkpoint(&common::checkpoint(seed)).await.unwrap();
         }
         drop(first);
         let newest = Key::new(format!("varpulis:ckpt:manifest:{:020}", 3)).unwrap();
@@ -108,7 +108,7 @@ fn ids_keep_increasing_across_restarts_even_when_the_newest_is_corrupt() {
         assert_eq!(recovery.checkpoint.unwrap().id, 2);
         assert_eq!(recovery.skipped.len(), 1);
         assert_eq!(recovery.skipped[0].id, 3);
-        let report = restarted.checkpoint(common::checkpoint(9)).await.unwrap();
+        let report = restarted.checkpoint(&common::checkpoint(9)).await.unwrap();
         assert_eq!(report.id, 4);
         assert_eq!(restarted.recover().await.unwrap().checkpoint.unwrap().id, 4);
     });
@@ -121,7 +121,7 @@ fn manager_assigns_ids_and_keeps_the_callers_timestamp() {
             CheckpointManager::new(MemoryStore::new(), CheckpointConfig::default()).unwrap();
         let mut cp = Checkpoint::new(123);
         cp.id = 77;
-        let report = manager.checkpoint(cp).await.unwrap();
+        let report = manager.checkpoint(&cp).await.unwrap();
         assert_eq!(report.id, 1);
         let back = manager.load_checkpoint(1).await.unwrap().unwrap();
         assert_eq!((back.id, back.timestamp_ms), (1, 123));
@@ -137,7 +137,7 @@ fn should_checkpoint_follows_the_injected_clock() {
         };
         let manager = CheckpointManager::new(MemoryStore::new(), config).unwrap();
         assert!(manager.should_checkpoint(0));
-        manager.checkpoint(Checkpoint::new(1_000)).await.unwrap();
+        manager.checkpoint(&Checkpoint::new(1_000)).await.unwrap();
         assert!(!manager.should_checkpoint(1_000));
         assert!(!manager.should_checkpoint(10_999));
         assert!(manager.should_checkpoint(11_000));
@@ -184,8 +184,8 @@ fn engines_with_different_prefixes_share_a_store_without_interfering() {
         let a = CheckpointManager::new(store.clone(), cfg("tenants:a")).unwrap();
         let b = CheckpointManager::new(store.clone(), cfg("tenants:b")).unwrap();
         for seed in 0..3 {
-            a.checkpoint(common::checkpoint(seed)).await.unwrap();
-            b.checkpoint(common::checkpoint(seed + 10)).await.unwrap();
+            a.checkpoint(&common::checkpoint(seed)).await.unwrap();
+            b.checkpoint(&common::checkpoint(seed + 10)).await.unwrap();
         }
         let ra = a.recover().await.unwrap().checkpoint.unwrap();
         let rb = b.recover().await.unwrap().checkpoint.unwrap();
@@ -200,8 +200,8 @@ fn strict_recovery_refuses_to_skip_a_corrupt_checkpoint() {
     block_on(async {
         let store = MemoryStore::new();
         let manager = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
-        manager.checkpoint(common::checkpoint(1)).await.unwrap();
-        manager.checkpoint(common::checkpoint(2)).await.unwrap();
+        manager.checkpoint(&common::checkpoint(1)).await.unwrap();
+        manager.checkpoint(&common::checkpoint(2)).await.unwrap();
         let newest = Key::new(format!("varpulis:ckpt:manifest:{:020}", 2)).unwrap();
         store.put(&newest, b"").await.unwrap();
         let err = manager.recover_strict().await.unwrap_err();

@@ -12,6 +12,7 @@ use varpulis_checkpoint::{
     WindowCheckpoint, WindowKindState, WindowSpecState,
 };
 use varpulis_core::{Event, Value};
+use varpulis_store::{Capabilities, Key, StateStore, StoreError, WriteBatch};
 
 /// Runs a future on a small runtime.
 pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -247,4 +248,56 @@ pub(crate) fn assert_same(a: &Checkpoint, b: &Checkpoint) {
 /// The postcard size of the raw state (what the checkpoint holds, without any framing).
 pub(crate) fn raw_size(cp: &Checkpoint) -> u64 {
     canonical(cp).len() as u64
+}
+
+/// A store that records the keys of its `get`s and the prefixes of its `list`s.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recording<S> {
+    pub(crate) inner: S,
+    log: Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
+}
+
+impl<S> Recording<S> {
+    pub(crate) fn new(inner: S) -> Self {
+        Self {
+            inner,
+            log: Arc::default(),
+        }
+    }
+
+    /// Takes the calls recorded so far, as `(operation, key or prefix)`.
+    pub(crate) fn take(&self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+
+    fn record(&self, op: &'static str, key: &Key) {
+        self.log.lock().unwrap().push((op, key.to_string()));
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: StateStore> StateStore for Recording<S> {
+    async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        self.record("get", key);
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.put(key, value).await
+    }
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &Key) -> Result<Vec<Key>, StoreError> {
+        self.record("list", prefix);
+        self.inner.list(prefix).await
+    }
+    async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.inner.write_batch(batch).await
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush().await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
 }

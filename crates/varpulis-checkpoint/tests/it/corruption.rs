@@ -60,12 +60,12 @@ pub(crate) async fn damage_newest<V: StateStore + Clone, R: StateStore>(
 ) {
     let manager = CheckpointManager::new(view.clone(), CheckpointConfig::default()).unwrap();
     manager
-        .checkpoint(common::distinct_checkpoint(1))
+        .checkpoint(&common::distinct_checkpoint(1))
         .await
         .unwrap();
     let first_parts = part_keys(&view).await;
     manager
-        .checkpoint(common::distinct_checkpoint(2))
+        .checkpoint(&common::distinct_checkpoint(2))
         .await
         .unwrap();
     let new_parts: Vec<Key> = part_keys(&view)
@@ -101,7 +101,7 @@ pub(crate) async fn damage_newest<V: StateStore + Clone, R: StateStore>(
     // And the next checkpoint does not reuse the damaged id.
     assert_eq!(
         restarted
-            .checkpoint(common::checkpoint(3))
+            .checkpoint(&common::checkpoint(3))
             .await
             .unwrap()
             .id,

@@ -26,8 +26,8 @@ fn expected(seed: u64, id: u64) -> Checkpoint {
 /// Commits checkpoints 1 and 2 (seeds 1, 2) through a plain manager.
 async fn prepare<S: StateStore>(store: S) {
     let m = CheckpointManager::new(store, config()).unwrap();
-    m.checkpoint(common::distinct_checkpoint(1)).await.unwrap();
-    m.checkpoint(common::distinct_checkpoint(2)).await.unwrap();
+    m.checkpoint(&common::distinct_checkpoint(1)).await.unwrap();
+    m.checkpoint(&common::distinct_checkpoint(2)).await.unwrap();
 }
 
 fn manifest_key(id: u64) -> Key {
@@ -60,7 +60,7 @@ async fn check_after_failure<S: StateStore + Clone>(store: S, succeeded: bool, l
     common::assert_same(&got, &want);
 
     let next = manager
-        .checkpoint(common::distinct_checkpoint(4))
+        .checkpoint(&common::distinct_checkpoint(4))
         .await
         .unwrap();
     assert!(next.id > want.id, "{label}: id {} reused", next.id);
@@ -81,7 +81,7 @@ async fn run_failing<S: StateStore + Clone>(
     let failing = FailingStore::new(store.clone());
     failing.set_plan(plan, mode);
     let manager = CheckpointManager::new(failing, config()).unwrap();
-    let result = manager.checkpoint(common::distinct_checkpoint(3)).await;
+    let result = manager.checkpoint(&common::distinct_checkpoint(3)).await;
     let ops = manager.store().ops();
     check_after_failure(store, result.is_ok(), &format!("{plan:?} {mode:?}")).await;
     ops
@@ -120,14 +120,14 @@ async fn crash_at_every_point(power_loss: bool) {
     prepare(dry.clone()).await;
     dry.crash_after(u64::MAX);
     let m = CheckpointManager::new(dry.clone(), config()).unwrap();
-    m.checkpoint(common::distinct_checkpoint(3)).await.unwrap();
+    m.checkpoint(&common::distinct_checkpoint(3)).await.unwrap();
     let total = dry.ops();
     for n in 0..=total {
         let crash = CrashStore::new(MemoryStore::new());
         prepare(crash.clone()).await;
         crash.crash_after(n);
         let m = CheckpointManager::new(crash.clone(), config()).unwrap();
-        let result = m.checkpoint(common::distinct_checkpoint(3)).await;
+        let result = m.checkpoint(&common::distinct_checkpoint(3)).await;
         // A crash during retention (after the commit) is not a failed checkpoint.
         assert!(n < total || result.is_ok(), "crash after {n} of {total}");
         if power_loss {
@@ -155,7 +155,7 @@ async fn crash_at_every_point(power_loss: bool) {
         prepare(crash.clone()).await;
         crash.crash_after(n);
         let m = CheckpointManager::new(crash.clone(), config()).unwrap();
-        let result = m.checkpoint(common::distinct_checkpoint(3)).await;
+        let result = m.checkpoint(&common::distinct_checkpoint(3)).await;
         crash.power_loss(|_| true).await.unwrap();
         let label = format!("power loss at {n}");
         check_after_failure(crash.inner().clone(), result.is_ok(), &label).await;
@@ -180,7 +180,7 @@ fn a_manifest_that_is_never_flushed_is_lost_whole_on_power_loss() {
             prepare(crash.clone()).await;
             crash.crash_after(n);
             let m = CheckpointManager::new(crash.clone(), config()).unwrap();
-            assert!(m.checkpoint(common::distinct_checkpoint(3)).await.is_err());
+            assert!(m.checkpoint(&common::distinct_checkpoint(3)).await.is_err());
             if crash.inner().get(&manifest_key(3)).await.unwrap().is_none() {
                 continue;
             }

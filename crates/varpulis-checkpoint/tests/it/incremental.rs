@@ -2,6 +2,7 @@
 //! timings live in the benches).
 
 use varpulis_checkpoint::{CheckpointConfig, CheckpointManager, WindowCheckpoint, encoded_size};
+use varpulis_store::faults::{FailMode, FailPlan, FailingStore};
 use varpulis_store::{Key, MemoryStore, StateStore};
 
 use crate::common::{self, block_on};
@@ -16,7 +17,7 @@ fn incremental_checkpoint_writes_at_most_3_percent_when_1_percent_of_1000_parts_
         let manager =
             CheckpointManager::new(MemoryStore::new(), CheckpointConfig::default()).unwrap();
         let mut cp = common::big_checkpoint(1_000, 4_096, 1);
-        let full = manager.checkpoint(cp.clone()).await.unwrap();
+        let full = manager.checkpoint(&cp).await.unwrap();
         assert_eq!(
             full.bytes_written(),
             full.bytes_total(),
@@ -29,7 +30,7 @@ fn incremental_checkpoint_writes_at_most_3_percent_when_1_percent_of_1000_parts_
             }
         }
         engine.events_processed += 1;
-        let inc = manager.checkpoint(cp).await.unwrap();
+        let inc = manager.checkpoint(&cp).await.unwrap();
         assert_eq!(inc.parts_written, 11, "10 windows and the engine core");
         let fraction = inc.bytes_written() as f64 / inc.bytes_total() as f64;
         println!(
@@ -49,8 +50,8 @@ fn an_unchanged_checkpoint_writes_only_its_manifest() {
     block_on(async {
         let manager =
             CheckpointManager::new(MemoryStore::new(), CheckpointConfig::default()).unwrap();
-        manager.checkpoint(common::checkpoint(1)).await.unwrap();
-        let again = manager.checkpoint(common::checkpoint(1)).await.unwrap();
+        manager.checkpoint(&common::checkpoint(1)).await.unwrap();
+        let again = manager.checkpoint(&common::checkpoint(1)).await.unwrap();
         assert_eq!(again.parts_written, 0);
         assert_eq!(again.bytes_written(), again.manifest_bytes);
     });
@@ -61,7 +62,7 @@ fn a_part_damaged_at_rest_is_rewritten_not_referenced_by_a_new_manager() {
     block_on(async {
         let store = MemoryStore::new();
         let first = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
-        first.checkpoint(common::checkpoint(1)).await.unwrap();
+        first.checkpoint(&common::checkpoint(1)).await.unwrap();
         // Damage every stored part, as bit rot would, then restart (a new manager).
         let parts = store
             .list(&Key::new("varpulis:ckpt:part").unwrap())
@@ -75,7 +76,7 @@ fn a_part_damaged_at_rest_is_rewritten_not_referenced_by_a_new_manager() {
             store.put(key, &bytes).await.unwrap();
         }
         let restarted = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
-        let report = restarted.checkpoint(common::checkpoint(1)).await.unwrap();
+        let report = restarted.checkpoint(&common::checkpoint(1)).await.unwrap();
         assert_eq!(
             report.parts_written,
             parts.len(),
@@ -90,8 +91,45 @@ fn a_part_damaged_at_rest_is_rewritten_not_referenced_by_a_new_manager() {
             common::canonical(&want)
         );
         // Parts this manager wrote or read back are not read again.
-        let again = restarted.checkpoint(common::checkpoint(1)).await.unwrap();
+        let again = restarted.checkpoint(&common::checkpoint(1)).await.unwrap();
         assert_eq!(again.parts_written, 0);
+    });
+}
+
+#[test]
+fn a_damaged_part_whose_rewrite_failed_is_rewritten_by_the_next_checkpoint() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let first = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
+        first.checkpoint(&common::checkpoint(1)).await.unwrap();
+        let parts = store
+            .list(&Key::new("varpulis:ckpt:part").unwrap())
+            .await
+            .unwrap();
+        for key in &parts {
+            let mut bytes = store.get(key).await.unwrap().unwrap();
+            bytes[0] ^= 0x01;
+            store.put(key, &bytes).await.unwrap();
+        }
+        let failing = FailingStore::new(store.clone());
+        let restarted = CheckpointManager::new(failing, CheckpointConfig::default()).unwrap();
+        // Every batch fails: the damaged parts are found, but their rewrite never lands.
+        restarted
+            .store()
+            .set_plan(FailPlan::Every("write_batch"), FailMode::Before);
+        assert!(restarted.checkpoint(&common::checkpoint(1)).await.is_err());
+        restarted
+            .store()
+            .set_plan(FailPlan::Never, FailMode::Before);
+        let report = restarted.checkpoint(&common::checkpoint(1)).await.unwrap();
+        assert_eq!(
+            report.parts_written,
+            parts.len(),
+            "still damaged: rewritten"
+        );
+        let recovered = restarted.recover().await.unwrap();
+        assert!(recovered.skipped.is_empty(), "{:?}", recovered.skipped);
+        assert_eq!(recovered.checkpoint.unwrap().id, report.id);
     });
 }
 
@@ -105,4 +143,30 @@ fn encoded_checkpoint_is_at_most_1_1x_the_postcard_size_of_its_raw_state() {
         println!("{parts} parts of ~{bytes} B: encoded/raw = {ratio:.4}");
         assert!(ratio <= 1.1, "{parts} x {bytes}: ratio {ratio:.4}");
     }
+}
+
+#[test]
+fn after_recovery_unchanged_parts_are_referenced_without_being_read_again() {
+    common::block_on(async {
+        let store = common::Recording::new(MemoryStore::new());
+        let cp = common::distinct_checkpoint(7);
+        CheckpointManager::new(store.clone(), CheckpointConfig::default())
+            .unwrap()
+            .checkpoint(&cp)
+            .await
+            .unwrap();
+        // A new process: recovery reads and verifies every part once.
+        let manager = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
+        manager.recover().await.unwrap().checkpoint.unwrap();
+        let part_reads = |calls: Vec<(&'static str, String)>| {
+            calls
+                .into_iter()
+                .filter(|(op, key)| *op == "get" && key.starts_with("varpulis:ckpt:part:"))
+                .count()
+        };
+        assert!(part_reads(store.take()) > 0);
+        let report = manager.checkpoint(&cp).await.unwrap();
+        assert_eq!(report.parts_written, 0, "unchanged parts are referenced");
+        assert_eq!(part_reads(store.take()), 0, "and not read back again");
+    });
 }

@@ -58,7 +58,7 @@ fn after_many_checkpoints_exactly_max_checkpoints_manifests_and_no_orphan_parts_
             for seed in 0..12 {
                 // Alternate between fresh and repeated states, so parts are both shared and not.
                 manager
-                    .checkpoint(common::checkpoint(seed / 2))
+                    .checkpoint(&common::checkpoint(seed / 2))
                     .await
                     .unwrap();
             }
@@ -81,7 +81,7 @@ fn zero_max_checkpoints_still_keeps_the_newest() {
         };
         let manager = CheckpointManager::new(MemoryStore::new(), config).unwrap();
         for seed in 0..3 {
-            manager.checkpoint(common::checkpoint(seed)).await.unwrap();
+            manager.checkpoint(&common::checkpoint(seed)).await.unwrap();
         }
         assert_eq!(manager.list_checkpoints().await.unwrap(), vec![3]);
         assert_eq!(manager.recover().await.unwrap().checkpoint.unwrap().id, 3);
@@ -95,7 +95,7 @@ fn parts_of_a_failed_checkpoint_are_collected_by_the_next_one() {
         let failing = FailingStore::new(store.clone());
         let manager = CheckpointManager::new(failing, CheckpointConfig::default()).unwrap();
         manager
-            .checkpoint(common::distinct_checkpoint(1))
+            .checkpoint(&common::distinct_checkpoint(1))
             .await
             .unwrap();
         // Fail the manifest put: parts of checkpoint 2 are written, never referenced.
@@ -103,11 +103,11 @@ fn parts_of_a_failed_checkpoint_are_collected_by_the_next_one() {
         manager
             .store()
             .set_plan(FailPlan::From(0), FailMode::Before);
-        let probe = manager.checkpoint(common::distinct_checkpoint(2)).await;
+        let probe = manager.checkpoint(&common::distinct_checkpoint(2)).await;
         assert!(probe.is_err());
         for n in 0.. {
             manager.store().set_plan(FailPlan::Nth(n), FailMode::Before);
-            let result = manager.checkpoint(common::distinct_checkpoint(2)).await;
+            let result = manager.checkpoint(&common::distinct_checkpoint(2)).await;
             if result.is_err() && part_names(&store, "varpulis").await.len() > before {
                 let ids = manager.list_checkpoints().await.unwrap();
                 if ids == vec![1] {
@@ -122,9 +122,103 @@ fn parts_of_a_failed_checkpoint_are_collected_by_the_next_one() {
         );
         manager.store().set_plan(FailPlan::Never, FailMode::Before);
         manager
-            .checkpoint(common::distinct_checkpoint(3))
+            .checkpoint(&common::distinct_checkpoint(3))
             .await
             .unwrap();
+        assert_no_orphan_parts(&store, "varpulis").await;
+    });
+}
+
+fn part_prefix() -> String {
+    "varpulis:ckpt:part".to_owned()
+}
+
+#[test]
+fn routine_checkpoints_neither_list_nor_read_parts_after_the_first_sweep() {
+    block_on(async {
+        let store = common::Recording::new(MemoryStore::new());
+        let config = CheckpointConfig {
+            max_checkpoints: 2,
+            ..CheckpointConfig::default()
+        };
+        let manager = CheckpointManager::new(store.clone(), config).unwrap();
+        manager
+            .checkpoint(&common::distinct_checkpoint(0))
+            .await
+            .unwrap();
+        // The first retention of a manager lists the parts (an earlier process may have left
+        // some behind).
+        assert!(
+            store
+                .take()
+                .iter()
+                .any(|(op, key)| *op == "list" && *key == part_prefix())
+        );
+        for seed in 1..6 {
+            manager
+                .checkpoint(&common::distinct_checkpoint(seed))
+                .await
+                .unwrap();
+            let calls = store.take();
+            let touching_parts: Vec<_> = calls
+                .iter()
+                .filter(|(_, key)| key.starts_with(&part_prefix()))
+                .collect();
+            assert!(
+                touching_parts.is_empty(),
+                "checkpoint {seed} listed or read parts: {touching_parts:?}"
+            );
+        }
+        assert_no_orphan_parts(&store.inner, "varpulis").await;
+    });
+}
+
+#[test]
+fn parts_an_earlier_process_left_behind_are_collected_by_a_new_managers_first_checkpoint() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let first = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
+        first
+            .checkpoint(&common::distinct_checkpoint(1))
+            .await
+            .unwrap();
+        // What a crash between a commit's parts and its manifest leaves: a part nothing
+        // references.
+        let orphan = Key::new(format!("{}:{}", part_prefix(), "0".repeat(32))).unwrap();
+        store.put(&orphan, b"left behind").await.unwrap();
+        drop(first);
+        let second = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
+        second
+            .checkpoint(&common::distinct_checkpoint(2))
+            .await
+            .unwrap();
+        assert_eq!(store.get(&orphan).await.unwrap(), None);
+        assert_no_orphan_parts(&store, "varpulis").await;
+    });
+}
+
+#[test]
+fn a_state_whose_parts_retention_deleted_is_written_again_when_it_returns() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let config = CheckpointConfig {
+            max_checkpoints: 1,
+            ..CheckpointConfig::default()
+        };
+        let manager = CheckpointManager::new(store.clone(), config).unwrap();
+        // A, then B (retention deletes A's parts), then A again: the manager wrote A's parts
+        // once and must not assume they are still there.
+        for seed in [1, 2, 1] {
+            manager
+                .checkpoint(&common::distinct_checkpoint(seed))
+                .await
+                .unwrap();
+        }
+        let recovered = manager.recover().await.unwrap();
+        assert!(recovered.skipped.is_empty(), "{:?}", recovered.skipped);
+        let mut expected = common::distinct_checkpoint(1);
+        expected.id = 3;
+        common::assert_same(&recovered.checkpoint.unwrap(), &expected);
         assert_no_orphan_parts(&store, "varpulis").await;
     });
 }

@@ -103,7 +103,7 @@ async fn child_loop<S: StateStore>(store: S) -> ! {
         writeln!(out, "inflight {next}").unwrap();
         out.flush().unwrap();
         let report = manager
-            .checkpoint(state_for(next))
+            .checkpoint(&state_for(next))
             .await
             .expect("checkpoint");
         assert_eq!(report.id, next, "ids are assigned in order");
