@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use varpulis_store::StateStore;
 
 use crate::manifest::Layout;
-use crate::protocol::{self, RecoveryMode};
+use crate::protocol::{self, Manifests, RecoveryMode};
 use crate::{Checkpoint, CheckpointConfig, CheckpointError, CommitReport, EngineCheckpoint};
 
 fn default_layout() -> Layout {
@@ -54,11 +54,17 @@ pub trait CheckpointStore: StateStore {
         checkpoint: &Checkpoint,
     ) -> Result<CommitReport, CheckpointError> {
         let layout = default_layout();
-        let next = protocol::list_ids(self, &layout)
-            .await?
-            .last()
-            .map_or(1, |id| id + 1);
-        protocol::commit(self, &layout, checkpoint, next, &mut HashSet::new()).await
+        let mut manifests = Manifests::read(self, &layout).await?;
+        let next = manifests.last_id().map_or(1, |id| id + 1);
+        protocol::commit(
+            self,
+            &layout,
+            checkpoint,
+            next,
+            &mut HashSet::new(),
+            &mut manifests,
+        )
+        .await
     }
 
     /// The newest valid checkpoint (invalid newer ones are skipped with a warning).
@@ -96,12 +102,15 @@ pub trait CheckpointStore: StateStore {
     /// # Errors
     /// The store's errors.
     async fn prune_checkpoints(&self, keep: usize) -> Result<usize, CheckpointError> {
+        let layout = default_layout();
+        let mut manifests = Manifests::read(self, &layout).await?;
         Ok(protocol::prune(
             self,
-            &default_layout(),
+            &layout,
             keep,
             protocol::Sweep::Full,
             &mut HashSet::new(),
+            &mut manifests,
         )
         .await?
         .manifests_deleted)

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use varpulis_store::StateStore;
 
 use crate::manifest::{Layout, PartHash};
-use crate::protocol::{self, RecoveryMode};
+use crate::protocol::{self, Manifests, RecoveryMode};
 use crate::{Checkpoint, CheckpointConfig, CheckpointError, CommitReport, PruneReport, Recovery};
 
 /// What the manager knows about the parts in its store.
@@ -110,12 +110,13 @@ impl<S: StateStore> CheckpointManager<S> {
         checkpoint: &Checkpoint,
     ) -> Result<CommitReport, CheckpointError> {
         let mut state = self.commit_lock.lock().await;
-        let listed = protocol::list_ids(&self.store, &self.layout).await?;
+        // One view of the manifests serves the id, the commit and the retention after it.
+        let mut manifests = Manifests::read(&self.store, &self.layout).await?;
         let id = {
             let mut progress = self.progress();
             let id = progress
                 .next_id
-                .max(listed.last().map_or(1, |last| last + 1))
+                .max(manifests.last_id().map_or(1, |last| last + 1))
                 .max(1);
             progress.next_id = id + 1;
             id
@@ -126,6 +127,7 @@ impl<S: StateStore> CheckpointManager<S> {
             checkpoint,
             id,
             &mut state.verified,
+            &mut manifests,
         )
         .await;
         let mut report = match committed {
@@ -149,6 +151,7 @@ impl<S: StateStore> CheckpointManager<S> {
             self.config.max_checkpoints,
             sweep,
             &mut state.verified,
+            &mut manifests,
         )
         .await
         {
@@ -226,12 +229,14 @@ impl<S: StateStore> CheckpointManager<S> {
     pub async fn prune(&self, keep: usize) -> Result<PruneReport, CheckpointError> {
         let mut state = self.commit_lock.lock().await;
         let state = &mut *state;
+        let mut manifests = Manifests::read(&self.store, &self.layout).await?;
         let report = protocol::prune(
             &self.store,
             &self.layout,
             keep,
             protocol::Sweep::Full,
             &mut state.verified,
+            &mut manifests,
         )
         .await?;
         state.sweep_pending = false;

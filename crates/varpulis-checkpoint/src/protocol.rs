@@ -1,11 +1,15 @@
 //! The commit protocol, loading, recovery and retention, on any [`StateStore`].
 //!
-//! Commit: encode every part -> write the parts the store does not hold yet -> `flush` ->
-//! write the manifest (the commit point) -> `flush`. Retention then deletes the oldest manifests
-//! and every part no remaining manifest references. See `docs/design/state-format.md`.
+//! Commit: encode every part -> write the parts the store does not hold yet -> `flush` (unless
+//! the store makes writes durable in order) -> write the manifest (the commit point) -> `flush`.
+//! Retention then deletes the oldest manifests and every part no remaining manifest references.
+//! See `docs/design/state-format.md`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::pin::Pin;
+
+use futures::stream::{self, Stream, StreamExt};
 
 use serde::Serialize;
 use varpulis_store::{Key, StateStore, StoreError, WriteBatch};
@@ -247,27 +251,27 @@ pub(crate) async fn list_ids<S: StateStore + ?Sized>(
 }
 
 /// Writes `cp` as checkpoint `id` (its own `id` field is ignored): parts first, manifest last.
+/// `manifests` is the store's manifests as read before; the new one is added once committed.
+///
+/// Content addressing: a part already in the store has exactly these bytes (its key is their
+/// hash), so it is referenced, not rewritten. The parts known to be there are the ones the
+/// manifests reference (retention never deletes those); the manifests are small, where listing
+/// the parts can mean reading all of them (RocksDB iterates values with keys).
 ///
 /// `verified` holds the hashes of parts known to be intact in the store (written or read back
-/// by this process). A part that a manifest in the store references but that is not in
-/// `verified` is read back once and rewritten if its bytes differ, so a part damaged at rest is
-/// never silently referenced by a new checkpoint; a part no manifest references is written
-/// (again, if a failed commit left it behind: same key, same bytes).
+/// by this process). A part that a manifest references but that is not in `verified` is read
+/// back once and rewritten if its bytes differ, so a part damaged at rest is never silently
+/// referenced by a new checkpoint; a part no manifest references is written (again, if a failed
+/// commit left it behind: same key, same bytes).
 pub(crate) async fn commit<S: StateStore + ?Sized>(
     store: &S,
     layout: &Layout,
     cp: &Checkpoint,
     id: u64,
     verified: &mut HashSet<PartHash>,
+    manifests: &mut Manifests,
 ) -> Result<CommitReport, CheckpointError> {
-    // Content addressing: a part already in the store has exactly these bytes (its key is their
-    // hash), so it is referenced, not rewritten. The parts known to be there are the ones the
-    // manifests in the store reference (retention never deletes those); reading the manifests
-    // is cheap, where listing the parts can mean reading all of them (RocksDB iterates values
-    // with keys).
-    let referenced = read_refs(store, layout, &list_ids(store, layout).await?)
-        .await?
-        .refs;
+    let referenced = manifests.referenced(manifests.ids());
     let mut report = CommitReport {
         id,
         ..CommitReport::default()
@@ -313,10 +317,16 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
     let manifest_blob = codec::encode(BlobKind::Manifest, &manifest_of(cp, id, &refs))
         .map_err(|source| CheckpointError::codec(layout.manifest_key(id), source))?;
     report.manifest_bytes = manifest_blob.len() as u64;
-    // Parts are durable before the manifest that references them can be.
-    store.flush().await?;
+    // Parts are durable before the manifest that references them can be: a store that makes
+    // writes durable in order needs no flush in between.
+    if !store.capabilities().ordered_durability {
+        store.flush().await?;
+    }
     store.put(&layout.manifest_key(id), &manifest_blob).await?;
     store.flush().await?;
+    manifests
+        .entries
+        .insert(id, ManifestRefs::Parts(seen.into_iter().collect()));
     Ok(report)
 }
 
@@ -354,14 +364,34 @@ async fn read_manifest<S: StateStore + ?Sized>(
     Ok(Some(manifest))
 }
 
-struct PartReader<'a, S: ?Sized> {
-    store: &'a S,
+/// Parts fetched ahead of the one being verified and decoded, so the store's reads (on a
+/// blocking thread for files and RocksDB) overlap the decoding.
+const READ_AHEAD: usize = 3;
+
+type Fetches<'a> = Pin<Box<dyn Stream<Item = Result<Option<Vec<u8>>, StoreError>> + Send + 'a>>;
+
+/// Reads the parts of one manifest in manifest order (the order of [`Manifest::refs`]).
+struct PartReader<'a> {
     layout: &'a Layout,
+    fetches: Fetches<'a>,
     /// Hashes of the parts read and verified so far.
     verified: Vec<PartHash>,
 }
 
-impl<S: StateStore + ?Sized> PartReader<'_, S> {
+impl<'a> PartReader<'a> {
+    fn new<S: StateStore + ?Sized>(store: &'a S, layout: &'a Layout, manifest: &Manifest) -> Self {
+        let keys: Vec<Key> = manifest.refs().map(|r| layout.part_key(&r.hash)).collect();
+        let fetches = stream::iter(keys)
+            .map(move |key| async move { store.get(&key).await })
+            .buffered(READ_AHEAD);
+        Self {
+            layout,
+            fetches: Box::pin(fetches),
+            verified: Vec::new(),
+        }
+    }
+
+    /// Reads `part`, which must be the next reference in manifest order.
     async fn read<T: serde::de::DeserializeOwned>(
         &mut self,
         part: &PartRef,
@@ -372,9 +402,10 @@ impl<S: StateStore + ?Sized> PartReader<'_, S> {
             problem,
         };
         let blob = self
-            .store
-            .get(&key)
-            .await?
+            .fetches
+            .next()
+            .await
+            .expect("one fetch per part reference")?
             .ok_or_else(|| mismatch("is missing".to_owned()))?;
         if blob.len() as u64 != part.len {
             return Err(mismatch(format!(
@@ -429,11 +460,7 @@ async fn load_verified<S: StateStore + ?Sized>(
     let Some(manifest) = read_manifest(store, layout, id).await? else {
         return Ok(None);
     };
-    let mut reader = PartReader {
-        store,
-        layout,
-        verified: Vec::new(),
-    };
+    let mut reader = PartReader::new(store, layout, &manifest);
     let mut context_states = HashMap::with_capacity(manifest.contexts.len());
     for ctx in &manifest.contexts {
         let core: EngineCore = reader.read(&ctx.core).await?;
@@ -516,6 +543,70 @@ pub(crate) async fn recover_verified<S: StateStore + ?Sized>(
     })
 }
 
+/// What one manifest references.
+#[derive(Debug, Clone)]
+pub(crate) enum ManifestRefs {
+    /// The hashes of its parts.
+    Parts(HashSet<PartHash>),
+    /// It could not be read (corrupt): what it referenced is unknown, and it protects nothing.
+    Unreadable,
+    /// It was written by a newer format version and may reference anything (its key).
+    Newer(String),
+}
+
+/// The manifests in a store and what each references: the view that a commit and the retention
+/// after it share, read once per checkpoint (a listing of the manifests and one small read each).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Manifests {
+    entries: BTreeMap<u64, ManifestRefs>,
+}
+
+impl Manifests {
+    /// Lists and reads the manifests. Invalid manifests are kept as [`ManifestRefs::Unreadable`];
+    /// failures of the store are errors.
+    pub(crate) async fn read<S: StateStore + ?Sized>(
+        store: &S,
+        layout: &Layout,
+    ) -> Result<Self, CheckpointError> {
+        let mut entries = BTreeMap::new();
+        for id in list_ids(store, layout).await? {
+            let refs = match read_manifest(store, layout, id).await {
+                Ok(Some(manifest)) => {
+                    ManifestRefs::Parts(manifest.refs().map(|r| r.hash).collect())
+                }
+                // Listed but gone: deleted meanwhile.
+                Ok(None) => continue,
+                Err(CheckpointError::UnsupportedVersion { key, .. }) => ManifestRefs::Newer(key),
+                Err(err) if err.is_invalid_checkpoint() => ManifestRefs::Unreadable,
+                Err(err) => return Err(err),
+            };
+            entries.insert(id, refs);
+        }
+        Ok(Self { entries })
+    }
+
+    /// Ids present, ascending.
+    pub(crate) fn ids(&self) -> Vec<u64> {
+        self.entries.keys().copied().collect()
+    }
+
+    /// The newest id present.
+    pub(crate) fn last_id(&self) -> Option<u64> {
+        self.entries.keys().next_back().copied()
+    }
+
+    /// Hashes referenced by the readable manifests among `ids`.
+    fn referenced(&self, ids: impl IntoIterator<Item = u64>) -> HashSet<PartHash> {
+        let mut out = HashSet::new();
+        for id in ids {
+            if let Some(ManifestRefs::Parts(parts)) = self.entries.get(&id) {
+                out.extend(parts.iter().copied());
+            }
+        }
+        out
+    }
+}
+
 /// How retention finds the parts to delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sweep {
@@ -523,78 +614,52 @@ pub(crate) enum Sweep {
     /// removes parts a failed or crashed commit left without a manifest.
     Full,
     /// Delete only the parts the deleted manifests referenced and no kept manifest does; no
-    /// listing. Falls back to [`Sweep::Full`] when a deleted manifest cannot be read.
+    /// listing. Falls back to [`Sweep::Full`] when a deleted manifest could not be read.
     Referenced,
 }
 
-/// The parts a set of manifests references.
-#[derive(Debug, Default)]
-pub(crate) struct Refs {
-    /// Hashes of every part referenced by a readable manifest.
-    pub(crate) refs: HashSet<PartHash>,
-    /// A manifest that could not be read (corrupt), whose references are unknown.
-    pub(crate) unreadable: bool,
-    /// The key of a manifest from a newer format version, which may reference anything.
-    pub(crate) newer: Option<String>,
-}
-
-/// Reads the manifests `ids` and collects the parts they reference. Invalid manifests reference
-/// nothing (and are flagged); failures of the store are errors.
-pub(crate) async fn read_refs<S: StateStore + ?Sized>(
-    store: &S,
-    layout: &Layout,
-    ids: &[u64],
-) -> Result<Refs, CheckpointError> {
-    let mut out = Refs::default();
-    for &id in ids {
-        match read_manifest(store, layout, id).await {
-            Ok(Some(manifest)) => out.refs.extend(manifest.refs().map(|r| r.hash)),
-            Ok(None) => {}
-            Err(CheckpointError::UnsupportedVersion { key, .. }) => out.newer = Some(key),
-            Err(err) if err.is_invalid_checkpoint() => out.unreadable = true,
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(out)
-}
-
 /// Keeps the newest `keep` manifests (at least one), then deletes the parts no kept manifest
-/// references, found as `sweep` says. `verified` keeps only hashes of parts still referenced.
+/// references, found as `sweep` says. Works from `manifests` (the store's, as read before) and
+/// updates it; `verified` keeps only hashes of parts still referenced.
 ///
 /// Manifests are deleted (durably) before any part, so no manifest that survives a crash can
-/// reference a deleted part. A manifest from a newer format version may reference anything:
-/// then no part is deleted.
+/// reference a deleted part. A kept manifest from a newer format version may reference
+/// anything: then no part is deleted.
 pub(crate) async fn prune<S: StateStore + ?Sized>(
     store: &S,
     layout: &Layout,
     keep: usize,
     sweep: Sweep,
     verified: &mut HashSet<PartHash>,
+    manifests: &mut Manifests,
 ) -> Result<PruneReport, CheckpointError> {
-    let keep = keep.max(1);
-    let ids = list_ids(store, layout).await?;
-    let doomed_ids = &ids[..ids.len().saturating_sub(keep)];
+    let ids = manifests.ids();
+    let (doomed, kept) = ids.split_at(ids.len().saturating_sub(keep.max(1)));
     let mut sweep = sweep;
-    let mut doomed_refs = HashSet::new();
-    if sweep == Sweep::Referenced {
-        let doomed = read_refs(store, layout, doomed_ids).await?;
-        if doomed.unreadable || doomed.newer.is_some() {
-            sweep = Sweep::Full;
-        }
-        doomed_refs = doomed.refs;
+    if doomed
+        .iter()
+        .any(|id| !matches!(manifests.entries[id], ManifestRefs::Parts(_)))
+    {
+        sweep = Sweep::Full;
     }
+    let doomed_refs = manifests.referenced(doomed.iter().copied());
+    let live = manifests.referenced(kept.iter().copied());
     let mut report = PruneReport::default();
-    if !doomed_ids.is_empty() {
+    if !doomed.is_empty() {
         let mut batch = WriteBatch::new();
-        for &id in doomed_ids {
+        for &id in doomed {
             batch.delete(layout.manifest_key(id));
         }
         store.write_batch(batch).await?;
-        report.manifests_deleted = doomed_ids.len();
+        for id in doomed {
+            manifests.entries.remove(id);
+        }
+        report.manifests_deleted = doomed.len();
     }
-    // Read after the deletion: a manifest committed meanwhile by another writer is seen.
-    let live = read_refs(store, layout, &list_ids(store, layout).await?).await?;
-    if let Some(key) = live.newer {
+    if let Some(key) = kept.iter().find_map(|id| match &manifests.entries[id] {
+        ManifestRefs::Newer(key) => Some(key),
+        _ => None,
+    }) {
         tracing::warn!(
             "not collecting checkpoint parts: {key} has a format version newer than this release"
         );
@@ -604,7 +669,7 @@ pub(crate) async fn prune<S: StateStore + ?Sized>(
         Sweep::Full => store.list(layout.parts()).await?,
         Sweep::Referenced => doomed_refs.iter().map(|h| layout.part_key(h)).collect(),
     };
-    let live_keys: HashSet<Key> = live.refs.iter().map(|h| layout.part_key(h)).collect();
+    let live_keys: HashSet<Key> = live.iter().map(|h| layout.part_key(h)).collect();
     let mut batch = WriteBatch::new();
     for key in candidates {
         if !live_keys.contains(&key) {
@@ -615,6 +680,6 @@ pub(crate) async fn prune<S: StateStore + ?Sized>(
     if !batch.is_empty() {
         store.write_batch(batch).await?;
     }
-    verified.retain(|hash| live.refs.contains(hash));
+    verified.retain(|hash| live.contains(hash));
     Ok(report)
 }

@@ -296,6 +296,8 @@ impl<S: StateStore> StateStore for CrashStore<S> {
         Ok(())
     }
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        // A simulated power loss may revert any unflushed write, whatever the inner store's
+        // log would have kept.
+        self.inner.capabilities().with_ordered_durability(false)
     }
 }

@@ -373,7 +373,8 @@ impl StateStore for FileStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(false, true)
+        // Every operation is durable when it returns, so durability follows acknowledgement.
+        Capabilities::new(false, true).with_ordered_durability(true)
     }
 }
 

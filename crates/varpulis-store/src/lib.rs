@@ -55,16 +55,30 @@ pub struct Capabilities {
     pub atomic_batch: bool,
     /// Data survives dropping the store and opening it again.
     pub persistent: bool,
+    /// Writes become durable in the order they were acknowledged: whatever survives a power
+    /// loss also includes every write acknowledged before it (a write-ahead log replayed up to
+    /// a point, or a store whose every write is durable when it returns). A caller that needs
+    /// write A durable before write B can then skip the `flush` between them.
+    pub ordered_durability: bool,
 }
 
 impl Capabilities {
-    /// Builds a capability set.
+    /// Builds a capability set (without ordered durability; see
+    /// [`with_ordered_durability`](Self::with_ordered_durability)).
     #[must_use]
     pub const fn new(atomic_batch: bool, persistent: bool) -> Self {
         Self {
             atomic_batch,
             persistent,
+            ordered_durability: false,
         }
+    }
+
+    /// The same set with [`ordered_durability`](Self::ordered_durability) set to `ordered`.
+    #[must_use]
+    pub const fn with_ordered_durability(mut self, ordered: bool) -> Self {
+        self.ordered_durability = ordered;
+        self
     }
 }
 

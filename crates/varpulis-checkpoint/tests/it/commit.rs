@@ -225,3 +225,42 @@ fn an_empty_store_recovers_nothing_in_both_modes() {
         assert_eq!(manager.recover_strict().await.unwrap().checkpoint, None);
     });
 }
+
+/// The calls of one commit from its first part write to its final flush.
+fn commit_tail(calls: Vec<(&'static str, String)>) -> Vec<String> {
+    let first_write = calls
+        .iter()
+        .position(|(op, _)| *op == "write_batch")
+        .expect("the commit writes parts");
+    let manifest = calls
+        .iter()
+        .position(|(op, key)| *op == "put" && key.starts_with("varpulis:ckpt:manifest:"))
+        .expect("the commit writes its manifest");
+    calls[first_write..=manifest + 1]
+        .iter()
+        .map(|(op, key)| {
+            if key.starts_with("varpulis:ckpt:manifest:") {
+                format!("{op} manifest")
+            } else {
+                (*op).to_owned()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn parts_are_flushed_before_the_manifest_unless_the_store_makes_writes_durable_in_order() {
+    block_on(async {
+        for (ordered, expected) in [
+            (false, vec!["write_batch", "flush", "put manifest", "flush"]),
+            (true, vec!["write_batch", "put manifest", "flush"]),
+        ] {
+            let store =
+                common::Recording::new(MemoryStore::new()).claiming_ordered_durability(ordered);
+            CheckpointStore::commit_checkpoint(&store, &common::checkpoint(1))
+                .await
+                .unwrap();
+            assert_eq!(commit_tail(store.take()), expected, "ordered = {ordered}");
+        }
+    });
+}

@@ -250,11 +250,13 @@ pub(crate) fn raw_size(cp: &Checkpoint) -> u64 {
     canonical(cp).len() as u64
 }
 
-/// A store that records the keys of its `get`s and the prefixes of its `list`s.
+/// A store that records its calls: the key of a `get`, `put` or `delete`, the prefix of a
+/// `list`, nothing for `write_batch` and `flush`; and can claim ordered durability.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Recording<S> {
     pub(crate) inner: S,
     log: Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
+    ordered: Option<bool>,
 }
 
 impl<S> Recording<S> {
@@ -262,7 +264,14 @@ impl<S> Recording<S> {
         Self {
             inner,
             log: Arc::default(),
+            ordered: None,
         }
+    }
+
+    /// Reports `ordered_durability = ordered` instead of the inner store's.
+    pub(crate) fn claiming_ordered_durability(mut self, ordered: bool) -> Self {
+        self.ordered = Some(ordered);
+        self
     }
 
     /// Takes the calls recorded so far, as `(operation, key or prefix)`.
@@ -270,7 +279,7 @@ impl<S> Recording<S> {
         std::mem::take(&mut *self.log.lock().unwrap())
     }
 
-    fn record(&self, op: &'static str, key: &Key) {
+    fn record(&self, op: &'static str, key: impl ToString) {
         self.log.lock().unwrap().push((op, key.to_string()));
     }
 }
@@ -282,9 +291,11 @@ impl<S: StateStore> StateStore for Recording<S> {
         self.inner.get(key).await
     }
     async fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {
+        self.record("put", key);
         self.inner.put(key, value).await
     }
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.record("delete", key);
         self.inner.delete(key).await
     }
     async fn list(&self, prefix: &Key) -> Result<Vec<Key>, StoreError> {
@@ -292,12 +303,18 @@ impl<S: StateStore> StateStore for Recording<S> {
         self.inner.list(prefix).await
     }
     async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.record("write_batch", "");
         self.inner.write_batch(batch).await
     }
     async fn flush(&self) -> Result<(), StoreError> {
+        self.record("flush", "");
         self.inner.flush().await
     }
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        let caps = self.inner.capabilities();
+        match self.ordered {
+            Some(ordered) => caps.with_ordered_durability(ordered),
+            None => caps,
+        }
     }
 }

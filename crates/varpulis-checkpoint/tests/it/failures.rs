@@ -26,8 +26,27 @@ fn expected(seed: u64, id: u64) -> Checkpoint {
 /// Commits checkpoints 1 and 2 (seeds 1, 2) through a plain manager.
 async fn prepare<S: StateStore>(store: S) {
     let m = CheckpointManager::new(store, config()).unwrap();
+    prepare_with(&m).await;
+}
+
+/// Commits checkpoints 1 and 2 (seeds 1, 2) through `m`.
+async fn prepare_with<S: StateStore>(m: &CheckpointManager<S>) {
     m.checkpoint(&common::distinct_checkpoint(1)).await.unwrap();
     m.checkpoint(&common::distinct_checkpoint(2)).await.unwrap();
+}
+
+/// The manager that takes checkpoint 3: a new one (`warm = false`: its retention lists every
+/// part) or the one that took checkpoints 1 and 2 (`warm = true`: its retention deletes what the
+/// pruned manifest referenced).
+async fn manager_for_3<S: StateStore + Clone>(store: &S, warm: bool) -> CheckpointManager<S> {
+    if warm {
+        let m = CheckpointManager::new(store.clone(), config()).unwrap();
+        prepare_with(&m).await;
+        m
+    } else {
+        prepare(store.clone()).await;
+        CheckpointManager::new(store.clone(), config()).unwrap()
+    }
 }
 
 fn manifest_key(id: u64) -> Key {
@@ -75,25 +94,33 @@ async fn run_failing<S: StateStore + Clone>(
     make: &dyn Fn() -> S,
     plan: FailPlan,
     mode: FailMode,
+    warm: bool,
 ) -> u64 {
     let store = make();
-    prepare(store.clone()).await;
-    let failing = FailingStore::new(store.clone());
-    failing.set_plan(plan, mode);
-    let manager = CheckpointManager::new(failing, config()).unwrap();
+    let manager = manager_for_3(&Arc::new(FailingStore::new(store.clone())), warm).await;
+    manager.store().set_plan(plan, mode);
     let result = manager.checkpoint(&common::distinct_checkpoint(3)).await;
     let ops = manager.store().ops();
-    check_after_failure(store, result.is_ok(), &format!("{plan:?} {mode:?}")).await;
+    check_after_failure(
+        store,
+        result.is_ok(),
+        &format!("{plan:?} {mode:?} warm={warm}"),
+    )
+    .await;
     ops
 }
 
 async fn every_failure_point<S: StateStore + Clone>(make: &dyn Fn() -> S) {
-    let total = run_failing(make, FailPlan::Never, FailMode::Before).await;
-    assert!(total > 10, "a checkpoint takes {total} operations");
-    for n in 0..total {
-        for mode in [FailMode::Before, FailMode::After] {
-            run_failing(make, FailPlan::Nth(n), mode).await;
-            run_failing(make, FailPlan::From(n), mode).await;
+    for warm in [false, true] {
+        let total = run_failing(make, FailPlan::Never, FailMode::Before, warm).await;
+        // At least: list and read the manifests, write the parts, the manifest and a flush,
+        // and delete the pruned manifest and its parts.
+        assert!(total >= 7, "a checkpoint takes {total} operations");
+        for n in 0..total {
+            for mode in [FailMode::Before, FailMode::After] {
+                run_failing(make, FailPlan::Nth(n), mode, warm).await;
+                run_failing(make, FailPlan::From(n), mode, warm).await;
+            }
         }
     }
 }
@@ -115,18 +142,16 @@ fn failing_any_operation_of_a_checkpoint_on_a_file_store_keeps_the_previous_one(
     block_on(every_failure_point(&make));
 }
 
-async fn crash_at_every_point(power_loss: bool) {
+async fn crash_at_every_point(power_loss: bool, warm: bool) {
     let dry = CrashStore::new(MemoryStore::new());
-    prepare(dry.clone()).await;
+    let m = manager_for_3(&dry, warm).await;
     dry.crash_after(u64::MAX);
-    let m = CheckpointManager::new(dry.clone(), config()).unwrap();
     m.checkpoint(&common::distinct_checkpoint(3)).await.unwrap();
     let total = dry.ops();
     for n in 0..=total {
         let crash = CrashStore::new(MemoryStore::new());
-        prepare(crash.clone()).await;
+        let m = manager_for_3(&crash, warm).await;
         crash.crash_after(n);
-        let m = CheckpointManager::new(crash.clone(), config()).unwrap();
         let result = m.checkpoint(&common::distinct_checkpoint(3)).await;
         // A crash during retention (after the commit) is not a failed checkpoint.
         assert!(n < total || result.is_ok(), "crash after {n} of {total}");
@@ -143,33 +168,30 @@ async fn crash_at_every_point(power_loss: bool) {
         } else {
             crash.restart();
         }
-        check_after_failure(
-            crash.inner().clone(),
-            result.is_ok(),
-            &format!("crash at {n}"),
-        )
-        .await;
+        let label = format!("crash at {n} warm={warm}");
+        check_after_failure(crash.inner().clone(), result.is_ok(), &label).await;
     }
     for n in 0..=total {
         let crash = CrashStore::new(MemoryStore::new());
-        prepare(crash.clone()).await;
+        let m = manager_for_3(&crash, warm).await;
         crash.crash_after(n);
-        let m = CheckpointManager::new(crash.clone(), config()).unwrap();
         let result = m.checkpoint(&common::distinct_checkpoint(3)).await;
         crash.power_loss(|_| true).await.unwrap();
-        let label = format!("power loss at {n}");
+        let label = format!("power loss at {n} warm={warm}");
         check_after_failure(crash.inner().clone(), result.is_ok(), &label).await;
     }
 }
 
 #[test]
 fn a_process_crash_at_any_point_of_a_checkpoint_recovers_a_complete_one() {
-    block_on(crash_at_every_point(false));
+    block_on(crash_at_every_point(false, false));
+    block_on(crash_at_every_point(false, true));
 }
 
 #[test]
 fn power_loss_after_a_crash_at_any_point_recovers_a_complete_one() {
-    block_on(crash_at_every_point(true));
+    block_on(crash_at_every_point(true, false));
+    block_on(crash_at_every_point(true, true));
 }
 
 #[test]

@@ -127,7 +127,10 @@ fn unflushed_writes_survive_reopen() {
 fn reports_capabilities_and_path() {
     let h = RocksHarness::new();
     let s = RocksDbStore::open(h.path()).unwrap();
-    assert_eq!(s.capabilities(), Capabilities::new(true, true));
+    assert_eq!(
+        s.capabilities(),
+        Capabilities::new(true, true).with_ordered_durability(true)
+    );
     assert_eq!(s.path(), h.path());
     assert!(format!("{s:?}").contains("RocksDbStore"));
 }
