@@ -57,24 +57,31 @@ fn an_unchanged_checkpoint_writes_only_its_manifest() {
     });
 }
 
+/// Commits checkpoint(1) to a new memory store, then flips a bit in every stored part, as bit
+/// rot would. Returns the store and the part keys.
+async fn checkpoint_then_damage_every_part() -> (MemoryStore, Vec<Key>) {
+    let store = MemoryStore::new();
+    let first = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
+    first.checkpoint(&common::checkpoint(1)).await.unwrap();
+    let parts = store
+        .list(&Key::new("varpulis:ckpt:part").unwrap())
+        .await
+        .unwrap();
+    assert!(!parts.is_empty());
+    for key in &parts {
+        let mut bytes = store.get(key).await.unwrap().unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        store.put(key, &bytes).await.unwrap();
+    }
+    (store, parts)
+}
+
 #[test]
 fn a_part_damaged_at_rest_is_rewritten_not_referenced_by_a_new_manager() {
     block_on(async {
-        let store = MemoryStore::new();
-        let first = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
-        first.checkpoint(&common::checkpoint(1)).await.unwrap();
-        // Damage every stored part, as bit rot would, then restart (a new manager).
-        let parts = store
-            .list(&Key::new("varpulis:ckpt:part").unwrap())
-            .await
-            .unwrap();
-        assert!(!parts.is_empty());
-        for key in &parts {
-            let mut bytes = store.get(key).await.unwrap().unwrap();
-            let last = bytes.len() - 1;
-            bytes[last] ^= 0x40;
-            store.put(key, &bytes).await.unwrap();
-        }
+        let (store, parts) = checkpoint_then_damage_every_part().await;
+        // Restart (a new manager).
         let restarted = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
         let report = restarted.checkpoint(&common::checkpoint(1)).await.unwrap();
         assert_eq!(
@@ -99,18 +106,7 @@ fn a_part_damaged_at_rest_is_rewritten_not_referenced_by_a_new_manager() {
 #[test]
 fn a_damaged_part_whose_rewrite_failed_is_rewritten_by_the_next_checkpoint() {
     block_on(async {
-        let store = MemoryStore::new();
-        let first = CheckpointManager::new(store.clone(), CheckpointConfig::default()).unwrap();
-        first.checkpoint(&common::checkpoint(1)).await.unwrap();
-        let parts = store
-            .list(&Key::new("varpulis:ckpt:part").unwrap())
-            .await
-            .unwrap();
-        for key in &parts {
-            let mut bytes = store.get(key).await.unwrap().unwrap();
-            bytes[0] ^= 0x01;
-            store.put(key, &bytes).await.unwrap();
-        }
+        let (store, parts) = checkpoint_then_damage_every_part().await;
         let failing = FailingStore::new(store.clone());
         let restarted = CheckpointManager::new(failing, CheckpointConfig::default()).unwrap();
         // Every batch fails: the damaged parts are found, but their rewrite never lands.
