@@ -5,9 +5,21 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use varpulis_store::StateStore;
 
-use crate::manifest::Layout;
+use crate::manifest::{Layout, PartHash};
 use crate::protocol::{self, Manifests, RecoveryMode};
 use crate::{Checkpoint, CheckpointConfig, CheckpointError, CommitReport, EngineCheckpoint};
+
+/// Commits `checkpoint` under the next id after every manifest in the store (default prefix).
+async fn commit_next<S: StateStore + ?Sized>(
+    store: &S,
+    checkpoint: &Checkpoint,
+    verified: &mut HashSet<PartHash>,
+) -> Result<CommitReport, CheckpointError> {
+    let layout = default_layout();
+    let mut manifests = Manifests::read(store, &layout).await?;
+    let next = manifests.last_id().map_or(1, |id| id + 1);
+    protocol::commit(store, &layout, checkpoint, next, verified, &mut manifests).await
+}
 
 fn default_layout() -> Layout {
     Layout::new(&CheckpointConfig::default().key_prefix).expect("the default prefix is a valid key")
@@ -39,10 +51,14 @@ pub trait CheckpointStore: StateStore {
         cp: &EngineCheckpoint,
     ) -> Result<u64, CheckpointError> {
         let layout = default_layout();
-        let latest = protocol::recover(self, &layout, RecoveryMode::Lenient).await?;
+        // The carried-over contexts' parts were just read and verified: not read again.
+        let mut verified = HashSet::new();
+        let latest =
+            protocol::recover_verified(self, &layout, RecoveryMode::Lenient, &mut verified).await?;
         let mut checkpoint = latest.checkpoint.unwrap_or_default();
         checkpoint.context_states.insert(ctx.to_owned(), cp.clone());
-        Ok(self.commit_checkpoint(&checkpoint).await?.id)
+        let report = commit_next(self, &checkpoint, &mut verified).await?;
+        Ok(report.id)
     }
 
     /// Commits `checkpoint` as a whole under the next id (its `id` field is ignored).
@@ -53,18 +69,7 @@ pub trait CheckpointStore: StateStore {
         &self,
         checkpoint: &Checkpoint,
     ) -> Result<CommitReport, CheckpointError> {
-        let layout = default_layout();
-        let mut manifests = Manifests::read(self, &layout).await?;
-        let next = manifests.last_id().map_or(1, |id| id + 1);
-        protocol::commit(
-            self,
-            &layout,
-            checkpoint,
-            next,
-            &mut HashSet::new(),
-            &mut manifests,
-        )
-        .await
+        commit_next(self, checkpoint, &mut HashSet::new()).await
     }
 
     /// The newest valid checkpoint (invalid newer ones are skipped with a warning).
@@ -113,6 +118,7 @@ pub trait CheckpointStore: StateStore {
             &mut manifests,
         )
         .await?
+        .0
         .manifests_deleted)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use varpulis_store::StateStore;
 
 use crate::manifest::{Layout, PartHash};
-use crate::protocol::{self, Manifests, RecoveryMode};
+use crate::protocol::{self, Collected, Manifests, RecoveryMode};
 use crate::{Checkpoint, CheckpointConfig, CheckpointError, CommitReport, PruneReport, Recovery};
 
 /// What the manager knows about the parts in its store.
@@ -15,9 +15,21 @@ struct CommitState {
     /// Parts this manager wrote or read back intact (see `protocol::commit`).
     verified: HashSet<PartHash>,
     /// Whether retention must list every part (at the first retention after open, which may
-    /// find parts an earlier process left behind, and after a failed commit) instead of
-    /// deleting only the parts of the manifests it deletes.
+    /// find parts an earlier process left behind, and after a failed commit or retention)
+    /// instead of deleting only the parts of the manifests it deletes. Cleared once a full
+    /// sweep ran.
     sweep_pending: bool,
+}
+
+impl CommitState {
+    /// Updates `sweep_pending` after a retention.
+    fn note(&mut self, collected: Collected) {
+        match collected {
+            Collected::All => self.sweep_pending = false,
+            Collected::OfDeletedManifests => {}
+            Collected::Nothing => self.sweep_pending = true,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -38,8 +50,8 @@ pub struct CheckpointManager<S> {
     store: S,
     config: CheckpointConfig,
     layout: Layout,
-    /// Serialises commits; holds the hashes of parts this manager wrote or read back intact.
-    /// Serializes commits, retention and recovery of this manager.
+    /// Serializes commits, retention and recovery of this manager, and holds what it knows of
+    /// the parts in the store.
     commit_lock: tokio::sync::Mutex<CommitState>,
     progress: Mutex<Progress>,
 }
@@ -155,11 +167,9 @@ impl<S: StateStore> CheckpointManager<S> {
         )
         .await
         {
-            Ok(pruned) => {
+            Ok((pruned, collected)) => {
                 report.pruned = Some(pruned);
-                if sweep == protocol::Sweep::Full {
-                    state.sweep_pending = false;
-                }
+                state.note(collected);
             }
             Err(err) => {
                 state.sweep_pending = true;
@@ -230,7 +240,7 @@ impl<S: StateStore> CheckpointManager<S> {
         let mut state = self.commit_lock.lock().await;
         let state = &mut *state;
         let mut manifests = Manifests::read(&self.store, &self.layout).await?;
-        let report = protocol::prune(
+        let pruned = protocol::prune(
             &self.store,
             &self.layout,
             keep,
@@ -238,8 +248,18 @@ impl<S: StateStore> CheckpointManager<S> {
             &mut state.verified,
             &mut manifests,
         )
-        .await?;
-        state.sweep_pending = false;
-        Ok(report)
+        .await;
+        match pruned {
+            Ok((report, collected)) => {
+                state.note(collected);
+                Ok(report)
+            }
+            Err(err) => {
+                // Some manifests may be gone with their parts still there: the next retention
+                // lists every part.
+                state.sweep_pending = true;
+                Err(err)
+            }
+        }
     }
 }

@@ -548,10 +548,16 @@ pub(crate) async fn recover_verified<S: StateStore + ?Sized>(
 pub(crate) enum ManifestRefs {
     /// The hashes of its parts.
     Parts(HashSet<PartHash>),
-    /// It could not be read (corrupt): what it referenced is unknown, and it protects nothing.
+    /// It does not decode (damaged): it is not a checkpoint, and it protects nothing.
     Unreadable,
-    /// It was written by a newer format version and may reference anything (its key).
-    Newer(String),
+    /// It may reference anything: written by a newer format version, or the store failed to
+    /// read it. While it is kept, retention deletes no part. Holds its key and why.
+    Unknown {
+        /// The manifest's key.
+        key: String,
+        /// Why its references are unknown.
+        reason: String,
+    },
 }
 
 /// The manifests in a store and what each references: the view that a commit and the retention
@@ -562,8 +568,11 @@ pub(crate) struct Manifests {
 }
 
 impl Manifests {
-    /// Lists and reads the manifests. Invalid manifests are kept as [`ManifestRefs::Unreadable`];
-    /// failures of the store are errors.
+    /// Lists and reads the manifests. A manifest that does not decode is
+    /// [`ManifestRefs::Unreadable`]; one from a newer format version, or one the store fails to
+    /// read, is [`ManifestRefs::Unknown`] (a checkpoint still goes ahead: it just cannot reuse
+    /// that manifest's parts, and retention keeps every part while it is there). Failing to
+    /// list the manifests is an error.
     pub(crate) async fn read<S: StateStore + ?Sized>(
         store: &S,
         layout: &Layout,
@@ -576,9 +585,21 @@ impl Manifests {
                 }
                 // Listed but gone: deleted meanwhile.
                 Ok(None) => continue,
-                Err(CheckpointError::UnsupportedVersion { key, .. }) => ManifestRefs::Newer(key),
+                Err(CheckpointError::UnsupportedVersion { key, found, .. }) => {
+                    ManifestRefs::Unknown {
+                        key,
+                        reason: format!("format version {found} is newer than this release"),
+                    }
+                }
                 Err(err) if err.is_invalid_checkpoint() => ManifestRefs::Unreadable,
-                Err(err) => return Err(err),
+                Err(err) => {
+                    let key = layout.manifest_key(id).to_string();
+                    tracing::warn!("cannot read checkpoint manifest {key}: {err}");
+                    ManifestRefs::Unknown {
+                        key,
+                        reason: error_chain(&err),
+                    }
+                }
             };
             entries.insert(id, refs);
         }
@@ -607,6 +628,18 @@ impl Manifests {
     }
 }
 
+/// What retention did with the parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Collected {
+    /// Every part no kept manifest references is gone, also those earlier failures left.
+    All,
+    /// The parts of the manifests deleted now are gone (earlier leftovers may remain).
+    OfDeletedManifests,
+    /// Nothing was collected (a kept manifest's references are unknown): the parts of the
+    /// manifests deleted now remain until a full sweep.
+    Nothing,
+}
+
 /// How retention finds the parts to delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sweep {
@@ -622,9 +655,10 @@ pub(crate) enum Sweep {
 /// references, found as `sweep` says. Works from `manifests` (the store's, as read before) and
 /// updates it; `verified` keeps only hashes of parts still referenced.
 ///
-/// Manifests are deleted (durably) before any part, so no manifest that survives a crash can
-/// reference a deleted part. A kept manifest from a newer format version may reference
-/// anything: then no part is deleted.
+/// Manifests are deleted (durably: a `flush` follows unless the store has ordered durability)
+/// before any part, so no manifest that survives a crash can reference a deleted part. While a
+/// kept manifest's references are unknown ([`ManifestRefs::Unknown`]), no part is deleted. The
+/// second value says what happened to the parts (see [`Collected`]).
 pub(crate) async fn prune<S: StateStore + ?Sized>(
     store: &S,
     layout: &Layout,
@@ -632,7 +666,7 @@ pub(crate) async fn prune<S: StateStore + ?Sized>(
     sweep: Sweep,
     verified: &mut HashSet<PartHash>,
     manifests: &mut Manifests,
-) -> Result<PruneReport, CheckpointError> {
+) -> Result<(PruneReport, Collected), CheckpointError> {
     let ids = manifests.ids();
     let (doomed, kept) = ids.split_at(ids.len().saturating_sub(keep.max(1)));
     let mut sweep = sweep;
@@ -656,14 +690,12 @@ pub(crate) async fn prune<S: StateStore + ?Sized>(
         }
         report.manifests_deleted = doomed.len();
     }
-    if let Some(key) = kept.iter().find_map(|id| match &manifests.entries[id] {
-        ManifestRefs::Newer(key) => Some(key),
+    if let Some((key, reason)) = kept.iter().find_map(|id| match &manifests.entries[id] {
+        ManifestRefs::Unknown { key, reason } => Some((key, reason)),
         _ => None,
     }) {
-        tracing::warn!(
-            "not collecting checkpoint parts: {key} has a format version newer than this release"
-        );
-        return Ok(report);
+        tracing::warn!("not collecting checkpoint parts while {key} is kept: {reason}");
+        return Ok((report, Collected::Nothing));
     }
     let candidates: Vec<Key> = match sweep {
         Sweep::Full => store.list(layout.parts()).await?,
@@ -678,8 +710,16 @@ pub(crate) async fn prune<S: StateStore + ?Sized>(
     }
     report.parts_deleted = batch.len();
     if !batch.is_empty() {
+        // The manifest deletions must be durable before a part they referenced goes.
+        if report.manifests_deleted > 0 && !store.capabilities().ordered_durability {
+            store.flush().await?;
+        }
         store.write_batch(batch).await?;
     }
     verified.retain(|hash| live.contains(hash));
-    Ok(report)
+    let collected = match sweep {
+        Sweep::Full => Collected::All,
+        Sweep::Referenced => Collected::OfDeletedManifests,
+    };
+    Ok((report, collected))
 }

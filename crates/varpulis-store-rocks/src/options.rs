@@ -68,8 +68,8 @@ impl RocksDbOptions {
         o.set_write_buffer_size(self.write_buffer_size);
         o.set_max_write_buffer_number(i32::try_from(self.max_write_buffers).unwrap_or(i32::MAX));
         o.set_target_file_size_base(self.target_file_size);
-        // Replay the log up to the first damaged record: what survives a crash is a prefix of
-        // the acknowledged writes (`Capabilities::ordered_durability` relies on it).
+        // RocksDB's default, stated: after a crash, replay the log up to the first damaged
+        // record rather than refusing to open.
         o.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         o
     }

@@ -42,6 +42,8 @@ pub struct RocksDbStore {
 struct Inner {
     db: DB,
     write_options: WriteOptions,
+    /// Every write is synced before it returns (`RocksDbOptions::sync_writes`).
+    sync_writes: bool,
     path: PathBuf,
 }
 
@@ -95,6 +97,7 @@ impl RocksDbStore {
             inner: Arc::new(Inner {
                 db,
                 write_options,
+                sync_writes: options.sync_writes,
                 path,
             }),
         })
@@ -198,8 +201,9 @@ impl StateStore for RocksDbStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        // One write-ahead log, replayed after a crash up to the first record that did not make
-        // it (point-in-time recovery, set in `RocksDbOptions`): what survives is a prefix.
-        Capabilities::new(true, true).with_ordered_durability(true)
+        // Only synced writes are durable in order. Unsynced log writes reach the disk in
+        // whatever order the kernel writes pages back, and RocksDB's log reader skips a
+        // zero-filled hole, so after power loss a later write may survive an earlier one.
+        Capabilities::new(true, true).with_ordered_durability(self.inner.sync_writes)
     }
 }

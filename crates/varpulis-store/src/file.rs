@@ -273,10 +273,17 @@ fn apply_batch(root: &Path, ops: Vec<(PathBuf, Option<Vec<u8>>)>) -> Result<(), 
         }
         Ok(())
     });
+    // Every changed directory is synced even if one fails; the first error is reported, an
+    // operation's before a sync's.
+    let mut synced = Ok(());
     for dir in &changed {
-        sync_dir(dir)?;
+        if let Err(e) = sync_dir(dir)
+            && synced.is_ok()
+        {
+            synced = Err(e);
+        }
     }
-    result
+    result.and(synced)
 }
 
 fn read(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {

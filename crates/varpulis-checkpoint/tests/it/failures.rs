@@ -57,13 +57,28 @@ fn manifest_key(id: u64) -> Key {
 /// store, checkpoint 2 otherwise, intact and with nothing skipped; then the store keeps working:
 /// the next checkpoint gets a fresh id, and retention leaves exactly what it should.
 async fn check_after_failure<S: StateStore + Clone>(store: S, succeeded: bool, label: &str) {
+    let manager = CheckpointManager::new(store.clone(), config()).unwrap();
+    check_after_failure_with(&manager, store, succeeded, label).await;
+}
+
+/// [`check_after_failure`], taking checkpoint 4 with `manager` (the one that failed, going on,
+/// or a new one after a restart).
+async fn check_after_failure_with<M: StateStore, S: StateStore + Clone>(
+    manager: &CheckpointManager<M>,
+    store: S,
+    succeeded: bool,
+    label: &str,
+) {
     let committed = store.get(&manifest_key(3)).await.unwrap().is_some();
     assert!(
         !succeeded || committed,
         "{label}: success reported without a manifest"
     );
-    let manager = CheckpointManager::new(store.clone(), config()).unwrap();
-    let recovery = manager.recover().await.unwrap();
+    let recovery = CheckpointManager::new(store.clone(), config())
+        .unwrap()
+        .recover()
+        .await
+        .unwrap();
     assert!(
         recovery.skipped.is_empty(),
         "{label}: skipped {:?}",
@@ -77,6 +92,9 @@ async fn check_after_failure<S: StateStore + Clone>(store: S, succeeded: bool, l
     };
     assert_eq!(got.id, want.id, "{label}");
     common::assert_same(&got, &want);
+    // Older checkpoints still listed are whole too: retention never left a manifest whose
+    // parts it had deleted.
+    crate::retention::assert_every_checkpoint_loads(&store, "varpulis").await;
 
     let next = manager
         .checkpoint(&common::distinct_checkpoint(4))
@@ -101,12 +119,15 @@ async fn run_failing<S: StateStore + Clone>(
     manager.store().set_plan(plan, mode);
     let result = manager.checkpoint(&common::distinct_checkpoint(3)).await;
     let ops = manager.store().ops();
-    check_after_failure(
-        store,
-        result.is_ok(),
-        &format!("{plan:?} {mode:?} warm={warm}"),
-    )
-    .await;
+    let label = format!("{plan:?} {mode:?} warm={warm}");
+    if warm {
+        // The store recovers and the same manager goes on, with what it learnt from the
+        // failure (which parts it trusts, whether retention must sweep).
+        manager.store().set_plan(FailPlan::Never, FailMode::Before);
+        check_after_failure_with(&manager, store, result.is_ok(), &label).await;
+    } else {
+        check_after_failure(store, result.is_ok(), &label).await;
+    }
     ops
 }
 
@@ -142,56 +163,69 @@ fn failing_any_operation_of_a_checkpoint_on_a_file_store_keeps_the_previous_one(
     block_on(every_failure_point(&make));
 }
 
-async fn crash_at_every_point(power_loss: bool, warm: bool) {
+/// Which unflushed writes a simulated power loss reverts.
+#[derive(Debug, Clone, Copy)]
+enum Loss {
+    /// None (a process crash).
+    Nothing,
+    /// Every one.
+    Everything,
+    /// A pseudo-random subset, one of several per crash point.
+    Some(u64),
+}
+
+async fn crash_at_every_point(losses: &[Loss], warm: bool) {
     let dry = CrashStore::new(MemoryStore::new());
     let m = manager_for_3(&dry, warm).await;
     dry.crash_after(u64::MAX);
     m.checkpoint(&common::distinct_checkpoint(3)).await.unwrap();
     let total = dry.ops();
     for n in 0..=total {
-        let crash = CrashStore::new(MemoryStore::new());
-        let m = manager_for_3(&crash, warm).await;
-        crash.crash_after(n);
-        let result = m.checkpoint(&common::distinct_checkpoint(3)).await;
-        // A crash during retention (after the commit) is not a failed checkpoint.
-        assert!(n < total || result.is_ok(), "crash after {n} of {total}");
-        if power_loss {
-            // Lose a pseudo-random half of what was not flushed (and, separately, all of it).
-            let mut i = n;
-            crash
-                .power_loss(|_| {
-                    i = i.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    i >> 63 == 1
-                })
-                .await
-                .unwrap();
-        } else {
-            crash.restart();
+        for &loss in losses {
+            let crash = CrashStore::new(MemoryStore::new());
+            let m = manager_for_3(&crash, warm).await;
+            crash.crash_after(n);
+            let result = m.checkpoint(&common::distinct_checkpoint(3)).await;
+            // A crash during retention (after the commit) is not a failed checkpoint.
+            assert!(n < total || result.is_ok(), "crash after {n} of {total}");
+            match loss {
+                Loss::Nothing => crash.restart(),
+                Loss::Everything => {
+                    crash.power_loss(|_| true).await.unwrap();
+                }
+                Loss::Some(seed) => {
+                    let mut i = seed.wrapping_mul(1_000_003).wrapping_add(n);
+                    crash
+                        .power_loss(|_| {
+                            i = i.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                            i >> 63 == 1
+                        })
+                        .await
+                        .unwrap();
+                }
+            }
+            let label = format!("crash at {n} of {total}, {loss:?}, warm={warm}");
+            check_after_failure(crash.inner().clone(), result.is_ok(), &label).await;
         }
-        let label = format!("crash at {n} warm={warm}");
-        check_after_failure(crash.inner().clone(), result.is_ok(), &label).await;
-    }
-    for n in 0..=total {
-        let crash = CrashStore::new(MemoryStore::new());
-        let m = manager_for_3(&crash, warm).await;
-        crash.crash_after(n);
-        let result = m.checkpoint(&common::distinct_checkpoint(3)).await;
-        crash.power_loss(|_| true).await.unwrap();
-        let label = format!("power loss at {n} warm={warm}");
-        check_after_failure(crash.inner().clone(), result.is_ok(), &label).await;
     }
 }
 
 #[test]
 fn a_process_crash_at_any_point_of_a_checkpoint_recovers_a_complete_one() {
-    block_on(crash_at_every_point(false, false));
-    block_on(crash_at_every_point(false, true));
+    for warm in [false, true] {
+        block_on(crash_at_every_point(&[Loss::Nothing], warm));
+    }
 }
 
 #[test]
 fn power_loss_after_a_crash_at_any_point_recovers_a_complete_one() {
-    block_on(crash_at_every_point(true, false));
-    block_on(crash_at_every_point(true, true));
+    // Losing everything unflushed, and 32 different halves of it, at every crash point.
+    let losses: Vec<Loss> = std::iter::once(Loss::Everything)
+        .chain((0..32).map(Loss::Some))
+        .collect();
+    for warm in [false, true] {
+        block_on(crash_at_every_point(&losses, warm));
+    }
 }
 
 #[test]
