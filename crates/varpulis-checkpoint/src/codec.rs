@@ -175,9 +175,15 @@ impl postcard::ser_flavors::Flavor for Append {
 /// The envelope checksum of a complete blob: crc32c (Castagnoli) over bytes 0..16 and the
 /// payload, skipping the checksum field itself.
 fn checksum(blob: &[u8]) -> u32 {
+    crc32c(&[&blob[..16], &blob[HEADER_LEN..]])
+}
+
+/// crc32c (Castagnoli, as in iSCSI) of the concatenation of `pieces`.
+fn crc32c(pieces: &[&[u8]]) -> u32 {
     let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
-    digest.update(&blob[..16]);
-    digest.update(&blob[HEADER_LEN..]);
+    for piece in pieces {
+        digest.update(piece);
+    }
     // A 32-bit algorithm: the value always fits.
     digest.finalize() as u32
 }
@@ -258,6 +264,44 @@ pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// XXH3-128 (seed 0) and crc32c of `(i * 31 + 7) % 251` for `i in 0..len`, as computed by
+    /// the implementations format version 1 was first written with (`xxhash-rust` 0.8.21 and
+    /// `crc32c` 0.6.8). The golden files pin both only on small blobs; these cover every code
+    /// path of XXH3 (0, 1-16, 17-128, 129-240, long) and long inputs for both.
+    const REFERENCE: &[(usize, u128, u32)] = &[
+        (0, 0x99aa06d3014798d86001c324468d497f, 0x00000000),
+        (1, 0x495b62073ef70ca44c5cca45d0f4811f, 0x86b737ba),
+        (16, 0xda917c385cc874c00d463cb04ceffbaf, 0xd0963f52),
+        (17, 0xd443578f2c4e2fb495c34448580e19c8, 0x10d8ec49),
+        (128, 0x22c34350373a38ae5b77925b2c683a12, 0x3124eaf1),
+        (129, 0xc4a7d8f7893f2090d6d9e73553568be1, 0x61a10a91),
+        (240, 0xe29d70b8920fd24bc6ed4333f79384f8, 0x3ff7de9a),
+        (241, 0xf91b3cb8ed0fa91a07525dbc14902c7f, 0x839a9dc9),
+        (1024, 0xf53a1b1e9f1efedfe2898655db7bc9ee, 0xdba43381),
+        (65_536, 0x0906745d5eda3e1e804c62b879e03431, 0x5b652db7),
+        (
+            (4 << 20) + 7,
+            0x1faa552ed7f9d29d2f141f7686dec643,
+            0x7e39b98f,
+        ),
+    ];
+
+    #[test]
+    fn content_hash_and_checksum_match_the_format_v1_reference_vectors() {
+        for &(len, xxh3, crc) in REFERENCE {
+            let data: Vec<u8> = (0..len).map(|i| ((i * 31 + 7) % 251) as u8).collect();
+            assert_eq!(
+                crate::manifest::part_hash(&data),
+                xxh3.to_le_bytes(),
+                "XXH3-128 of {len} bytes"
+            );
+            assert_eq!(crc32c(&[&data]), crc, "crc32c of {len} bytes");
+            // Split anywhere, the streaming checksum is the same.
+            let (a, b) = data.split_at(len / 3);
+            assert_eq!(crc32c(&[a, b]), crc, "crc32c of {len} bytes in two pieces");
+        }
+    }
 
     #[test]
     fn header_is_twenty_bytes_and_round_trips() {

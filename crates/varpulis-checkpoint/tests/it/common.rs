@@ -257,6 +257,8 @@ pub(crate) struct Recording<S> {
     pub(crate) inner: S,
     log: Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
     ordered: Option<bool>,
+    /// Gets of this key fail as a backend error would (a damaged block, an I/O error).
+    failing_get: Arc<std::sync::Mutex<Option<Key>>>,
 }
 
 impl<S> Recording<S> {
@@ -265,7 +267,13 @@ impl<S> Recording<S> {
             inner,
             log: Arc::default(),
             ordered: None,
+            failing_get: Arc::default(),
         }
+    }
+
+    /// Makes every `get` of `key` fail with a backend error (`None`: no failures).
+    pub(crate) fn fail_gets_of(&self, key: Option<Key>) {
+        *self.failing_get.lock().unwrap() = key;
     }
 
     /// Reports `ordered_durability = ordered` instead of the inner store's.
@@ -288,6 +296,12 @@ impl<S> Recording<S> {
 impl<S: StateStore> StateStore for Recording<S> {
     async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
         self.record("get", key);
+        if self.failing_get.lock().unwrap().as_ref() == Some(key) {
+            return Err(StoreError::Backend {
+                backend: "test",
+                message: format!("cannot read {key}"),
+            });
+        }
         self.inner.get(key).await
     }
     async fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {

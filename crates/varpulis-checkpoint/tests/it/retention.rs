@@ -165,21 +165,92 @@ fn routine_checkpoints_neither_list_nor_read_parts_after_the_first_sweep() {
                 .iter()
                 .any(|(op, key)| *op == "list" && *key == part_prefix())
         );
-        for seed in 1..6 {
+        // States 1, 2, 1, 2, ...: from the fourth on, every part is one a kept manifest
+        // references, reused without being read back.
+        for round in 1..8_u64 {
+            let report = manager
+                .checkpoint(&common::distinct_checkpoint(1 + round % 2))
+                .await
+                .unwrap();
+            if round >= 3 {
+                assert_eq!(report.parts_written, 0, "round {round} reuses every part");
+            }
+            let calls = store.take();
+            let touching_parts: Vec<_> = calls
+                .iter()
+                .filter(|(op, key)| {
+                    key.starts_with(&part_prefix()) && (*op == "list" || *op == "get")
+                })
+                .collect();
+            assert!(
+                touching_parts.is_empty(),
+                "round {round} listed or read parts: {touching_parts:?}"
+            );
+        }
+        assert_no_orphan_parts(&store.inner, "varpulis").await;
+    });
+}
+
+#[test]
+fn retention_lists_every_part_when_a_manifest_it_deletes_does_not_decode() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let config = CheckpointConfig {
+            max_checkpoints: 2,
+            ..CheckpointConfig::default()
+        };
+        let manager = CheckpointManager::new(store.clone(), config).unwrap();
+        for seed in 1..=2 {
             manager
                 .checkpoint(&common::distinct_checkpoint(seed))
                 .await
                 .unwrap();
-            let calls = store.take();
-            let touching_parts: Vec<_> = calls
-                .iter()
-                .filter(|(_, key)| key.starts_with(&part_prefix()))
-                .collect();
-            assert!(
-                touching_parts.is_empty(),
-                "checkpoint {seed} listed or read parts: {touching_parts:?}"
-            );
         }
+        // Manifest 1 no longer says which parts are its own.
+        let first = Key::new("varpulis:ckpt:manifest:00000000000000000001").unwrap();
+        store.put(&first, b"damaged").await.unwrap();
+        manager
+            .checkpoint(&common::distinct_checkpoint(3))
+            .await
+            .unwrap();
+        assert_eq!(manager.list_checkpoints().await.unwrap(), vec![2, 3]);
+        assert_no_orphan_parts(&store, "varpulis").await;
+    });
+}
+
+#[test]
+fn a_manifest_the_store_cannot_read_blocks_neither_checkpoints_nor_keeps_parts_forever() {
+    block_on(async {
+        let store = common::Recording::new(MemoryStore::new());
+        let config = CheckpointConfig {
+            max_checkpoints: 2,
+            ..CheckpointConfig::default()
+        };
+        let manager = CheckpointManager::new(store.clone(), config).unwrap();
+        for seed in 1..=2 {
+            manager
+                .checkpoint(&common::distinct_checkpoint(seed))
+                .await
+                .unwrap();
+        }
+        let second = Key::new("varpulis:ckpt:manifest:00000000000000000002").unwrap();
+        store.fail_gets_of(Some(second));
+        // Manifest 2 cannot be read: checkpoint 3 still commits; retention deletes manifest 1
+        // but no part, since manifest 2 (kept) might reference any of them.
+        let report = manager
+            .checkpoint(&common::distinct_checkpoint(3))
+            .await
+            .unwrap();
+        assert_eq!(report.id, 3);
+        let pruned = report.pruned.unwrap();
+        assert_eq!((pruned.manifests_deleted, pruned.parts_deleted), (1, 0));
+        // Once it reads again, the next retention collects what was deferred.
+        store.fail_gets_of(None);
+        manager
+            .checkpoint(&common::distinct_checkpoint(4))
+            .await
+            .unwrap();
+        assert_eq!(manager.list_checkpoints().await.unwrap(), vec![3, 4]);
         assert_no_orphan_parts(&store.inner, "varpulis").await;
     });
 }
