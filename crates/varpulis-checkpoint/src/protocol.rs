@@ -1,9 +1,10 @@
 //! The commit protocol, loading, recovery and retention, on any [`StateStore`].
 //!
-//! Commit: encode every part -> write the parts the store does not hold yet -> `flush` (unless
-//! the store makes writes durable in order) -> write the manifest (the commit point) -> `flush`.
-//! Retention then deletes the oldest manifests and every part no remaining manifest references.
-//! See `docs/design/state-format.md`.
+//! Commit: encode every part -> write the parts the store does not hold yet -> write the
+//! manifest (the commit point) so that it cannot be durable without them (in the parts' last
+//! batch on a store with atomic batches, else after a `flush` unless the store makes writes
+//! durable in order) -> `flush`. Retention then deletes the oldest manifests and every part no
+//! remaining manifest references. See `docs/design/state-format.md`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -284,6 +285,7 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
     let mut batch_bytes = 0;
     // Hashes in `batch`: verified once the batch is written.
     let mut batched = Vec::new();
+    let mut earlier_batches = false;
     for value in parts_of(cp) {
         let (part, blob) = encode_part(&value)?;
         refs.push(part);
@@ -308,21 +310,35 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
             store.write_batch(std::mem::take(&mut batch)).await?;
             verified.extend(batched.drain(..));
             batch_bytes = 0;
+            earlier_batches = true;
         }
-    }
-    if !batch.is_empty() {
-        store.write_batch(batch).await?;
-        verified.extend(batched);
     }
     let manifest_blob = codec::encode(BlobKind::Manifest, &manifest_of(cp, id, &refs))
         .map_err(|source| CheckpointError::codec(layout.manifest_key(id), source))?;
     report.manifest_bytes = manifest_blob.len() as u64;
-    // Parts are durable before the manifest that references them can be: a store that makes
-    // writes durable in order needs no flush in between.
-    if !store.capabilities().ordered_durability {
-        store.flush().await?;
+    let manifest_key = layout.manifest_key(id);
+    // Parts are durable before the manifest that references them can be. A store that makes
+    // writes durable in order needs no flush for that; one that applies batches atomically
+    // (also across a crash) gets the manifest in the same batch as the last parts, and needs a
+    // flush only for earlier batches.
+    let caps = store.capabilities();
+    if caps.atomic_batch {
+        if earlier_batches && !caps.ordered_durability {
+            store.flush().await?;
+        }
+        batch.put(manifest_key, manifest_blob);
+        store.write_batch(batch).await?;
+        verified.extend(batched);
+    } else {
+        if !batch.is_empty() {
+            store.write_batch(batch).await?;
+            verified.extend(batched);
+        }
+        if !caps.ordered_durability {
+            store.flush().await?;
+        }
+        store.put(&manifest_key, &manifest_blob).await?;
     }
-    store.put(&layout.manifest_key(id), &manifest_blob).await?;
     store.flush().await?;
     manifests
         .entries

@@ -149,8 +149,11 @@ struct CrashState {
     /// Operations allowed before the crash (`None`: never crash).
     crash_after: Option<u64>,
     ops: u64,
-    /// Keys written since the last flush, with their value as of that flush.
-    unflushed: BTreeMap<Key, Option<Vec<u8>>>,
+    /// Keys written since the last flush: their value as of that flush, and the write (a
+    /// `put`, `delete` or `write_batch`, numbered) that first changed them since.
+    unflushed: BTreeMap<Key, (Option<Vec<u8>>, u64)>,
+    /// Writes seen, to number them.
+    writes: u64,
 }
 
 /// A store that "crashes" after a number of operations (see the module docs).
@@ -206,6 +209,11 @@ impl<S: StateStore> CrashStore<S> {
     /// Power loss: reverts every write not followed by a flush for which `lost(key)` is true
     /// (all of them with `|_| true`), then restarts. Returns the keys reverted.
     ///
+    /// Over a store whose batches are atomic ([`Capabilities::atomic_batch`]) a batch is lost
+    /// or kept whole: `lost` is asked once per batch, for its first key. Writes are otherwise
+    /// lost independently of their order (a store's `ordered_durability` is not modelled; this
+    /// wrapper reports none).
+    ///
     /// # Errors
     /// The inner store's errors while reverting.
     pub async fn power_loss(
@@ -213,9 +221,17 @@ impl<S: StateStore> CrashStore<S> {
         mut lost: impl FnMut(&Key) -> bool,
     ) -> Result<Vec<Key>, StoreError> {
         let unflushed = std::mem::take(&mut self.state().unflushed);
+        let atomic = self.inner.capabilities().atomic_batch;
+        // Per write: whether it is lost (decided at its first key, in key order).
+        let mut verdicts: BTreeMap<u64, bool> = BTreeMap::new();
         let mut reverted = Vec::new();
-        for (key, flushed) in unflushed {
-            if !lost(&key) {
+        for (key, (flushed, write)) in unflushed {
+            let is_lost = if atomic {
+                *verdicts.entry(write).or_insert_with(|| lost(&key))
+            } else {
+                lost(&key)
+            };
+            if !is_lost {
                 continue;
             }
             match flushed {
@@ -247,13 +263,23 @@ impl<S: StateStore> CrashStore<S> {
         }
     }
 
-    /// Remembers the flushed value of `key` before its first unflushed write.
-    async fn track(&self, key: &Key) -> Result<(), StoreError> {
+    /// Numbers a new write (a put, delete or batch).
+    fn next_write(&self) -> u64 {
+        let mut state = self.state();
+        state.writes += 1;
+        state.writes
+    }
+
+    /// Remembers the flushed value of `key` before its first unflushed write, `write`.
+    async fn track(&self, key: &Key, write: u64) -> Result<(), StoreError> {
         if self.state().unflushed.contains_key(key) {
             return Ok(());
         }
         let before = self.inner.get(key).await?;
-        self.state().unflushed.entry(key.clone()).or_insert(before);
+        self.state()
+            .unflushed
+            .entry(key.clone())
+            .or_insert((before, write));
         Ok(())
     }
 }
@@ -268,13 +294,13 @@ impl<S: StateStore> StateStore for CrashStore<S> {
     async fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {
         self.admit("put")?;
         key.require_value_key()?;
-        self.track(key).await?;
+        self.track(key, self.next_write()).await?;
         self.inner.put(key, value).await
     }
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.admit("delete")?;
         key.require_value_key()?;
-        self.track(key).await?;
+        self.track(key, self.next_write()).await?;
         self.inner.delete(key).await
     }
     async fn list(&self, prefix: &Key) -> Result<Vec<Key>, StoreError> {
@@ -284,8 +310,9 @@ impl<S: StateStore> StateStore for CrashStore<S> {
     async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
         self.admit("write_batch")?;
         batch.validate()?;
+        let write = self.next_write();
         for op in batch.ops() {
-            self.track(op.key()).await?;
+            self.track(op.key(), write).await?;
         }
         self.inner.write_batch(batch).await
     }

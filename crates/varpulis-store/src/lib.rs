@@ -51,7 +51,8 @@ pub use memory::MemoryStore;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// `write_batch` applies all operations or none, and readers never see part of a batch.
+    /// `write_batch` applies all operations or none, and readers never see part of a batch;
+    /// also across a crash or power loss, a batch survives whole or not at all.
     pub atomic_batch: bool,
     /// Data survives dropping the store and opening it again.
     pub persistent: bool,

@@ -234,12 +234,14 @@ fn commit_tail(calls: Vec<(&'static str, String)>) -> Vec<String> {
         .expect("the commit writes parts");
     let manifest = calls
         .iter()
-        .position(|(op, key)| *op == "put" && key.starts_with("varpulis:ckpt:manifest:"))
+        .position(|(op, key)| {
+            key == "manifest" || (*op == "put" && key.starts_with("varpulis:ckpt:manifest:"))
+        })
         .expect("the commit writes its manifest");
     calls[first_write..=manifest + 1]
         .iter()
         .map(|(op, key)| {
-            if key.starts_with("varpulis:ckpt:manifest:") {
+            if key == "manifest" || key.starts_with("varpulis:ckpt:manifest:") {
                 format!("{op} manifest")
             } else {
                 (*op).to_owned()
@@ -249,18 +251,45 @@ fn commit_tail(calls: Vec<(&'static str, String)>) -> Vec<String> {
 }
 
 #[test]
-fn parts_are_flushed_before_the_manifest_unless_the_store_makes_writes_durable_in_order() {
+fn parts_are_durable_before_the_manifest_with_as_few_flushes_as_the_store_allows() {
     block_on(async {
-        for (ordered, expected) in [
-            (false, vec!["write_batch", "flush", "put manifest", "flush"]),
-            (true, vec!["write_batch", "put manifest", "flush"]),
+        for (atomic, ordered, expected) in [
+            // Each write on its own, durable only at flush: flush the parts first.
+            (
+                false,
+                false,
+                vec!["write_batch", "flush", "put manifest", "flush"],
+            ),
+            // Writes durable in order: the manifest follows the parts.
+            (false, true, vec!["write_batch", "put manifest", "flush"]),
+            // Atomic batches: the manifest goes in the parts' batch.
+            (true, false, vec!["write_batch manifest", "flush"]),
         ] {
-            let store =
-                common::Recording::new(MemoryStore::new()).claiming_ordered_durability(ordered);
+            let store = common::Recording::new(MemoryStore::new()).claiming(atomic, ordered);
             CheckpointStore::commit_checkpoint(&store, &common::checkpoint(1))
                 .await
                 .unwrap();
-            assert_eq!(commit_tail(store.take()), expected, "ordered = {ordered}");
+            assert_eq!(
+                commit_tail(store.take()),
+                expected,
+                "atomic = {atomic}, ordered = {ordered}"
+            );
         }
+    });
+}
+
+#[test]
+fn parts_of_earlier_batches_are_flushed_before_the_batch_that_holds_the_manifest() {
+    block_on(async {
+        // About 12 MiB of parts: more than one 8 MiB batch.
+        let cp = common::big_checkpoint(12, 1 << 20, 7);
+        let store = common::Recording::new(MemoryStore::new()).claiming(true, false);
+        CheckpointStore::commit_checkpoint(&store, &cp)
+            .await
+            .unwrap();
+        assert_eq!(
+            commit_tail(store.take()),
+            vec!["write_batch", "flush", "write_batch manifest", "flush"]
+        );
     });
 }

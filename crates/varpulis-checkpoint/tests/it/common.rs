@@ -250,13 +250,16 @@ pub(crate) fn raw_size(cp: &Checkpoint) -> u64 {
     canonical(cp).len() as u64
 }
 
-/// A store that records its calls: the key of a `get`, `put` or `delete`, the prefix of a
-/// `list`, nothing for `write_batch` and `flush`; and can claim ordered durability.
+/// A store that records its calls (the key of a `get`, `put` or `delete`, the prefix of a
+/// `list`, `"manifest"` for a `write_batch` that writes a manifest, nothing otherwise), can
+/// report fewer capabilities than its inner store (or ordered durability), and can fail the
+/// gets of one key.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Recording<S> {
     pub(crate) inner: S,
     log: Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
     ordered: Option<bool>,
+    atomic: Option<bool>,
     /// Gets of this key fail as a backend error would (a damaged block, an I/O error).
     failing_get: Arc<std::sync::Mutex<Option<Key>>>,
 }
@@ -267,6 +270,7 @@ impl<S> Recording<S> {
             inner,
             log: Arc::default(),
             ordered: None,
+            atomic: None,
             failing_get: Arc::default(),
         }
     }
@@ -276,9 +280,11 @@ impl<S> Recording<S> {
         *self.failing_get.lock().unwrap() = key;
     }
 
-    /// Reports `ordered_durability = ordered` instead of the inner store's.
-    pub(crate) fn claiming_ordered_durability(mut self, ordered: bool) -> Self {
-        self.ordered = Some(ordered);
+    /// Reports these capabilities instead of the inner store's (`atomic_batch = true` only over
+    /// a store whose batches are atomic).
+    pub(crate) fn claiming(mut self, atomic_batch: bool, ordered_durability: bool) -> Self {
+        self.atomic = Some(atomic_batch);
+        self.ordered = Some(ordered_durability);
         self
     }
 
@@ -317,7 +323,11 @@ impl<S: StateStore> StateStore for Recording<S> {
         self.inner.list(prefix).await
     }
     async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.record("write_batch", "");
+        let manifest = batch
+            .ops()
+            .iter()
+            .any(|op| op.key().as_str().contains(":ckpt:manifest:"));
+        self.record("write_batch", if manifest { "manifest" } else { "" });
         self.inner.write_batch(batch).await
     }
     async fn flush(&self) -> Result<(), StoreError> {
@@ -326,9 +336,8 @@ impl<S: StateStore> StateStore for Recording<S> {
     }
     fn capabilities(&self) -> Capabilities {
         let caps = self.inner.capabilities();
-        match self.ordered {
-            Some(ordered) => caps.with_ordered_durability(ordered),
-            None => caps,
-        }
+        let ordered = self.ordered.unwrap_or(caps.ordered_durability);
+        Capabilities::new(self.atomic.unwrap_or(caps.atomic_batch), caps.persistent)
+            .with_ordered_durability(ordered)
     }
 }

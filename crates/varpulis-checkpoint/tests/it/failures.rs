@@ -174,15 +174,21 @@ enum Loss {
     Some(u64),
 }
 
-async fn crash_at_every_point(losses: &[Loss], warm: bool) {
-    let dry = CrashStore::new(MemoryStore::new());
+/// A memory store whose batches are atomic (as they are) or, for `atomic = false`, a memory
+/// store that says they are not: the commit then writes its manifest apart from its parts.
+fn memory(atomic: bool) -> common::Recording<MemoryStore> {
+    common::Recording::new(MemoryStore::new()).claiming(atomic, false)
+}
+
+async fn crash_at_every_point(losses: &[Loss], warm: bool, atomic: bool) {
+    let dry = CrashStore::new(memory(atomic));
     let m = manager_for_3(&dry, warm).await;
     dry.crash_after(u64::MAX);
     m.checkpoint(&common::distinct_checkpoint(3)).await.unwrap();
     let total = dry.ops();
     for n in 0..=total {
         for &loss in losses {
-            let crash = CrashStore::new(MemoryStore::new());
+            let crash = CrashStore::new(memory(atomic));
             let m = manager_for_3(&crash, warm).await;
             crash.crash_after(n);
             let result = m.checkpoint(&common::distinct_checkpoint(3)).await;
@@ -204,7 +210,7 @@ async fn crash_at_every_point(losses: &[Loss], warm: bool) {
                         .unwrap();
                 }
             }
-            let label = format!("crash at {n} of {total}, {loss:?}, warm={warm}");
+            let label = format!("crash at {n} of {total}, {loss:?}, warm={warm}, atomic={atomic}");
             check_after_failure(crash.inner().clone(), result.is_ok(), &label).await;
         }
     }
@@ -213,7 +219,9 @@ async fn crash_at_every_point(losses: &[Loss], warm: bool) {
 #[test]
 fn a_process_crash_at_any_point_of_a_checkpoint_recovers_a_complete_one() {
     for warm in [false, true] {
-        block_on(crash_at_every_point(&[Loss::Nothing], warm));
+        for atomic in [false, true] {
+            block_on(crash_at_every_point(&[Loss::Nothing], warm, atomic));
+        }
     }
 }
 
@@ -224,31 +232,47 @@ fn power_loss_after_a_crash_at_any_point_recovers_a_complete_one() {
         .chain((0..32).map(Loss::Some))
         .collect();
     for warm in [false, true] {
-        block_on(crash_at_every_point(&losses, warm));
+        for atomic in [false, true] {
+            block_on(crash_at_every_point(&losses, warm, atomic));
+        }
     }
 }
 
 #[test]
 fn a_manifest_that_is_never_flushed_is_lost_whole_on_power_loss() {
     block_on(async {
-        for n in 0.. {
-            let crash = CrashStore::new(MemoryStore::new());
-            prepare(crash.clone()).await;
-            crash.crash_after(n);
-            let m = CheckpointManager::new(crash.clone(), config()).unwrap();
-            assert!(m.checkpoint(&common::distinct_checkpoint(3)).await.is_err());
-            if crash.inner().get(&manifest_key(3)).await.unwrap().is_none() {
-                continue;
+        for atomic in [false, true] {
+            for n in 0.. {
+                let crash = CrashStore::new(memory(atomic));
+                prepare(crash.clone()).await;
+                crash.crash_after(n);
+                let m = CheckpointManager::new(crash.clone(), config()).unwrap();
+                assert!(m.checkpoint(&common::distinct_checkpoint(3)).await.is_err());
+                if crash.inner().get(&manifest_key(3)).await.unwrap().is_none() {
+                    continue;
+                }
+                // The crash hit between the manifest's write and the flush that follows it.
+                let reverted = crash.power_loss(|_| true).await.unwrap();
+                assert!(reverted.contains(&manifest_key(3)), "{reverted:?}");
+                if atomic {
+                    // It went in one batch with the last parts, which go with it.
+                    assert!(
+                        reverted
+                            .iter()
+                            .all(|k| k.as_str().starts_with("varpulis:ckpt:")),
+                        "{reverted:?}"
+                    );
+                } else {
+                    assert_eq!(
+                        reverted,
+                        vec![manifest_key(3)],
+                        "the parts were flushed before it"
+                    );
+                }
+                let label = format!("unflushed manifest, atomic={atomic}");
+                check_after_failure(crash.inner().clone(), false, &label).await;
+                break;
             }
-            // The crash hit between the manifest's put and the flush that follows it.
-            let reverted = crash.power_loss(|_| true).await.unwrap();
-            assert_eq!(
-                reverted,
-                vec![manifest_key(3)],
-                "the parts were flushed before it"
-            );
-            check_after_failure(crash.inner().clone(), false, "unflushed manifest").await;
-            return;
         }
     });
 }
