@@ -192,6 +192,9 @@ fn skipping_a_corrupt_checkpoint_logs_a_warning_naming_it() {
     let subscriber = Capture(messages.clone());
     let store = MemoryStore::new();
     tracing::subscriber::with_default(subscriber, || {
+        // Other tests of this process may have hit the warning's call site while no subscriber
+        // wanted it, and its cached interest would then hide it from this one.
+        tracing::callsite::rebuild_interest_cache();
         block_on(damage_newest(
             store.clone(),
             &store,
