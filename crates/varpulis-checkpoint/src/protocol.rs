@@ -671,8 +671,9 @@ pub(crate) enum Sweep {
 /// references, found as `sweep` says. Works from `manifests` (the store's, as read before) and
 /// updates it; `verified` keeps only hashes of parts still referenced.
 ///
-/// Manifests are deleted (durably: a `flush` follows unless the store has ordered durability)
-/// before any part, so no manifest that survives a crash can reference a deleted part. While a
+/// No manifest that survives a crash can reference a deleted part: on a store with atomic
+/// batches the manifests and their parts go in one batch; otherwise the manifests go first,
+/// durably (a `flush` follows unless the store has ordered durability). While a
 /// kept manifest's references are unknown ([`ManifestRefs::Unknown`]), no part is deleted. The
 /// second value says what happened to the parts (see [`Collected`]).
 pub(crate) async fn prune<S: StateStore + ?Sized>(
@@ -694,43 +695,60 @@ pub(crate) async fn prune<S: StateStore + ?Sized>(
     }
     let doomed_refs = manifests.referenced(doomed.iter().copied());
     let live = manifests.referenced(kept.iter().copied());
-    let mut report = PruneReport::default();
-    if !doomed.is_empty() {
-        let mut batch = WriteBatch::new();
-        for &id in doomed {
-            batch.delete(layout.manifest_key(id));
-        }
-        store.write_batch(batch).await?;
-        for id in doomed {
-            manifests.entries.remove(id);
-        }
-        report.manifests_deleted = doomed.len();
-    }
-    if let Some((key, reason)) = kept.iter().find_map(|id| match &manifests.entries[id] {
-        ManifestRefs::Unknown { key, reason } => Some((key, reason)),
+    let unknown = kept.iter().find_map(|id| match &manifests.entries[id] {
+        ManifestRefs::Unknown { key, reason } => Some(format!("{key}: {reason}")),
         _ => None,
-    }) {
-        tracing::warn!("not collecting checkpoint parts while {key} is kept: {reason}");
-        return Ok((report, Collected::Nothing));
+    });
+    let mut manifest_deletes = WriteBatch::new();
+    for &id in doomed {
+        manifest_deletes.delete(layout.manifest_key(id));
     }
-    let candidates: Vec<Key> = match sweep {
-        Sweep::Full => store.list(layout.parts()).await?,
-        Sweep::Referenced => doomed_refs.iter().map(|h| layout.part_key(h)).collect(),
+    let mut part_deletes = WriteBatch::new();
+    if unknown.is_none() {
+        let candidates: Vec<Key> = match sweep {
+            Sweep::Full => store.list(layout.parts()).await?,
+            Sweep::Referenced => doomed_refs.iter().map(|h| layout.part_key(h)).collect(),
+        };
+        let live_keys: HashSet<Key> = live.iter().map(|h| layout.part_key(h)).collect();
+        for key in candidates {
+            if !live_keys.contains(&key) {
+                part_deletes.delete(key);
+            }
+        }
+    }
+    let report = PruneReport {
+        manifests_deleted: manifest_deletes.len(),
+        parts_deleted: part_deletes.len(),
     };
-    let live_keys: HashSet<Key> = live.iter().map(|h| layout.part_key(h)).collect();
-    let mut batch = WriteBatch::new();
-    for key in candidates {
-        if !live_keys.contains(&key) {
-            batch.delete(key);
+    // A manifest must never outlive a part it references, also across a power loss.
+    let caps = store.capabilities();
+    if caps.atomic_batch {
+        // One batch: manifests and their parts go together or not at all.
+        let mut batch = manifest_deletes;
+        for op in part_deletes.into_ops() {
+            batch.delete(op.key().clone());
+        }
+        if !batch.is_empty() {
+            store.write_batch(batch).await?;
+        }
+    } else {
+        if !manifest_deletes.is_empty() {
+            store.write_batch(manifest_deletes).await?;
+        }
+        if !part_deletes.is_empty() {
+            // The manifest deletions are durable before a part they referenced goes.
+            if report.manifests_deleted > 0 && !caps.ordered_durability {
+                store.flush().await?;
+            }
+            store.write_batch(part_deletes).await?;
         }
     }
-    report.parts_deleted = batch.len();
-    if !batch.is_empty() {
-        // The manifest deletions must be durable before a part they referenced goes.
-        if report.manifests_deleted > 0 && !store.capabilities().ordered_durability {
-            store.flush().await?;
-        }
-        store.write_batch(batch).await?;
+    for id in doomed {
+        manifests.entries.remove(id);
+    }
+    if let Some(unknown) = unknown {
+        tracing::warn!("not collecting checkpoint parts while {unknown} is kept");
+        return Ok((report, Collected::Nothing));
     }
     verified.retain(|hash| live.contains(hash));
     let collected = match sweep {
