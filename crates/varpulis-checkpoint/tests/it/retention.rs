@@ -193,21 +193,27 @@ fn routine_checkpoints_neither_list_nor_read_parts_after_the_first_sweep() {
     });
 }
 
+/// A manager keeping two checkpoints, after checkpoints 1 and 2 (distinct states).
+async fn keeping_two_after_two_checkpoints<S: StateStore>(store: S) -> CheckpointManager<S> {
+    let config = CheckpointConfig {
+        max_checkpoints: 2,
+        ..CheckpointConfig::default()
+    };
+    let manager = CheckpointManager::new(store, config).unwrap();
+    for seed in 1..=2 {
+        manager
+            .checkpoint(&common::distinct_checkpoint(seed))
+            .await
+            .unwrap();
+    }
+    manager
+}
+
 #[test]
 fn retention_lists_every_part_when_a_manifest_it_deletes_does_not_decode() {
     block_on(async {
         let store = MemoryStore::new();
-        let config = CheckpointConfig {
-            max_checkpoints: 2,
-            ..CheckpointConfig::default()
-        };
-        let manager = CheckpointManager::new(store.clone(), config).unwrap();
-        for seed in 1..=2 {
-            manager
-                .checkpoint(&common::distinct_checkpoint(seed))
-                .await
-                .unwrap();
-        }
+        let manager = keeping_two_after_two_checkpoints(store.clone()).await;
         // Manifest 1 no longer says which parts are its own.
         let first = Key::new("varpulis:ckpt:manifest:00000000000000000001").unwrap();
         store.put(&first, b"damaged").await.unwrap();
@@ -224,17 +230,7 @@ fn retention_lists_every_part_when_a_manifest_it_deletes_does_not_decode() {
 fn a_manifest_the_store_cannot_read_blocks_neither_checkpoints_nor_keeps_parts_forever() {
     block_on(async {
         let store = common::Recording::new(MemoryStore::new());
-        let config = CheckpointConfig {
-            max_checkpoints: 2,
-            ..CheckpointConfig::default()
-        };
-        let manager = CheckpointManager::new(store.clone(), config).unwrap();
-        for seed in 1..=2 {
-            manager
-                .checkpoint(&common::distinct_checkpoint(seed))
-                .await
-                .unwrap();
-        }
+        let manager = keeping_two_after_two_checkpoints(store.clone()).await;
         let second = Key::new("varpulis:ckpt:manifest:00000000000000000002").unwrap();
         store.fail_gets_of(Some(second));
         // Manifest 2 cannot be read: checkpoint 3 still commits; retention deletes manifest 1
