@@ -18,7 +18,17 @@ async fn commit_next<S: StateStore + ?Sized>(
     let layout = default_layout();
     let mut manifests = Manifests::read(store, &layout).await?;
     let next = manifests.last_id().map_or(1, |id| id + 1);
-    protocol::commit(store, &layout, checkpoint, next, verified, &mut manifests).await
+    // Nothing is known of earlier writes: reused parts are flushed before the manifest.
+    protocol::commit(
+        store,
+        &layout,
+        checkpoint,
+        next,
+        verified,
+        &mut manifests,
+        false,
+    )
+    .await
 }
 
 fn default_layout() -> Layout {

@@ -19,6 +19,10 @@ struct CommitState {
     /// instead of deleting only the parts of the manifests it deletes. Cleared once a full
     /// sweep ran.
     sweep_pending: bool,
+    /// Whether everything this manager's commits wrote is durable: its last commit ended with a
+    /// successful flush. False at first (an earlier process may have crashed before flushing)
+    /// and after a failed commit.
+    stored_durable: bool,
 }
 
 impl CommitState {
@@ -73,6 +77,7 @@ impl<S: StateStore> CheckpointManager<S> {
             commit_lock: tokio::sync::Mutex::new(CommitState {
                 verified: HashSet::new(),
                 sweep_pending: true,
+                stored_durable: false,
             }),
             progress: Mutex::new(Progress::default()),
         })
@@ -133,6 +138,7 @@ impl<S: StateStore> CheckpointManager<S> {
             progress.next_id = id + 1;
             id
         };
+        let stored_durable = state.stored_durable;
         let committed = protocol::commit(
             &self.store,
             &self.layout,
@@ -140,16 +146,20 @@ impl<S: StateStore> CheckpointManager<S> {
             id,
             &mut state.verified,
             &mut manifests,
+            stored_durable,
         )
         .await;
         let mut report = match committed {
             Ok(report) => report,
             Err(err) => {
-                // Parts it wrote may be left without a manifest: the next retention lists.
+                // Parts it wrote may be left without a manifest: the next retention lists. And
+                // what it wrote may not be durable: the next commit flushes what it reuses.
                 state.sweep_pending = true;
+                state.stored_durable = false;
                 return Err(err);
             }
         };
+        state.stored_durable = true;
         self.progress().last_checkpoint_ms = Some(checkpoint.timestamp_ms);
         let sweep = if state.sweep_pending {
             protocol::Sweep::Full

@@ -264,6 +264,11 @@ pub(crate) async fn list_ids<S: StateStore + ?Sized>(
 /// back once and rewritten if its bytes differ, so a part damaged at rest is never silently
 /// referenced by a new checkpoint; a part no manifest references is written (again, if a failed
 /// commit left it behind: same key, same bytes).
+///
+/// `stored_durable` says that everything already in the store is durable (the caller's last
+/// commit ended with a successful `flush`). Otherwise a reused part may be there but not yet
+/// durable (a commit whose final flush failed, a crash before it), and the manifest that now
+/// references it must wait for a `flush`.
 pub(crate) async fn commit<S: StateStore + ?Sized>(
     store: &S,
     layout: &Layout,
@@ -271,6 +276,7 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
     id: u64,
     verified: &mut HashSet<PartHash>,
     manifests: &mut Manifests,
+    stored_durable: bool,
 ) -> Result<CommitReport, CheckpointError> {
     let referenced = manifests.referenced(manifests.ids());
     let mut report = CommitReport {
@@ -286,6 +292,7 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
     // Hashes in `batch`: verified once the batch is written.
     let mut batched = Vec::new();
     let mut earlier_batches = false;
+    let mut reused = false;
     for value in parts_of(cp) {
         let (part, blob) = encode_part(&value)?;
         refs.push(part);
@@ -299,6 +306,7 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
             && (verified.contains(&part.hash) || intact(store, &key, &blob).await?)
         {
             verified.insert(part.hash);
+            reused = true;
             continue;
         }
         report.parts_written += 1;
@@ -320,10 +328,11 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
     // Parts are durable before the manifest that references them can be. A store that makes
     // writes durable in order needs no flush for that; one that applies batches atomically
     // (also across a crash) gets the manifest in the same batch as the last parts, and needs a
-    // flush only for earlier batches.
+    // flush only for earlier batches and for reused parts not known to be durable.
     let caps = store.capabilities();
     if caps.atomic_batch {
-        if earlier_batches && !caps.ordered_durability {
+        let unsynced = earlier_batches || (reused && !stored_durable);
+        if unsynced && !caps.ordered_durability {
             store.flush().await?;
         }
         batch.put(manifest_key, manifest_blob);

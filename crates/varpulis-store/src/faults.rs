@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::{Capabilities, Key, StateStore, StoreError, WriteBatch};
+use crate::{BatchOp, Capabilities, Key, StateStore, StoreError, WriteBatch};
 
 /// When an injected failure strikes relative to the operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -149,11 +149,21 @@ struct CrashState {
     /// Operations allowed before the crash (`None`: never crash).
     crash_after: Option<u64>,
     ops: u64,
-    /// Keys written since the last flush: their value as of that flush, and the write (a
-    /// `put`, `delete` or `write_batch`, numbered) that first changed them since.
-    unflushed: BTreeMap<Key, (Option<Vec<u8>>, u64)>,
+    /// Keys written since the last flush, with their value as of that flush and every write
+    /// since (see [`Unflushed`]).
+    unflushed: BTreeMap<Key, Unflushed>,
     /// Writes seen, to number them.
     writes: u64,
+}
+
+/// One key's history since the last flush.
+#[derive(Debug)]
+struct Unflushed {
+    /// Its value as of the last flush (`None`: absent).
+    flushed: Option<Vec<u8>>,
+    /// The writes since, in order: the write's number (a `put`, `delete` or `write_batch`) and
+    /// the value it left (`None`: deleted).
+    writes: Vec<(u64, Option<Vec<u8>>)>,
 }
 
 /// A store that "crashes" after a number of operations (see the module docs).
@@ -206,13 +216,14 @@ impl<S: StateStore> CrashStore<S> {
         state.ops = 0;
     }
 
-    /// Power loss: reverts every write not followed by a flush for which `lost(key)` is true
-    /// (all of them with `|_| true`), then restarts. Returns the keys reverted.
+    /// Power loss: loses every write not followed by a flush for which `lost(key)` is true (all
+    /// of them with `|_| true`), then restarts. A key ends with the value of its last write that
+    /// was not lost, or its flushed value. Returns the keys whose value changed.
     ///
     /// Over a store whose batches are atomic ([`Capabilities::atomic_batch`]) a batch is lost
-    /// or kept whole: `lost` is asked once per batch, for its first key. Writes are otherwise
-    /// lost independently of their order (a store's `ordered_durability` is not modelled; this
-    /// wrapper reports none).
+    /// or kept whole: `lost` is asked once per batch, for its first key (in key order). Other
+    /// writes are lost independently of each other and of their order (a store's
+    /// `ordered_durability` is not modelled; this wrapper reports none).
     ///
     /// # Errors
     /// The inner store's errors while reverting.
@@ -222,19 +233,29 @@ impl<S: StateStore> CrashStore<S> {
     ) -> Result<Vec<Key>, StoreError> {
         let unflushed = std::mem::take(&mut self.state().unflushed);
         let atomic = self.inner.capabilities().atomic_batch;
-        // Per write: whether it is lost (decided at its first key, in key order).
+        // For atomic stores: whether each write is lost, decided at its first key.
         let mut verdicts: BTreeMap<u64, bool> = BTreeMap::new();
         let mut reverted = Vec::new();
-        for (key, (flushed, write)) in unflushed {
-            let is_lost = if atomic {
-                *verdicts.entry(write).or_insert_with(|| lost(&key))
-            } else {
-                lost(&key)
+        for (key, history) in unflushed {
+            let Some((_, current)) = history.writes.last() else {
+                continue;
             };
-            if !is_lost {
+            let current = current.clone();
+            let mut survivor = history.flushed;
+            for (write, value) in history.writes {
+                let is_lost = if atomic {
+                    *verdicts.entry(write).or_insert_with(|| lost(&key))
+                } else {
+                    lost(&key)
+                };
+                if !is_lost {
+                    survivor = value;
+                }
+            }
+            if survivor == current {
                 continue;
             }
-            match flushed {
+            match survivor {
                 Some(value) => self.inner.put(&key, &value).await?,
                 None => self.inner.delete(&key).await?,
             }
@@ -270,17 +291,28 @@ impl<S: StateStore> CrashStore<S> {
         state.writes
     }
 
-    /// Remembers the flushed value of `key` before its first unflushed write, `write`.
-    async fn track(&self, key: &Key, write: u64) -> Result<(), StoreError> {
+    /// Before a write to `key`: remembers its flushed value if this is its first write since
+    /// the last flush.
+    async fn track(&self, key: &Key) -> Result<(), StoreError> {
         if self.state().unflushed.contains_key(key) {
             return Ok(());
         }
-        let before = self.inner.get(key).await?;
+        let flushed = self.inner.get(key).await?;
         self.state()
             .unflushed
             .entry(key.clone())
-            .or_insert((before, write));
+            .or_insert(Unflushed {
+                flushed,
+                writes: Vec::new(),
+            });
         Ok(())
+    }
+
+    /// After a successful write: records the value it left under `key`.
+    fn record(&self, key: &Key, write: u64, value: Option<Vec<u8>>) {
+        if let Some(history) = self.state().unflushed.get_mut(key) {
+            history.writes.push((write, value));
+        }
     }
 }
 
@@ -294,14 +326,18 @@ impl<S: StateStore> StateStore for CrashStore<S> {
     async fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {
         self.admit("put")?;
         key.require_value_key()?;
-        self.track(key, self.next_write()).await?;
-        self.inner.put(key, value).await
+        self.track(key).await?;
+        self.inner.put(key, value).await?;
+        self.record(key, self.next_write(), Some(value.to_vec()));
+        Ok(())
     }
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.admit("delete")?;
         key.require_value_key()?;
-        self.track(key, self.next_write()).await?;
-        self.inner.delete(key).await
+        self.track(key).await?;
+        self.inner.delete(key).await?;
+        self.record(key, self.next_write(), None);
+        Ok(())
     }
     async fn list(&self, prefix: &Key) -> Result<Vec<Key>, StoreError> {
         self.admit("list")?;
@@ -310,11 +346,23 @@ impl<S: StateStore> StateStore for CrashStore<S> {
     async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
         self.admit("write_batch")?;
         batch.validate()?;
-        let write = self.next_write();
         for op in batch.ops() {
-            self.track(op.key(), write).await?;
+            self.track(op.key()).await?;
         }
-        self.inner.write_batch(batch).await
+        let applied: Vec<(Key, Option<Vec<u8>>)> = batch
+            .ops()
+            .iter()
+            .map(|op| match op {
+                BatchOp::Put(k, v) => (k.clone(), Some(v.clone())),
+                BatchOp::Delete(k) => (k.clone(), None),
+            })
+            .collect();
+        self.inner.write_batch(batch).await?;
+        let write = self.next_write();
+        for (key, value) in applied {
+            self.record(&key, write, value);
+        }
+        Ok(())
     }
     async fn flush(&self) -> Result<(), StoreError> {
         self.admit("flush")?;
@@ -326,5 +374,63 @@ impl<S: StateStore> StateStore for CrashStore<S> {
         // A simulated power loss may revert any unflushed write, whatever the inner store's
         // log would have kept.
         self.inner.capabilities().with_ordered_durability(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    fn key(s: &str) -> Key {
+        Key::new(s).unwrap()
+    }
+
+    fn batch(puts: &[(&str, &[u8])]) -> WriteBatch {
+        let mut b = WriteBatch::new();
+        for (k, v) in puts {
+            b.put(key(k), v.to_vec());
+        }
+        b
+    }
+
+    async fn value(store: &CrashStore<MemoryStore>, k: &str) -> Option<Vec<u8>> {
+        store.inner().get(&key(k)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn power_loss_loses_an_atomic_batch_whole_and_keeps_the_last_surviving_write() {
+        let store = CrashStore::new(MemoryStore::new());
+        store.put(&key("k"), b"0").await.unwrap();
+        store.flush().await.unwrap();
+        store
+            .write_batch(batch(&[("k", b"1"), ("x", b"1")]))
+            .await
+            .unwrap();
+        store
+            .write_batch(batch(&[("k", b"2"), ("y", b"2")]))
+            .await
+            .unwrap();
+        // Asked once per batch: keep the first, lose the second.
+        let mut answers = [false, true].into_iter();
+        let reverted = store.power_loss(|_| answers.next().unwrap()).await.unwrap();
+        assert_eq!(answers.next(), None, "one question per batch");
+        assert_eq!(value(&store, "k").await.as_deref(), Some(&b"1"[..]));
+        assert_eq!(value(&store, "x").await.as_deref(), Some(&b"1"[..]));
+        assert_eq!(value(&store, "y").await, None);
+        assert_eq!(reverted, vec![key("k"), key("y")]);
+    }
+
+    #[tokio::test]
+    async fn power_loss_of_everything_returns_to_the_flushed_state() {
+        let store = CrashStore::new(MemoryStore::new());
+        store.put(&key("k"), b"0").await.unwrap();
+        store.flush().await.unwrap();
+        store.put(&key("k"), b"1").await.unwrap();
+        store.delete(&key("k")).await.unwrap();
+        store.put(&key("n"), b"new").await.unwrap();
+        store.power_loss(|_| true).await.unwrap();
+        assert_eq!(value(&store, "k").await.as_deref(), Some(&b"0"[..]));
+        assert_eq!(value(&store, "n").await, None);
     }
 }

@@ -255,11 +255,11 @@ fn a_manifest_that_is_never_flushed_is_lost_whole_on_power_loss() {
                 let reverted = crash.power_loss(|_| true).await.unwrap();
                 assert!(reverted.contains(&manifest_key(3)), "{reverted:?}");
                 if atomic {
-                    // It went in one batch with the last parts, which go with it.
+                    // It went in one batch with the new parts, which go with it.
                     assert!(
                         reverted
                             .iter()
-                            .all(|k| k.as_str().starts_with("varpulis:ckpt:")),
+                            .any(|k| k.as_str().starts_with("varpulis:ckpt:part:")),
                         "{reverted:?}"
                     );
                 } else {
@@ -273,6 +273,102 @@ fn a_manifest_that_is_never_flushed_is_lost_whole_on_power_loss() {
                 check_after_failure(crash.inner().clone(), false, &label).await;
                 break;
             }
+        }
+    });
+}
+
+/// After a power loss that keeps only the write holding checkpoint 4's manifest, recovery must
+/// find a complete checkpoint with nothing skipped: that manifest was not durable before its
+/// parts, including the parts it reused from checkpoint 3.
+async fn lose_all_but_manifest_4(crash: &CrashStore<common::Recording<MemoryStore>>, label: &str) {
+    let m4 = manifest_key(4);
+    crash.power_loss(|k| *k != m4).await.unwrap();
+    let recovery = CheckpointManager::new(crash.inner().clone(), config())
+        .unwrap()
+        .recover()
+        .await
+        .unwrap();
+    assert!(
+        recovery.skipped.is_empty(),
+        "{label}: a manifest became durable without its parts: {:?}",
+        recovery.skipped
+    );
+}
+
+/// Runs `scenario(n)` for n = 0, 1, ... until it leaves checkpoint 4's manifest in the store (the
+/// crash came right after the write that holds it, before the flush), then loses everything else.
+async fn crash_right_after_manifest_4<F>(label: &str, scenario: impl Fn(u64) -> F)
+where
+    F: std::future::Future<Output = CrashStore<common::Recording<MemoryStore>>>,
+{
+    for n in 0..1_000 {
+        let crash = scenario(n).await;
+        if crash.inner().get(&manifest_key(4)).await.unwrap().is_some() {
+            lose_all_but_manifest_4(&crash, label).await;
+            return;
+        }
+    }
+    panic!("{label}: checkpoint 4 never wrote its manifest");
+}
+
+#[test]
+fn parts_of_a_commit_whose_flush_failed_are_flushed_before_a_manifest_reuses_them() {
+    block_on(async {
+        for atomic in [true, false] {
+            // Checkpoint 3's final flush fails: its parts and manifest are written, not durable.
+            // The same manager then checkpoints the same state (every part reused) as 4.
+            let scenario = async |n: u64| {
+                let crash = CrashStore::new(memory(atomic));
+                let failing = Arc::new(FailingStore::new(crash.clone()));
+                let m = CheckpointManager::new(failing.clone(), config()).unwrap();
+                prepare_with(&m).await;
+                failing.set_plan(FailPlan::Every("flush"), FailMode::Before);
+                assert!(m.checkpoint(&common::distinct_checkpoint(3)).await.is_err());
+                failing.set_plan(FailPlan::Never, FailMode::Before);
+                crash.crash_after(n);
+                let _ = m.checkpoint(&common::distinct_checkpoint(3)).await;
+                crash
+            };
+            crash_right_after_manifest_4(&format!("atomic={atomic}"), scenario).await;
+        }
+    });
+}
+
+#[test]
+fn parts_a_crashed_process_left_unflushed_are_flushed_before_a_manifest_reuses_them() {
+    block_on(async {
+        for atomic in [true, false] {
+            // A process crashes right after writing checkpoint 3 (parts and manifest), before
+            // its flush; the next process checkpoints the same state (every part reused) as 4.
+            let first_crash = async |k: u64| {
+                let crash = CrashStore::new(memory(atomic));
+                prepare(crash.clone()).await;
+                crash.crash_after(k);
+                let m = CheckpointManager::new(crash.clone(), config()).unwrap();
+                let _ = m.checkpoint(&common::distinct_checkpoint(3)).await;
+                crash
+            };
+            let mut k = 0;
+            while first_crash(k)
+                .await
+                .inner()
+                .get(&manifest_key(3))
+                .await
+                .unwrap()
+                .is_none()
+            {
+                k += 1;
+                assert!(k < 1_000, "checkpoint 3 never wrote its manifest");
+            }
+            let scenario = async |n: u64| {
+                let crash = first_crash(k).await;
+                crash.restart();
+                crash.crash_after(n);
+                let m = CheckpointManager::new(crash.clone(), config()).unwrap();
+                let _ = m.checkpoint(&common::distinct_checkpoint(3)).await;
+                crash
+            };
+            crash_right_after_manifest_4(&format!("atomic={atomic}"), scenario).await;
         }
     });
 }
