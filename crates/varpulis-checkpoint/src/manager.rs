@@ -15,24 +15,33 @@ struct CommitState {
     /// Parts this manager wrote or read back intact (see `protocol::commit`).
     verified: HashSet<PartHash>,
     /// Whether retention must list every part (at the first retention after open, which may
-    /// find parts an earlier process left behind, and after a failed commit or retention)
-    /// instead of deleting only the parts of the manifests it deletes. Cleared once a full
-    /// sweep ran.
+    /// find parts an earlier process left behind, and after a commit or retention that failed
+    /// or was cancelled) instead of deleting only the parts of the manifests it deletes.
+    /// Cleared once a full sweep ran.
     sweep_pending: bool,
     /// Whether everything this manager's commits wrote is durable: its last commit ended with a
     /// successful flush. False at first (an earlier process may have crashed before flushing)
-    /// and after a failed commit.
+    /// and after a commit that failed or was cancelled.
     stored_durable: bool,
 }
 
 impl CommitState {
-    /// Updates `sweep_pending` after a retention.
-    fn note(&mut self, collected: Collected) {
-        match collected {
-            Collected::All => self.sweep_pending = false,
-            Collected::OfDeletedManifests => {}
-            Collected::Nothing => self.sweep_pending = true,
-        }
+    /// Marks the store as possibly holding unflushed writes and unreferenced parts, as a
+    /// commit or retention that fails or is cancelled (its future dropped) midway leaves it.
+    /// Returns what was known before; the caller restores it once the operation succeeded.
+    fn begin(&mut self) -> (bool, bool) {
+        let durable = std::mem::replace(&mut self.stored_durable, false);
+        let pending = std::mem::replace(&mut self.sweep_pending, true);
+        (durable, pending)
+    }
+
+    /// `sweep_pending` after a successful retention, given its value before.
+    fn after_retention(&mut self, collected: Collected, pending_before: bool) {
+        self.sweep_pending = match collected {
+            Collected::All => false,
+            Collected::OfDeletedManifests => pending_before,
+            Collected::Nothing => true,
+        };
     }
 }
 
@@ -138,8 +147,9 @@ impl<S: StateStore> CheckpointManager<S> {
             progress.next_id = id + 1;
             id
         };
-        let stored_durable = state.stored_durable;
-        let committed = protocol::commit(
+        // Until this commit and its retention succeed, assume the worst (see `begin`).
+        let (stored_durable, sweep_pending) = state.begin();
+        let mut report = protocol::commit(
             &self.store,
             &self.layout,
             checkpoint,
@@ -148,20 +158,11 @@ impl<S: StateStore> CheckpointManager<S> {
             &mut manifests,
             stored_durable,
         )
-        .await;
-        let mut report = match committed {
-            Ok(report) => report,
-            Err(err) => {
-                // Parts it wrote may be left without a manifest: the next retention lists. And
-                // what it wrote may not be durable: the next commit flushes what it reuses.
-                state.sweep_pending = true;
-                state.stored_durable = false;
-                return Err(err);
-            }
-        };
+        .await?;
+        // Everything written so far is flushed.
         state.stored_durable = true;
         self.progress().last_checkpoint_ms = Some(checkpoint.timestamp_ms);
-        let sweep = if state.sweep_pending {
+        let sweep = if sweep_pending {
             protocol::Sweep::Full
         } else {
             protocol::Sweep::Referenced
@@ -179,12 +180,10 @@ impl<S: StateStore> CheckpointManager<S> {
         {
             Ok((pruned, collected)) => {
                 report.pruned = Some(pruned);
-                state.note(collected);
+                state.after_retention(collected, sweep_pending);
             }
-            Err(err) => {
-                state.sweep_pending = true;
-                tracing::warn!("checkpoint {id} committed, retention failed: {err}");
-            }
+            // `sweep_pending` stays set: the next retention lists every part.
+            Err(err) => tracing::warn!("checkpoint {id} committed, retention failed: {err}"),
         }
         Ok(report)
     }
@@ -250,6 +249,8 @@ impl<S: StateStore> CheckpointManager<S> {
         let mut state = self.commit_lock.lock().await;
         let state = &mut *state;
         let mut manifests = Manifests::read(&self.store, &self.layout).await?;
+        // Until it succeeds, assume it left parts behind (also if cancelled).
+        let sweep_pending = std::mem::replace(&mut state.sweep_pending, true);
         let pruned = protocol::prune(
             &self.store,
             &self.layout,
@@ -259,17 +260,8 @@ impl<S: StateStore> CheckpointManager<S> {
             &mut manifests,
         )
         .await;
-        match pruned {
-            Ok((report, collected)) => {
-                state.note(collected);
-                Ok(report)
-            }
-            Err(err) => {
-                // Some manifests may be gone with their parts still there: the next retention
-                // lists every part.
-                state.sweep_pending = true;
-                Err(err)
-            }
-        }
+        let (report, collected) = pruned?;
+        state.after_retention(collected, sweep_pending);
+        Ok(report)
     }
 }

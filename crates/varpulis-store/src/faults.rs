@@ -314,6 +314,24 @@ impl<S: StateStore> CrashStore<S> {
             history.writes.push((write, value));
         }
     }
+
+    /// After a failed write (which may have applied, as a timeout after the write landed):
+    /// records the value `key` holds now, if the write changed it.
+    async fn record_outcome(&self, key: &Key, write: u64) {
+        let Ok(now) = self.inner.get(key).await else {
+            return;
+        };
+        let mut state = self.state();
+        if let Some(history) = state.unflushed.get_mut(key) {
+            let before = history
+                .writes
+                .last()
+                .map_or(&history.flushed, |(_, value)| value);
+            if *before != now {
+                history.writes.push((write, now));
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -327,17 +345,25 @@ impl<S: StateStore> StateStore for CrashStore<S> {
         self.admit("put")?;
         key.require_value_key()?;
         self.track(key).await?;
-        self.inner.put(key, value).await?;
-        self.record(key, self.next_write(), Some(value.to_vec()));
-        Ok(())
+        let result = self.inner.put(key, value).await;
+        let write = self.next_write();
+        match result {
+            Ok(()) => self.record(key, write, Some(value.to_vec())),
+            Err(_) => self.record_outcome(key, write).await,
+        }
+        result
     }
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.admit("delete")?;
         key.require_value_key()?;
         self.track(key).await?;
-        self.inner.delete(key).await?;
-        self.record(key, self.next_write(), None);
-        Ok(())
+        let result = self.inner.delete(key).await;
+        let write = self.next_write();
+        match result {
+            Ok(()) => self.record(key, write, None),
+            Err(_) => self.record_outcome(key, write).await,
+        }
+        result
     }
     async fn list(&self, prefix: &Key) -> Result<Vec<Key>, StoreError> {
         self.admit("list")?;
@@ -357,12 +383,15 @@ impl<S: StateStore> StateStore for CrashStore<S> {
                 BatchOp::Delete(k) => (k.clone(), None),
             })
             .collect();
-        self.inner.write_batch(batch).await?;
+        let result = self.inner.write_batch(batch).await;
         let write = self.next_write();
         for (key, value) in applied {
-            self.record(&key, write, value);
+            match result {
+                Ok(()) => self.record(&key, write, value),
+                Err(_) => self.record_outcome(&key, write).await,
+            }
         }
-        Ok(())
+        result
     }
     async fn flush(&self) -> Result<(), StoreError> {
         self.admit("flush")?;
@@ -419,6 +448,30 @@ mod tests {
         assert_eq!(value(&store, "x").await.as_deref(), Some(&b"1"[..]));
         assert_eq!(value(&store, "y").await, None);
         assert_eq!(reverted, vec![key("k"), key("y")]);
+    }
+
+    #[tokio::test]
+    async fn power_loss_also_loses_a_write_that_landed_but_reported_failure() {
+        let failing = FailingStore::new(MemoryStore::new());
+        let store = CrashStore::new(failing);
+        store.put(&key("k"), b"0").await.unwrap();
+        store.flush().await.unwrap();
+        store
+            .inner()
+            .set_plan(FailPlan::Every("put"), FailMode::After);
+        assert!(store.put(&key("k"), b"1").await.is_err());
+        store.inner().set_plan(FailPlan::Never, FailMode::Before);
+        assert_eq!(
+            store.inner().get(&key("k")).await.unwrap().as_deref(),
+            Some(&b"1"[..]),
+            "the write landed"
+        );
+        let reverted = store.power_loss(|_| true).await.unwrap();
+        assert_eq!(reverted, vec![key("k")]);
+        assert_eq!(
+            store.inner().get(&key("k")).await.unwrap().as_deref(),
+            Some(&b"0"[..])
+        );
     }
 
     #[tokio::test]

@@ -262,6 +262,8 @@ pub(crate) struct Recording<S> {
     atomic: Option<bool>,
     /// Gets of this key fail as a backend error would (a damaged block, an I/O error).
     failing_get: Arc<std::sync::Mutex<Option<Key>>>,
+    /// Flushes never complete (a stalled disk).
+    stalled_flush: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<S> Recording<S> {
@@ -272,7 +274,14 @@ impl<S> Recording<S> {
             ordered: None,
             atomic: None,
             failing_get: Arc::default(),
+            stalled_flush: Arc::default(),
         }
+    }
+
+    /// Makes every `flush` wait forever (`true`) or work again (`false`).
+    pub(crate) fn stall_flushes(&self, stalled: bool) {
+        self.stalled_flush
+            .store(stalled, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Makes every `get` of `key` fail with a backend error (`None`: no failures).
@@ -332,6 +341,9 @@ impl<S: StateStore> StateStore for Recording<S> {
     }
     async fn flush(&self) -> Result<(), StoreError> {
         self.record("flush", "");
+        if self.stalled_flush.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.inner.flush().await
     }
     fn capabilities(&self) -> Capabilities {
@@ -340,4 +352,12 @@ impl<S: StateStore> StateStore for Recording<S> {
         Capabilities::new(self.atomic.unwrap_or(caps.atomic_batch), caps.persistent)
             .with_ordered_durability(ordered)
     }
+}
+
+/// Polls `future` once and drops it: what a caller's timeout or shutdown does to a checkpoint
+/// that is waiting on the store. Returns whether it had finished.
+pub(crate) fn poll_once_then_drop<F: std::future::Future>(future: F) -> bool {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    future.as_mut().poll(&mut cx).is_ready()
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use varpulis_checkpoint::{Checkpoint, CheckpointConfig, CheckpointManager};
+use varpulis_checkpoint::{Checkpoint, CheckpointConfig, CheckpointManager, CheckpointStore};
 use varpulis_store::faults::{CrashStore, FailMode, FailPlan, FailingStore};
 use varpulis_store::{FileStore, Key, MemoryStore, StateStore};
 
@@ -331,6 +331,52 @@ fn parts_of_a_commit_whose_flush_failed_are_flushed_before_a_manifest_reuses_the
             };
             crash_right_after_manifest_4(&format!("atomic={atomic}"), scenario).await;
         }
+    });
+}
+
+#[test]
+fn parts_of_a_cancelled_commit_are_flushed_before_a_manifest_reuses_them() {
+    block_on(async {
+        // Checkpoint 3 is cancelled (its future dropped, as by a timeout) while it waits on its
+        // final flush: parts and manifest written in one atomic batch, not durable. The same
+        // manager then checkpoints the same state (every part reused) as 4. (A store without
+        // atomic batches always flushes before a manifest.)
+        let scenario = async |n: u64| {
+            let crash = CrashStore::new(memory(true));
+            let m = CheckpointManager::new(crash.clone(), config()).unwrap();
+            prepare_with(&m).await;
+            crash.inner().stall_flushes(true);
+            let finished =
+                common::poll_once_then_drop(m.checkpoint(&common::distinct_checkpoint(3)));
+            assert!(!finished, "the checkpoint waits on the stalled flush");
+            assert!(crash.inner().get(&manifest_key(3)).await.unwrap().is_some());
+            crash.inner().stall_flushes(false);
+            crash.crash_after(n);
+            let _ = m.checkpoint(&common::distinct_checkpoint(3)).await;
+            crash
+        };
+        crash_right_after_manifest_4("cancelled", scenario).await;
+    });
+}
+
+#[test]
+fn the_stateless_api_flushes_reused_parts_before_a_manifest() {
+    block_on(async {
+        // As above, through `CheckpointStore::commit_checkpoint`, which knows nothing of earlier
+        // commits: checkpoint 3's final flush fails after its atomic batch, 4 reuses its parts.
+        let scenario = async |n: u64| {
+            let crash = CrashStore::new(memory(true));
+            prepare(crash.clone()).await;
+            let failing = FailingStore::new(crash.clone());
+            failing.set_plan(FailPlan::Every("flush"), FailMode::Before);
+            let cp = common::distinct_checkpoint(3);
+            assert!(failing.commit_checkpoint(&cp).await.is_err());
+            assert!(crash.inner().get(&manifest_key(3)).await.unwrap().is_some());
+            crash.crash_after(n);
+            let _ = crash.commit_checkpoint(&cp).await;
+            crash
+        };
+        crash_right_after_manifest_4("stateless", scenario).await;
     });
 }
 
