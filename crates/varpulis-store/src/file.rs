@@ -183,6 +183,10 @@ fn ensure_dir(root: &Path, dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Removes the temporary files a crash left behind, and only those: files named
+/// `<segment>.val~tmp-<pid>-<counter>-<8 hex digits>`, in directories that map to key
+/// segments. Anything else under the root (a user's files, another program's `~tmp-` files,
+/// symbolic links) is left alone and not descended into.
 fn remove_stale_temps(dir: &Path) -> Result<usize, StoreError> {
     let mut removed = 0;
     let entries = fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
@@ -191,15 +195,36 @@ fn remove_stale_temps(dir: &Path) -> Result<usize, StoreError> {
         let path = entry.path();
         let file_type = entry.file_type().map_err(|e| StoreError::io(&path, e))?;
         let name = entry.file_name();
-        let name = name.to_string_lossy();
+        let Some(name) = name.to_str() else { continue };
         if file_type.is_dir() {
-            removed += remove_stale_temps(&path)?;
-        } else if name.contains(TEMP_MARK) {
+            if segment_of_dir(name).is_some_and(Key::is_valid_segment) {
+                removed += remove_stale_temps(&path)?;
+            }
+        } else if file_type.is_file() && is_own_temp(name) {
             fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
             removed += 1;
         }
     }
     Ok(removed)
+}
+
+/// Whether `name` is a temporary file written by [`replace_file`].
+fn is_own_temp(name: &str) -> bool {
+    let Some((file, tail)) = name.split_once(TEMP_MARK) else {
+        return false;
+    };
+    let mut parts = tail.split('-');
+    let (Some(pid), Some(counter), Some(random), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    segment_of_file(file).is_some_and(Key::is_valid_segment)
+        && digits(pid)
+        && digits(counter)
+        && random.len() == 8
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn write_atomically(root: &Path, path: &Path, value: &[u8]) -> Result<(), StoreError> {
@@ -404,5 +429,38 @@ mod tests {
         assert_eq!(segment_of_dir("a"), Some("a"));
         assert_eq!(segment_of_file("c.val"), Some("c"));
         assert_eq!(segment_of_file("c.val~tmp-1-2-3"), None);
+    }
+
+    #[test]
+    fn recognises_only_its_own_temporary_file_names() {
+        assert!(is_own_temp("c.val~tmp-12-0-0a1b2c3d"));
+        assert!(!is_own_temp("c.val~tmp-12-0-0a1b2c3"));
+        assert!(!is_own_temp("c.val~tmp-12-0-0a1b2c3d-x"));
+        assert!(!is_own_temp("notes~tmp-12-0-0a1b2c3d"));
+        assert!(!is_own_temp("my~tmp-backup.txt"));
+        assert!(!is_own_temp("..val~tmp-1-2-0a1b2c3d"));
+    }
+
+    #[test]
+    fn open_removes_its_stale_temporaries_but_not_other_files_named_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::create_dir_all(root.join("Documents has spaces")).unwrap();
+        let ours = root.join("a/b/c.val~tmp-7-3-deadbeef");
+        let foreign = [
+            root.join("a/b/editor~tmp-save"),
+            root.join("a/notes.txt~tmp-1-2-deadbeef"),
+            root.join("Documents has spaces/c.val~tmp-7-3-deadbeef"),
+        ];
+        fs::write(&ours, b"x").unwrap();
+        for f in &foreign {
+            fs::write(f, b"keep").unwrap();
+        }
+        FileStore::open(root).unwrap();
+        assert!(!ours.exists(), "the store's own temporary file is removed");
+        for f in &foreign {
+            assert!(f.exists(), "{} was deleted", f.display());
+        }
     }
 }

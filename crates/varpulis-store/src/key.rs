@@ -106,6 +106,11 @@ fn invalid(key: &str, problem: KeyProblem) -> StoreError {
 }
 
 impl Key {
+    /// Whether `seg` is a valid key segment.
+    pub(crate) fn is_valid_segment(seg: &str) -> bool {
+        check_segment(seg).is_ok()
+    }
+
     /// Parses and validates a key such as `"varpulis:checkpoint:7"`.
     ///
     /// # Errors

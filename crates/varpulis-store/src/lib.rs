@@ -3,7 +3,8 @@
 //! This crate is the bottom of the storage stack: the [`StateStore`] trait every backend
 //! implements, the validated [`Key`], the [`StoreError`] type, typed helpers in
 //! [`StateStoreExt`], and the two dependency-free backends: [`MemoryStore`] (the default) and
-//! [`FileStore`] (one file per key, durable atomic writes).
+//! [`FileStore`] (one file per key, durable atomic writes), and [`StateDir`], the lock and
+//! identity record of a state directory.
 //!
 //! It is **not** a storage engine and never links one: `varpulis-store` must never depend on
 //! RocksDB or on a cipher. Those live in `varpulis-store-rocks` and `varpulis-crypto`, which
@@ -27,6 +28,7 @@
 //! # }).unwrap();
 //! ```
 
+mod dir;
 mod error;
 mod ext;
 #[cfg(feature = "testing")]
@@ -41,6 +43,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use dir::{
+    Contents, DIR_FORMAT, DirError, DirIdentity, Encryption, IDENTITY_FILE, LOCK_FILE, StateDir,
+};
 pub use error::StoreError;
 pub use ext::StateStoreExt;
 pub use file::FileStore;
