@@ -53,12 +53,13 @@ fn once(
 ) -> RunReport {
     let program = varpulis_vpl::parse_program(PROGRAM).expect("example parses");
     let mut engine = Engine::new(program).expect("compiles");
+    // Each iteration starts the same output over with a fresh store.
     let config = RunConfig {
-        events: events.to_path_buf(),
         output: Some(out_dir.join("out.jsonl")),
         checkpoint_every: CheckpointEvery::Events(10_000),
-        flush_at_end: false,
         max_checkpoints: 3,
+        overwrite_output: true,
+        ..RunConfig::new(events)
     };
     let stop = AtomicBool::new(false);
     rt.block_on(varpulis_engine::run(

@@ -61,7 +61,7 @@ fn run(spec: &WindowSpec, events: &[Event]) -> (usize, usize) {
     let mut out = Vec::new();
     let mut emitted = 0;
     for e in events {
-        let _ = op.process(e, &mut out);
+        let _ = op.process(e, &mut out).expect("accepted time");
         if let Some(wm) = tracker.observe(e) {
             op.advance_watermark(wm, &mut out);
         }

@@ -27,7 +27,7 @@ use varpulis_engine::{
     SourcePosition,
 };
 
-use crate::store::StoreArgs;
+use crate::store::{Purpose, StoreArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,6 +82,14 @@ struct RunArgs {
     /// Do not show a progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
+    /// Start the output file over even though it is not empty and no checkpoint knows it
+    /// (without this, such a run is refused so nothing is lost by mistake).
+    #[arg(long)]
+    overwrite_output: bool,
+    /// Read the input from its beginning, with the restored state, when it was replaced since
+    /// the checkpoint (log rotation); without this, a replaced input is refused.
+    #[arg(long)]
+    restart_input: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,12 +147,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Checkpoint { command } => runtime()?.block_on(async {
             let (store, text) = match command {
                 CheckpointCommand::List { store } => {
-                    let s = open_for_inspection(&store).await?;
-                    (store, inspect::list(s).await?)
+                    let opened = open_for_inspection(&store).await?;
+                    let s = opened.store.clone().expect("checked persistent");
+                    (opened, inspect::list(s).await?)
                 }
                 CheckpointCommand::Inspect { store, id } => {
-                    let s = open_for_inspection(&store).await?;
-                    (store, inspect::inspect(s, id).await?)
+                    let opened = open_for_inspection(&store).await?;
+                    let s = opened.store.clone().expect("checked persistent");
+                    (opened, inspect::inspect(s, id).await?)
                 }
             };
             drop(store);
@@ -154,21 +164,51 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn open_for_inspection(args: &StoreArgs) -> Result<Arc<dyn varpulis_store::StateStore>> {
-    let Some(dir) = &args.state_dir else {
+async fn open_for_inspection(args: &StoreArgs) -> Result<store::OpenedStore> {
+    if args.state_dir.is_none() {
         bail!("checkpoint commands need --state-dir DIR");
-    };
-    if !dir.is_dir() {
-        bail!("state directory {} does not exist", dir.display());
     }
-    args.open()
-        .await?
-        .context("checkpoint commands need a persistent store (--store file or rocksdb)")
+    let opened = args.open(Purpose::Inspect).await?;
+    if opened.store.is_none() {
+        bail!("checkpoint commands need a persistent store (--store file or rocksdb)");
+    }
+    Ok(opened)
+}
+
+/// Largest program accepted (programs are a few kilobytes; this bounds `check /dev/zero`).
+const MAX_PROGRAM_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads a program: a regular file of at most [`MAX_PROGRAM_BYTES`], in UTF-8.
+fn read_program(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let d = path.display();
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read program {d}"))?;
+    if meta.is_dir() {
+        bail!("program {d} is a directory");
+    }
+    if !meta.is_file() {
+        bail!("program {d} must be a regular file");
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read program {d}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PROGRAM_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read program {d}"))?;
+    if bytes.len() as u64 > MAX_PROGRAM_BYTES {
+        bail!(
+            "program {d} is larger than {} MiB; a VPL program is text of a few kilobytes",
+            MAX_PROGRAM_BYTES >> 20
+        );
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        anyhow::anyhow!("program {d}:{line}: not valid UTF-8 (byte {at})")
+    })
 }
 
 fn load_program(path: &Path) -> Result<Result<varpulis_vpl::Program, String>> {
-    let source = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read program {}", path.display()))?;
+    let source = read_program(path)?;
     Ok(varpulis_vpl::parse_program(&source)
         .map_err(|d| d.render(&source, &path.display().to_string())))
 }
@@ -226,6 +266,24 @@ impl RunObserver for Observer {
                 }
             }
         }
+        if let Some(why) = &info.input_replaced {
+            eprintln!(
+                "varpulis: the input was replaced since the checkpoint ({why}); reading it from its beginning (--restart-input)"
+            );
+        }
+        if info.output_bytes_cut > 0 {
+            eprintln!(
+                "varpulis: output cut back to {} bytes: {} bytes written after the checkpoint are written again",
+                info.output_truncated_to.unwrap_or(0),
+                info.output_bytes_cut
+            );
+        }
+        if info.output_overwritten > 0 {
+            eprintln!(
+                "varpulis: output started over: {} bytes no checkpoint knew were discarded (--overwrite-output)",
+                info.output_overwritten
+            );
+        }
     }
 
     fn progress(&mut self, position: SourcePosition, file_len: u64) {
@@ -276,7 +334,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         }
     };
     let mut engine = Engine::new(program).context("cannot compile the program")?;
-    let store = args.store.open().await?;
+    check_paths(&args)?;
+    let opened = args.store.open(Purpose::Run).await?;
+    let store = opened.store.clone();
     if store.is_none() && args.checkpoint_every.is_some() {
         eprintln!("warning: --checkpoint-every without --state-dir: nothing is checkpointed");
     }
@@ -286,12 +346,20 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         checkpoint_every: args.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY),
         flush_at_end: args.flush_at_end,
         max_checkpoints: args.keep_checkpoints.max(1),
+        overwrite_output: args.overwrite_output,
+        restart_input: args.restart_input,
     };
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&shutdown);
     tokio::spawn(async move {
         wait_for_signal().await;
         flag.store(true, Ordering::Relaxed);
+        // A second signal does not wait for the event loop (a long read, flush or
+        // checkpoint): exit at once. Nothing is lost: the last committed checkpoint stands,
+        // and the next run cuts the output back to it, as after a crash.
+        wait_for_signal().await;
+        eprintln!("varpulis: second signal: exiting now; run again to continue from the last checkpoint");
+        std::process::exit(130);
     });
     let file_len = std::fs::metadata(&args.events).map_or(0, |m| m.len());
     let mut observer = Observer {
@@ -311,6 +379,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         bar.finish_and_clear();
     }
     let report = result?;
+    drop(opened);
     tracing::info!(
         events_read = report.events_read,
         outputs = report.outputs_written,
@@ -329,6 +398,62 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses outputs that would destroy data before anything is opened: the output may not be
+/// the input or the program (the run would empty them before reading them), nor lie inside
+/// the state directory (it would overwrite the store's files).
+fn check_paths(args: &RunArgs) -> Result<()> {
+    let Some(output) = &args.output else {
+        return Ok(());
+    };
+    let out = output.display();
+    for (what, path) in [("input", &args.events), ("program", &args.program)] {
+        if same_file(output, path) {
+            bail!(
+                "--output {out} is the {what} {}: writing it would destroy it; choose another \
+                 output file",
+                path.display()
+            );
+        }
+    }
+    if let Some(dir) = &args.store.state_dir
+        && let (Ok(dir), Some(out_abs)) = (std::fs::canonicalize(dir), absolute(output))
+        && out_abs.starts_with(&dir)
+    {
+        bail!(
+            "--output {out} is inside the state directory {}: it could overwrite the store's \
+             files; write the output elsewhere",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` name the same existing file (through symlinks or hard links too).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        #[cfg(unix)]
+        (Ok(x), Ok(y)) => {
+            use std::os::unix::fs::MetadataExt;
+            x.dev() == y.dev() && x.ino() == y.ino()
+        }
+        #[cfg(not(unix))]
+        (Ok(_), Ok(_)) => std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok(),
+        _ => false,
+    }
+}
+
+/// The absolute, symlink-resolved form of a path that may not exist yet (its parent must).
+fn absolute(path: &Path) -> Option<PathBuf> {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return Some(p);
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(parent).ok()?.join(path.file_name()?))
 }
 
 #[cfg(unix)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use varpulis_store::{FileStore, StateStore};
+use varpulis_store::{Contents, DirIdentity, Encryption, FileStore, Key, StateDir, StateStore};
 
 /// State store backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,10 +36,29 @@ pub(crate) struct StoreArgs {
     pub(crate) passphrase_env: Option<String>,
 }
 
+/// An open store and the lock on its state directory; the lock is held as long as this lives.
+pub(crate) struct OpenedStore {
+    /// The store (`None`: the memory store, nothing persists).
+    pub(crate) store: Option<Arc<dyn StateStore>>,
+    /// The locked state directory: held, not read, so the lock lives as long as the store.
+    pub(crate) _dir: Option<StateDir>,
+}
+
+/// Why a store is opened: a run may create and record a new state directory; inspection only
+/// reads an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Run,
+    Inspect,
+}
+
+/// First segment of the encryption wrapper's reserved records (`varpulis_crypto::RESERVED_SEGMENT`,
+/// spelled out so builds without the `encryption` feature still recognise encrypted stores).
+const CRYPTO_SEGMENT: &str = "__varpulis-crypto";
+
 impl StoreArgs {
-    /// Opens the store, or `None` for the memory store (nothing persists).
-    pub(crate) async fn open(&self) -> Result<Option<Arc<dyn StateStore>>> {
-        let kind = match (self.store, &self.state_dir) {
+    fn kind(&self) -> Result<Option<StoreKind>> {
+        Ok(match (self.store, &self.state_dir) {
             (Some(StoreKind::Memory), Some(_)) => {
                 bail!("--store memory keeps nothing: drop --state-dir, or use --store file")
             }
@@ -47,22 +66,170 @@ impl StoreArgs {
                 if self.encrypt {
                     bail!("--encrypt needs a persistent store: add --state-dir DIR");
                 }
-                return Ok(None);
+                None
             }
             (Some(kind @ (StoreKind::File | StoreKind::Rocksdb)), None) => {
                 bail!("--store {} needs --state-dir DIR", kind_name(kind))
             }
-            (Some(kind), Some(_)) => kind,
-            (None, Some(_)) => StoreKind::File,
-        };
-        let dir = self.state_dir.as_deref().expect("checked above");
-        let base = open_base(kind, dir)?;
-        if self.encrypt {
-            return encrypted(base, self.passphrase_env.as_deref())
-                .await
-                .map(Some);
+            (Some(kind), Some(_)) => Some(kind),
+            (None, Some(_)) => Some(StoreKind::File),
+        })
+    }
+
+    /// The encryption these flags ask for (the key id is filled in once the key is read).
+    fn wanted_encryption(&self) -> Encryption {
+        match (self.encrypt, &self.passphrase_env) {
+            (false, _) => Encryption::None,
+            (true, Some(_)) => Encryption::Passphrase,
+            (true, None) => Encryption::Key { key_id: 0 },
         }
-        Ok(Some(base))
+    }
+
+    /// Locks the state directory, checks that it holds what these flags describe (refusing a
+    /// mismatch with the flag to add or drop), opens the store, and for a run records the
+    /// directory's identity on first use. Without a state directory: the memory store (`None`).
+    pub(crate) async fn open(&self, purpose: Purpose) -> Result<OpenedStore> {
+        let Some(kind) = self.kind()? else {
+            return Ok(OpenedStore {
+                store: None,
+                _dir: None,
+            });
+        };
+        let path = self.state_dir.as_deref().expect("a store kind implies a directory");
+        let mut dir = StateDir::lock(path, purpose == Purpose::Run)?;
+        let recorded = match dir.identity() {
+            Some(identity) => {
+                self.check_identity(path, identity)?;
+                true
+            }
+            None => {
+                let found = match dir.contents()? {
+                    Contents::Empty => None,
+                    Contents::RocksDb => Some(StoreKind::Rocksdb),
+                    Contents::FileStore => Some(StoreKind::File),
+                    _ => bail!(
+                        "state directory {} is not empty and holds no varpulis state (no {}, and \
+                         its files are not a store's): use an empty or new directory",
+                        path.display(),
+                        varpulis_store::IDENTITY_FILE
+                    ),
+                };
+                if let Some(found) = found
+                    && found != kind
+                {
+                    bail!(
+                        "state directory {} holds a {} store: {}",
+                        path.display(),
+                        kind_name(found),
+                        store_flag_fix(found)
+                    );
+                }
+                false
+            }
+        };
+        let base = open_base(kind, path)?;
+        if !recorded {
+            self.check_legacy_encryption(path, &base).await?;
+        }
+        let (store, encryption) = if self.encrypt {
+            encrypted(base, self.passphrase_env.as_deref()).await?
+        } else {
+            (base, Encryption::None)
+        };
+        if !recorded && purpose == Purpose::Run {
+            dir.record(
+                DirIdentity::new(kind_name(kind), encryption)
+                    .created_by(concat!("varpulis ", env!("CARGO_PKG_VERSION"))),
+            )?;
+        }
+        Ok(OpenedStore {
+            store: Some(store),
+            _dir: Some(dir),
+        })
+    }
+
+    /// Refuses flags that do not match the directory's identity record.
+    fn check_identity(&self, path: &Path, identity: &DirIdentity) -> Result<()> {
+        let d = path.display();
+        let kind = self.kind()?.expect("a state directory is given");
+        if identity.store != kind_name(kind) {
+            let fix = match identity.store.as_str() {
+                "rocksdb" => store_flag_fix(StoreKind::Rocksdb).to_owned(),
+                "file" => store_flag_fix(StoreKind::File).to_owned(),
+                other => format!("it needs --store {other}"),
+            };
+            bail!("state directory {d} holds a {} store: {fix}", identity.store);
+        }
+        match (identity.encryption, self.wanted_encryption()) {
+            (Encryption::None, Encryption::None) => Ok(()),
+            (Encryption::None, _) => bail!(
+                "state directory {d} is not encrypted: drop --encrypt (its checkpoints are \
+                 plaintext), or use a new directory for encrypted state"
+            ),
+            (Encryption::Key { .. }, Encryption::None) => bail!(
+                "state directory {d} is encrypted: add --encrypt, with its key in \
+                 VARPULIS_ENCRYPTION_KEY"
+            ),
+            (Encryption::Passphrase, Encryption::None) => bail!(
+                "state directory {d} is encrypted with a passphrase: add --encrypt \
+                 --passphrase-env VAR, with the passphrase in VAR"
+            ),
+            (Encryption::Key { .. }, Encryption::Passphrase) => bail!(
+                "state directory {d} is encrypted with a raw key, not a passphrase: drop \
+                 --passphrase-env and set VARPULIS_ENCRYPTION_KEY"
+            ),
+            (Encryption::Passphrase, Encryption::Key { .. }) => bail!(
+                "state directory {d} is encrypted with a passphrase: add --passphrase-env VAR, \
+                 with the passphrase in VAR"
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// For a directory without an identity record (written by an older version): refuse to
+    /// open encrypted state as plaintext, or plaintext state with --encrypt.
+    async fn check_legacy_encryption(&self, path: &Path, base: &Arc<dyn StateStore>) -> Result<()> {
+        let d = path.display();
+        let reserved = base
+            .list(&Key::new(CRYPTO_SEGMENT).expect("valid key"))
+            .await
+            .with_context(|| format!("cannot read the store in {d}"))?;
+        let encrypted = !reserved.is_empty();
+        let passphrase = reserved.iter().any(|k| k.last_segment() == Some("kdf"));
+        if encrypted && !self.encrypt {
+            if passphrase {
+                bail!(
+                    "state directory {d} is encrypted with a passphrase: add --encrypt \
+                     --passphrase-env VAR, with the passphrase in VAR"
+                );
+            }
+            bail!(
+                "state directory {d} is encrypted: add --encrypt, with its key in \
+                 VARPULIS_ENCRYPTION_KEY"
+            );
+        }
+        if !encrypted
+            && self.encrypt
+            && !base
+                .list(&Key::root())
+                .await
+                .with_context(|| format!("cannot read the store in {d}"))?
+                .is_empty()
+        {
+            bail!(
+                "state directory {d} is not encrypted: drop --encrypt (its checkpoints are \
+                 plaintext), or use a new directory for encrypted state"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What to tell a user whose flags name another store kind than the directory holds.
+fn store_flag_fix(found: StoreKind) -> &'static str {
+    match found {
+        StoreKind::Rocksdb => "add --store rocksdb",
+        _ => "drop --store rocksdb (or pass --store file)",
     }
 }
 
@@ -105,9 +272,9 @@ fn open_rocksdb(_dir: &Path) -> Result<Arc<dyn StateStore>> {
 async fn encrypted(
     base: Arc<dyn StateStore>,
     passphrase_env: Option<&str>,
-) -> Result<Arc<dyn StateStore>> {
+) -> Result<(Arc<dyn StateStore>, Encryption)> {
     use varpulis_crypto::{EncryptedStateStore, EncryptionKey, KEY_ENV_VAR, KdfParams};
-    let store = match passphrase_env {
+    let (store, encryption) = match passphrase_env {
         Some(var) => {
             let passphrase = std::env::var(var).with_context(|| {
                 format!("--passphrase-env {var}: the environment variable {var} is not set")
@@ -115,9 +282,11 @@ async fn encrypted(
             if passphrase.is_empty() {
                 bail!("--passphrase-env {var}: the passphrase in {var} is empty");
             }
-            EncryptedStateStore::open_with_passphrase(base, &passphrase, KdfParams::default())
-                .await
-                .context("cannot open the encrypted store with the passphrase")?
+            let store =
+                EncryptedStateStore::open_with_passphrase(base, &passphrase, KdfParams::default())
+                    .await
+                    .context("cannot open the encrypted store with the passphrase")?;
+            (store, Encryption::Passphrase)
         }
         None => {
             let key = EncryptionKey::from_env().with_context(|| {
@@ -126,19 +295,21 @@ async fn encrypted(
                      passphrase variable with --passphrase-env"
                 )
             })?;
-            EncryptedStateStore::open(base, key)
+            let key_id = key.key_id().as_u32();
+            let store = EncryptedStateStore::open(base, key)
                 .await
-                .with_context(|| format!("cannot open the encrypted store with {KEY_ENV_VAR}"))?
+                .with_context(|| format!("cannot open the encrypted store with {KEY_ENV_VAR}"))?;
+            (store, Encryption::Key { key_id })
         }
     };
-    Ok(Arc::new(store))
+    Ok((Arc::new(store), encryption))
 }
 
 #[cfg(not(feature = "encryption"))]
 async fn encrypted(
     _base: Arc<dyn StateStore>,
     _passphrase_env: Option<&str>,
-) -> Result<Arc<dyn StateStore>> {
+) -> Result<(Arc<dyn StateStore>, Encryption)> {
     bail!(
         "--encrypt needs the `encryption` feature, which this build of varpulis lacks; rebuild \
          with `cargo build -p varpulis-cli --features encryption`"

@@ -37,6 +37,21 @@ pub enum EngineError {
         /// The stream named by the checkpoint.
         stream: String,
     },
+    /// An input event's time cannot be represented by a window it would reach: the stream's own
+    /// window (or, for a stream fed by another, the window of a stream downstream that would
+    /// receive a result carrying a later time) would start before `i64::MIN` or close after
+    /// `i64::MAX`. Nothing was changed by the event.
+    #[error(
+        "event time {event_time_ms} (stream {stream}): its {window} window cannot be represented"
+    )]
+    UnrepresentableTime {
+        /// The stream whose window cannot represent it.
+        stream: String,
+        /// The input event's time.
+        event_time_ms: EventTime,
+        /// That stream's window, e.g. `tumbling 1d`.
+        window: String,
+    },
     /// The checkpoint was written by a newer engine.
     #[error(
         "engine checkpoint version {found} is newer than this release reads ({ENGINE_CHECKPOINT_VERSION})"
@@ -76,7 +91,7 @@ enum Input {
     Stream(usize),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct CompiledStream {
     plan: StreamPlan,
     input: Input,
@@ -85,6 +100,266 @@ struct CompiledStream {
     /// allowed lateness of every windowed stream upstream, so that an upstream window emitted
     /// late is never late here.
     watermark_lag_ms: i64,
+}
+
+/// The input event times a stream (or a source type) accepts: the times its window and every
+/// window downstream can represent, for the event and for every result it leads to. `low_by`
+/// and `high_by` name the stream whose window sets each bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Accepts {
+    range: Option<(EventTime, EventTime)>,
+    low_by: usize,
+    high_by: usize,
+}
+
+impl Accepts {
+    fn everything(by: usize) -> Self {
+        Self {
+            range: Some((EventTime::MIN, EventTime::MAX)),
+            low_by: by,
+            high_by: by,
+        }
+    }
+
+    fn nothing(by: usize) -> Self {
+        Self {
+            range: None,
+            low_by: by,
+            high_by: by,
+        }
+    }
+
+    fn intersect(self, other: Self) -> Self {
+        match (self.range, other.range) {
+            (None, _) => self,
+            (_, None) => other,
+            (Some((a, b)), Some((c, d))) => {
+                let (lo, low_by) = if c > a {
+                    (c, other.low_by)
+                } else {
+                    (a, self.low_by)
+                };
+                let (hi, high_by) = if d < b {
+                    (d, other.high_by)
+                } else {
+                    (b, self.high_by)
+                };
+                Self {
+                    range: (lo <= hi).then_some((lo, hi)),
+                    low_by,
+                    high_by,
+                }
+            }
+        }
+    }
+
+    /// The stream that rejects `t`, if one does.
+    fn rejected_by(&self, t: EventTime) -> Option<usize> {
+        match self.range {
+            None => Some(self.low_by),
+            Some((lo, _)) if t < lo => Some(self.low_by),
+            Some((_, hi)) if t > hi => Some(self.high_by),
+            Some(_) => None,
+        }
+    }
+}
+
+/// What each stream accepts (see [`Accepts`]), computed from the last stream back: a stream
+/// accepts the times its window accepts whose results every stream reading it accepts.
+fn stream_accepts(streams: &[CompiledStream]) -> Vec<Accepts> {
+    let mut acc: Vec<Accepts> = (0..streams.len()).map(Accepts::everything).collect();
+    for i in (0..streams.len()).rev() {
+        let outputs = streams[i + 1..]
+            .iter()
+            .zip(&acc[i + 1..])
+            .filter(|(s, _)| s.input == Input::Stream(i))
+            .fold(Accepts::everything(i), |a, (_, b)| a.intersect(*b));
+        acc[i] = match &streams[i].window {
+            // Without a window an output keeps its input's time.
+            None => outputs,
+            Some(op) => match op.accepted_event_times() {
+                None => Accepts::nothing(i),
+                Some(own) => match outputs
+                    .range
+                    .and_then(|(c, d)| op.event_times_with_outputs_in(c..=d))
+                {
+                    None => Accepts::nothing(outputs.low_by),
+                    Some(r) => Accepts {
+                        range: Some((*r.start(), *r.end())),
+                        low_by: if r.start() > own.start() {
+                            outputs.low_by
+                        } else {
+                            i
+                        },
+                        high_by: if r.end() < own.end() {
+                            outputs.high_by
+                        } else {
+                            i
+                        },
+                    },
+                },
+            },
+        };
+    }
+    acc
+}
+
+/// Where a flush stands (see [`Engine::flush_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Taking what the source stream flushes.
+    Feeding,
+    /// Flushing the stream's own window.
+    Flushing,
+    Done,
+}
+
+/// A copy of an upstream stream as it was before the flush, replayed so that a downstream
+/// stream takes what it flushes without every result being held.
+#[derive(Debug)]
+struct Replay {
+    stream: CompiledStream,
+    phase: Phase,
+}
+
+/// An incremental flush in progress.
+///
+/// A flush emits every stream's outputs in stream order, and a stream fed by another takes
+/// what that one flushed before flushing itself. Stream `i`'s outputs are produced at stage
+/// `i`, after every earlier stream's were emitted, so its source's flush, already emitted at an
+/// earlier stage, is replayed from a copy taken before the flush: the output order of a
+/// one-shot flush with the memory of the state (one copy of each stream read by another), not
+/// of the results.
+#[derive(Debug)]
+struct Flush {
+    stage: usize,
+    phase: Phase,
+    /// Copies of the stage's upstream streams, its root source first.
+    chain: Vec<Replay>,
+    /// Pre-flush copies of the streams that a later stage replays.
+    pristine: Vec<Option<CompiledStream>>,
+    /// Per stream, the last stage that replays it.
+    last_use: Vec<Option<usize>>,
+}
+
+/// The streams `i` reads from, directly or not, its root source first.
+fn ancestors(streams: &[CompiledStream], i: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut cur = i;
+    while let Input::Stream(up) = streams[cur].input {
+        out.push(up);
+        cur = up;
+    }
+    out.reverse();
+    out
+}
+
+impl Flush {
+    fn new(streams: &[CompiledStream]) -> Self {
+        let mut last_use = vec![None; streams.len()];
+        for i in 0..streams.len() {
+            for k in ancestors(streams, i) {
+                last_use[k] = Some(i);
+            }
+        }
+        let pristine = streams
+            .iter()
+            .zip(&last_use)
+            .map(|(s, used)| used.map(|_| s.clone()))
+            .collect();
+        let mut flush = Self {
+            stage: 0,
+            phase: Phase::Feeding,
+            chain: Vec::new(),
+            pristine,
+            last_use,
+        };
+        flush.enter(0, streams);
+        flush
+    }
+
+    /// Moves to stage `stage`: builds its replay chain.
+    fn enter(&mut self, stage: usize, streams: &[CompiledStream]) {
+        self.stage = stage;
+        self.phase = Phase::Feeding;
+        self.chain.clear();
+        if stage >= streams.len() {
+            return;
+        }
+        for k in ancestors(streams, stage) {
+            let copy = if self.last_use[k] == Some(stage) {
+                self.pristine[k].take()
+            } else {
+                self.pristine[k].clone()
+            };
+            let stream = copy.expect("a stream read by a later one has a pre-flush copy");
+            self.chain.push(Replay {
+                stream,
+                phase: Phase::Feeding,
+            });
+        }
+    }
+}
+
+/// Appends to `out` at most `max` more of what `stream` emits at a flush: what it makes of its
+/// source's flush (replayed by `up`, the source last), then its own window's results. Returns
+/// whether it may have more. Late events go to `late`.
+fn pull(
+    stream: &mut CompiledStream,
+    phase: &mut Phase,
+    up: &mut [Replay],
+    max: usize,
+    variables: &BTreeMap<String, Value>,
+    late: &mut Vec<LateEvent>,
+    out: &mut Vec<Event>,
+) -> bool {
+    let before = out.len();
+    let mut results = Vec::new();
+    let mut fed = Vec::new();
+    loop {
+        // Each event fed gives at most one output (a projection, or a count window that
+        // fills), so `room` bounds both what is pulled and what is emitted.
+        let room = max.saturating_sub(out.len() - before);
+        if room == 0 || *phase == Phase::Done {
+            return *phase != Phase::Done;
+        }
+        match *phase {
+            Phase::Feeding => match up.split_last_mut() {
+                None => *phase = Phase::Flushing,
+                Some((source, rest)) => {
+                    // The source's own late events were recorded at its stage.
+                    let mut replayed_late = Vec::new();
+                    fed.clear();
+                    let more = pull(
+                        &mut source.stream,
+                        &mut source.phase,
+                        rest,
+                        room,
+                        variables,
+                        &mut replayed_late,
+                        &mut fed,
+                    );
+                    for e in &fed {
+                        handle(stream, e, variables, &mut results, out, late);
+                    }
+                    if !more {
+                        *phase = Phase::Flushing;
+                    }
+                }
+            },
+            Phase::Flushing => match stream.window.as_mut() {
+                Some(op) => {
+                    let more = op.flush_step(&mut results, room);
+                    finish(&stream.plan, variables, &mut results, out);
+                    if !more {
+                        *phase = Phase::Done;
+                    }
+                }
+                None => *phase = Phase::Done,
+            },
+            Phase::Done => {}
+        }
+    }
 }
 
 fn window_operator(
@@ -140,12 +415,15 @@ pub struct Engine {
     variables: Arc<BTreeMap<String, Value>>,
     streams: Vec<CompiledStream>,
     source_types: Vec<String>,
+    /// Per entry of `source_types`: the event times its events may have.
+    source_accepts: Vec<Accepts>,
     watermarks: WatermarkTracker,
     events_processed: u64,
     output_events_emitted: u64,
     produced: Vec<Vec<Event>>,
     results: Vec<WindowResult>,
     late: Vec<LateEvent>,
+    flush: Option<Box<Flush>>,
 }
 
 /// An event a window dropped as late (every window it belonged to was already emitted): the
@@ -187,12 +465,14 @@ impl Engine {
             streams: Vec::new(),
             variables,
             source_types,
+            source_accepts: Vec::new(),
             watermarks,
             events_processed: 0,
             output_events_emitted: 0,
             produced: Vec::new(),
             results: Vec::new(),
             late: Vec::new(),
+            flush: None,
             program,
         };
         engine.compile()?;
@@ -215,7 +495,10 @@ impl Engine {
                     } else {
                         0
                     };
-                    (Input::Stream(idx), up.watermark_lag_ms + up_lateness)
+                    (
+                        Input::Stream(idx),
+                        up.watermark_lag_ms.saturating_add(up_lateness),
+                    )
                 }
             };
             let window = match plan.window {
@@ -230,7 +513,22 @@ impl Engine {
             });
         }
         self.produced = vec![Vec::new(); streams.len()];
+        let accepts = stream_accepts(&streams);
+        self.source_accepts = self
+            .source_types
+            .iter()
+            .map(|t| {
+                streams
+                    .iter()
+                    .zip(&accepts)
+                    .filter(|(s, _)| s.input == Input::Event && s.plan.source.name() == t)
+                    .map(|(_, a)| *a)
+                    .reduce(Accepts::intersect)
+                    .unwrap_or(Accepts::everything(0))
+            })
+            .collect();
         self.streams = streams;
+        self.flush = None;
         Ok(())
     }
 
@@ -294,13 +592,43 @@ impl Engine {
 
     /// Processes one input event; appends the output events it causes to `out`, upstream
     /// streams before downstream ones. Late events go to [`Engine::take_late_events`].
-    pub fn process(&mut self, event: &Event, out: &mut Vec<Event>) {
-        self.events_processed += 1;
-        let tracked = self
+    ///
+    /// # Errors
+    /// [`EngineError::UnrepresentableTime`] when the event's time cannot be represented by a
+    /// window it would reach, directly or through the results it leads to (`.where` filters
+    /// are not consulted: the check depends on the time alone). It is checked before anything
+    /// changes: the engine is then exactly as before the call.
+    pub fn process(&mut self, event: &Event, out: &mut Vec<Event>) -> Result<(), EngineError> {
+        let ts = event.timestamp_ms();
+        let source = self
             .source_types
             .iter()
-            .any(|t| t.as_str() == event.event_type());
-        let wm = if tracked {
+            .position(|t| t.as_str() == event.event_type());
+        if let Some(k) = source
+            && let Some(by) = self.source_accepts[k].rejected_by(ts)
+        {
+            // Name a stream the event reaches directly when its own window cannot take the
+            // time, else the one downstream.
+            let direct = self.streams.iter().position(|s| {
+                s.input == Input::Event
+                    && s.plan.source.name() == event.event_type()
+                    && s.window.as_ref().is_some_and(|op| {
+                        op.accepted_event_times().is_none_or(|r| !r.contains(&ts))
+                    })
+            });
+            let stream = &self.streams[direct.unwrap_or(by)];
+            return Err(EngineError::UnrepresentableTime {
+                stream: stream.plan.name.clone(),
+                event_time_ms: ts,
+                window: stream
+                    .window
+                    .as_ref()
+                    .map_or_else(String::new, |op| op.spec().describe_window()),
+            });
+        }
+        self.flush = None;
+        self.events_processed += 1;
+        let wm = if source.is_some() {
             self.watermarks.observe(event)
         } else {
             self.watermarks.effective()
@@ -347,36 +675,61 @@ impl Engine {
             out.extend(mine.iter().cloned());
         }
         self.output_events_emitted += (out.len() - before) as u64;
+        Ok(())
     }
 
     /// Emits every open window (end of input with `--flush-at-end`), upstream streams first;
     /// a downstream stream takes what its source flushed before flushing itself.
+    ///
+    /// This holds every result in `out` at once; [`Engine::flush_step`] emits them a bounded
+    /// number at a time, in the same order.
     pub fn flush(&mut self, out: &mut Vec<Event>) {
+        while self.flush_step(out, usize::MAX) {}
+    }
+
+    /// Appends at most `max_outputs` more of the output events [`Engine::flush`] emits, in the
+    /// same order (stream by stream in dependency order; within a window, by window end then
+    /// partition key); returns `false` once everything was emitted (`true`: call it again,
+    /// there may be more). The results still to come are computed as they are emitted, so
+    /// memory stays that of the state (plus a copy of each stream that another reads), however
+    /// many windows are open.
+    ///
+    /// Flushed windows leave the state as they go: a checkpoint taken before the last step
+    /// would hold a half-flushed state. [`Engine::process`] or a restore in the middle abandons
+    /// the flush (a new one then starts from what is left).
+    pub fn flush_step(&mut self, out: &mut Vec<Event>, max_outputs: usize) -> bool {
+        let mut flush = match self.flush.take() {
+            Some(flush) => flush,
+            None => Box::new(Flush::new(&self.streams)),
+        };
         let before = out.len();
-        for i in 0..self.streams.len() {
-            let (done, rest) = self.produced.split_at_mut(i);
-            let mine = &mut rest[0];
-            mine.clear();
-            let stream = &mut self.streams[i];
-            if let Input::Stream(up) = stream.input {
-                for e in &done[up] {
-                    handle(
-                        stream,
-                        e,
-                        &self.variables,
-                        &mut self.results,
-                        mine,
-                        &mut self.late,
-                    );
-                }
+        let more = loop {
+            let Some(stream) = self.streams.get_mut(flush.stage) else {
+                break false;
+            };
+            let room = max_outputs.saturating_sub(out.len() - before);
+            if room == 0 {
+                break true;
             }
-            if let Some(op) = stream.window.as_mut() {
-                op.flush(&mut self.results);
-                finish(&stream.plan, &self.variables, &mut self.results, mine);
+            let Flush { phase, chain, .. } = &mut *flush;
+            if !pull(
+                stream,
+                phase,
+                chain,
+                room,
+                &self.variables,
+                &mut self.late,
+                out,
+            ) {
+                let next = flush.stage + 1;
+                flush.enter(next, &self.streams);
             }
-            out.extend(mine.iter().cloned());
-        }
+        };
         self.output_events_emitted += (out.len() - before) as u64;
+        if more {
+            self.flush = Some(flush);
+        }
+        more
     }
 
     /// The engine's state: every window operator, the watermark tracker, variables and
@@ -439,6 +792,31 @@ impl Engine {
                 })?;
             }
         }
+        // Window state holds only times the program accepts (what `process` checks), so what it
+        // emits later is accepted downstream.
+        let accepts = stream_accepts(&self.streams);
+        for (i, stream) in self.streams.iter().enumerate() {
+            let Some(held) = stream
+                .window
+                .as_ref()
+                .and_then(WindowOperator::held_event_times)
+            else {
+                continue;
+            };
+            for t in [*held.start(), *held.end()] {
+                if let Some(by) = accepts[i].rejected_by(t) {
+                    let by = &self.streams[by];
+                    return Err(EngineError::UnrepresentableTime {
+                        stream: by.plan.name.clone(),
+                        event_time_ms: t,
+                        window: by
+                            .window
+                            .as_ref()
+                            .map_or_else(String::new, |op| op.spec().describe_window()),
+                    });
+                }
+            }
+        }
         if let Some(wm) = &cp.watermark_state {
             self.watermarks.restore(wm);
         }
@@ -462,16 +840,33 @@ fn handle(
     }
     match stream.window.as_mut() {
         Some(op) => {
-            if op.process(event, results) == Outcome::Late {
-                tracing::debug!(
-                    stream = %stream.plan.name,
-                    event_time = event.timestamp_ms(),
-                    "late event dropped"
-                );
-                late.push(LateEvent {
-                    stream: stream.plan.name.clone(),
-                    event: event.clone(),
-                });
+            match op.process(event, results) {
+                Ok(Outcome::Accepted) => {}
+                Ok(Outcome::Late) => {
+                    tracing::debug!(
+                        stream = %stream.plan.name,
+                        event_time = event.timestamp_ms(),
+                        "late event dropped"
+                    );
+                    late.push(LateEvent {
+                        stream: stream.plan.name.clone(),
+                        event: event.clone(),
+                    });
+                }
+                Err(error) => {
+                    // Cannot happen: `Engine::process` checks an input event against every
+                    // window it leads to, and a restore refuses window state holding other
+                    // times. Should it happen, the event goes to the side output, not nowhere.
+                    tracing::error!(
+                        stream = %stream.plan.name,
+                        %error,
+                        "event refused by its window"
+                    );
+                    late.push(LateEvent {
+                        stream: stream.plan.name.clone(),
+                        event: event.clone(),
+                    });
+                }
             }
             finish(&stream.plan, variables, results, out);
         }
@@ -574,7 +969,7 @@ stream Raw = Reading .where(v >= 1000) .emit(z: zone, big: v)
         let mut full = Vec::new();
         let mut e = engine();
         for ev in &events {
-            e.process(ev, &mut full);
+            e.process(ev, &mut full).unwrap();
         }
         assert!(full.iter().any(|o| o.event_type() == "Big"));
         assert!(full.iter().any(|o| o.event_type() == "Raw"));
@@ -582,14 +977,14 @@ stream Raw = Reading .where(v >= 1000) .emit(z: zone, big: v)
             let mut out = Vec::new();
             let mut a = engine();
             for ev in &events[..cut] {
-                a.process(ev, &mut out);
+                a.process(ev, &mut out).unwrap();
             }
             let cp = a.create_checkpoint();
             let mut b = engine();
             b.restore_checkpoint(&cp).unwrap();
             assert_eq!(b.create_checkpoint(), cp, "restore then snapshot at {cut}");
             for ev in &events[cut..] {
-                b.process(ev, &mut out);
+                b.process(ev, &mut out).unwrap();
             }
             assert_eq!(out, full, "cut at {cut}");
             assert_eq!(b.events_processed(), 3_000);
@@ -601,7 +996,8 @@ stream Raw = Reading .where(v >= 1000) .emit(z: zone, big: v)
     fn a_checkpoint_of_another_program_is_refused_with_the_stream_named() {
         let mut e = engine();
         let mut out = Vec::new();
-        e.process(&Event::new("Reading", 1).with_field("v", 1), &mut out);
+        e.process(&Event::new("Reading", 1).with_field("v", 1), &mut out)
+            .unwrap();
         let cp = e.create_checkpoint();
         let other = varpulis_vpl::parse_program(
             "stream Stats = Reading .partition_by(zone) .window(1s) .aggregate(n: count())",
@@ -629,12 +1025,262 @@ stream Raw = Reading .where(v >= 1000) .emit(z: zone, big: v)
                 .with_field("zone", 1)
                 .with_field("v", 9),
             &mut out,
-        );
+        )
+        .unwrap();
         assert!(out.is_empty());
         e.flush(&mut out);
         let types: Vec<&str> = out.iter().map(Event::event_type).collect();
         assert_eq!(types, ["Stats", "Stats", "Big"]);
         assert_eq!(out[2].get("top"), Some(&Value::Int(18)));
         assert_eq!(out[2].get("limit"), Some(&Value::Float(10.0)));
+    }
+
+    /// The flush as it was before `flush_step`: every stream in turn takes all its source
+    /// flushed, then flushes its window at once. The reference for the incremental flush.
+    fn one_shot_flush(e: &mut Engine, out: &mut Vec<Event>) {
+        let before = out.len();
+        for i in 0..e.streams.len() {
+            let (done, rest) = e.produced.split_at_mut(i);
+            let mine = &mut rest[0];
+            mine.clear();
+            let stream = &mut e.streams[i];
+            if let Input::Stream(up) = stream.input {
+                for ev in &done[up] {
+                    handle(stream, ev, &e.variables, &mut e.results, mine, &mut e.late);
+                }
+            }
+            if let Some(op) = stream.window.as_mut() {
+                op.flush(&mut e.results);
+                finish(&stream.plan, &e.variables, &mut e.results, mine);
+            }
+            out.extend(mine.iter().cloned());
+        }
+        e.output_events_emitted += (out.len() - before) as u64;
+    }
+
+    /// Programs whose flush feeds streams downstream: windows into windows of every kind,
+    /// projections, count windows, two readers of one stream, a chain of three.
+    const CHAINS: &str = "\
+stream Stats = Reading
+    .partition_by(zone)
+    .watermark(out_of_order: 20ms)
+    .window(100ms, sliding: 30ms)
+    .aggregate(n: count(), s: sum(v), first_v: first(v))
+stream Proj = Stats .where(n > 1) .emit(zone: zone, n: n, s: s)
+stream Every3 = Stats .window(3) .aggregate(k: count(), top: max(s))
+stream Sess = Proj .partition_by(zone) .window(session: 50ms) .aggregate(c: count(), hi: max(n))
+stream Tumble = Every3 .window(200ms) .aggregate(m: count(), t: max(top))
+stream Zones = Reading .where(v > 900) .partition_by(zone) .window(session: 500ms) .aggregate(z: count())
+";
+
+    #[test]
+    fn flushing_in_steps_emits_exactly_what_the_one_shot_flush_emitted() {
+        for program in [PROGRAM, CHAINS] {
+            let program = varpulis_vpl::parse_program(program).unwrap();
+            let events = events();
+            for cut in [0, 1, 40, 700, 3_000] {
+                let mut reference = Engine::new(program.clone()).unwrap();
+                let mut out = Vec::new();
+                for ev in &events[..cut] {
+                    reference.process(ev, &mut out).unwrap();
+                }
+                let fed = reference.create_checkpoint();
+                let late = reference.take_late_events();
+                let mut expected = Vec::new();
+                one_shot_flush(&mut reference, &mut expected);
+                if cut == 3_000 {
+                    // Every windowed stream and the projection flush something.
+                    for name in program.streams.iter().map(|s| s.name.as_str()) {
+                        let flushed = expected.iter().any(|o| o.event_type() == name);
+                        assert!(flushed || name == "Raw", "{name} flushed nothing");
+                    }
+                }
+                for step in [1, 2, 3, 7, 64, usize::MAX] {
+                    let mut e = Engine::new(program.clone()).unwrap();
+                    e.restore_checkpoint(&fed).unwrap();
+                    let mut got = Vec::new();
+                    loop {
+                        let len = got.len();
+                        let more = e.flush_step(&mut got, step);
+                        assert!(
+                            got.len() - len <= step,
+                            "step {step} gave {}",
+                            got.len() - len
+                        );
+                        if !more {
+                            break;
+                        }
+                    }
+                    assert_eq!(got, expected, "cut {cut}, steps of {step}");
+                    assert_eq!(e.create_checkpoint(), reference.create_checkpoint());
+                    assert_eq!(e.take_late_events(), reference.late, "cut {cut}");
+                }
+                reference.late = late;
+            }
+        }
+    }
+
+    #[test]
+    fn a_flush_of_86_million_pending_results_is_emitted_a_bounded_step_at_a_time() {
+        let program = varpulis_vpl::parse_program(
+            "stream Day = Reading .window(1d, sliding: 1ms) .aggregate(n: count())\n\
+             stream Tally = Day .window(1000) .aggregate(k: count())",
+        )
+        .unwrap();
+        let mut e = Engine::new(program).unwrap();
+        let mut out = Vec::new();
+        e.process(&Event::new("Reading", 0).with_field("v", 1), &mut out)
+            .unwrap();
+        assert!(out.is_empty());
+        for step in 0..3_u64 {
+            assert!(e.flush_step(&mut out, 4096));
+            assert_eq!(out.len(), 4096);
+            assert_eq!(
+                out[0].timestamp_ms(),
+                1 + 4096 * i64::try_from(step).unwrap()
+            );
+            assert!(out.iter().all(|o| o.event_type() == "Day"));
+            out.clear();
+        }
+        assert_eq!(e.output_events_emitted(), 3 * 4096);
+        // An event abandons the flush; the windows left stay and are flushed later.
+        e.process(&Event::new("Reading", 5).with_field("v", 1), &mut out)
+            .unwrap();
+        assert!(e.flush.is_none());
+    }
+
+    #[test]
+    fn an_event_at_i64_max_is_refused_with_the_stream_named_and_nothing_changed() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        for ev in &events()[..100] {
+            e.process(ev, &mut out).unwrap();
+        }
+        let before = e.create_checkpoint();
+        let emitted = out.len();
+        let err = e
+            .process(
+                &Event::new("Reading", i64::MAX)
+                    .with_field("zone", 1)
+                    .with_field("v", 1),
+                &mut out,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                EngineError::UnrepresentableTime { stream, event_time_ms, window }
+                    if stream == "Stats" && *event_time_ms == i64::MAX
+                        && window == "sliding 100ms every 50ms with allowed lateness 10ms"
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "event time 9223372036854775807 (stream Stats): its sliding 100ms every 50ms with \
+             allowed lateness 10ms window cannot be represented"
+        );
+        assert_eq!(out.len(), emitted);
+        assert_eq!(e.create_checkpoint(), before);
+        assert!(e.take_late_events().is_empty());
+        // A stream without a window takes any time: an unwindowed type is not refused.
+        let raw = varpulis_vpl::parse_program("stream Raw = Reading .emit(v: v)").unwrap();
+        let mut raw = Engine::new(raw).unwrap();
+        raw.process(
+            &Event::new("Reading", i64::MAX).with_field("v", 1),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.last().unwrap().timestamp_ms(), i64::MAX);
+    }
+
+    #[test]
+    fn an_event_whose_result_a_downstream_window_cannot_represent_is_refused_before_anything_changes()
+     {
+        let program = varpulis_vpl::parse_program(
+            "stream Fine = Reading .window(1ms) .aggregate(n: count())\n\
+             stream Day = Fine .window(1d) .aggregate(k: count())",
+        )
+        .unwrap();
+        let mut e = Engine::new(program).unwrap();
+        let mut out = Vec::new();
+        // `Fine` alone could take it (its window [t, t + 1) closes at t + 1 <= i64::MAX), but
+        // the result it emits at t + 1 falls in a day `Day` cannot represent.
+        let t = i64::MAX - 10;
+        e.process(&Event::new("Reading", 0), &mut out).unwrap();
+        let before = e.create_checkpoint();
+        let err = e.process(&Event::new("Reading", t), &mut out).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::UnrepresentableTime { stream, event_time_ms, .. }
+                if stream == "Day" && *event_time_ms == t),
+            "{err:?}"
+        );
+        assert_eq!(e.create_checkpoint(), before);
+        // The last time whose day fits is accepted, and flushed through both windows.
+        let day = 86_400_000_i64;
+        let last = (i64::MAX / day - 1) * day + day - 2;
+        e.process(&Event::new("Reading", last), &mut out).unwrap();
+        e.flush(&mut out);
+        assert_eq!(out.last().unwrap().timestamp_ms(), last + 2);
+    }
+
+    #[test]
+    fn the_runner_reports_an_unrepresentable_event_time_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.jsonl");
+        std::fs::write(
+            &input,
+            "{\"event_type\":\"Reading\",\"timestamp\":1,\"v\":1}\n\
+             \n\
+             {\"event_type\":\"Reading\",\"timestamp\":9223372036854775807,\"v\":2}\n",
+        )
+        .unwrap();
+        let program = varpulis_vpl::parse_program(
+            "stream Stats = Reading .window(1s) .aggregate(n: count())",
+        )
+        .unwrap();
+        let mut engine = Engine::new(program).unwrap();
+        let mut config = crate::RunConfig::new(&input);
+        config.output = Some(dir.path().join("out.jsonl"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(crate::run(
+                &mut engine,
+                &config,
+                None,
+                &std::sync::atomic::AtomicBool::new(false),
+                &crate::clock::SystemClock,
+                &mut crate::NoObserver,
+            ))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:3: event time 9223372036854775807 (stream Stats): its tumbling 1s window \
+                 cannot be represented",
+                input.display()
+            )
+        );
+        assert_eq!(engine.events_processed(), 1);
+    }
+
+    #[test]
+    fn a_checkpoint_holding_a_time_a_downstream_window_cannot_represent_is_refused() {
+        let alone = "stream Fine = Reading .window(1ms) .aggregate(n: count())";
+        let mut e = Engine::new(varpulis_vpl::parse_program(alone).unwrap()).unwrap();
+        let t = i64::MAX - 10;
+        e.process(&Event::new("Reading", t), &mut Vec::new())
+            .unwrap();
+        let cp = e.create_checkpoint();
+        let chained = format!("{alone}\nstream Day = Fine .window(1d) .aggregate(k: count())");
+        let mut e = Engine::new(varpulis_vpl::parse_program(&chained).unwrap()).unwrap();
+        let err = e.restore_checkpoint(&cp).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::UnrepresentableTime { stream, event_time_ms, .. }
+                if stream == "Day" && *event_time_ms == t),
+            "{err:?}"
+        );
     }
 }

@@ -28,7 +28,7 @@
 //! let mut out = Vec::new();
 //! for (ts, zone, v) in [(1_000, "a", 20.0), (2_000, "a", 22.0), (6_000, "a", 30.0)] {
 //!     let e = Event::new("Sensor", ts).with_field("zone", zone).with_field("value", v);
-//!     engine.process(&e, &mut out);
+//!     engine.process(&e, &mut out)?;
 //! }
 //! assert_eq!(out.len(), 1); // [0s, 5s) closed when the watermark reached 6s
 //! assert_eq!(out[0].get("avg"), Some(&Value::Float(21.0)));

@@ -48,7 +48,18 @@ pub mod meta {
     pub const OUTPUT: &str = "output";
     /// Version of the engine that wrote the checkpoint.
     pub const ENGINE_VERSION: &str = "engine_version";
+    /// Device of the input file (identity, for the message when it was replaced).
+    pub const INPUT_DEV: &str = "input_dev";
+    /// Inode of the input file (identity, for the message when it was replaced).
+    pub const INPUT_INO: &str = "input_ino";
+    /// Length of the input prefix hashed into [`INPUT_PREFIX_HASH`].
+    pub const INPUT_PREFIX_LEN: &str = "input_prefix_len";
+    /// XXH3-128 (hex) of the input's first [`INPUT_PREFIX_LEN`] bytes: the input's identity.
+    pub const INPUT_PREFIX_HASH: &str = "input_prefix_hash";
 }
+
+/// Bytes of the input hashed into its identity (at most; less when less was consumed).
+pub const INPUT_PREFIX_BYTES: u64 = 64 * 1024;
 
 /// The `source_offsets` key of an input file.
 #[must_use]
@@ -105,6 +116,10 @@ pub struct RunConfig {
     pub flush_at_end: bool,
     /// Checkpoints kept (at least 1).
     pub max_checkpoints: usize,
+    /// Start a non-empty output file over although no checkpoint knows it (otherwise refused).
+    pub overwrite_output: bool,
+    /// Read a replaced input from its beginning (with the restored state) instead of refusing.
+    pub restart_input: bool,
 }
 
 impl RunConfig {
@@ -116,6 +131,8 @@ impl RunConfig {
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             flush_at_end: false,
             max_checkpoints: CheckpointConfig::default().max_checkpoints,
+            overwrite_output: false,
+            restart_input: false,
         }
     }
 }
@@ -133,6 +150,15 @@ pub struct RecoveryInfo {
     pub previous_input: Option<String>,
     /// Length the output was cut back to (`None`: the output starts empty).
     pub output_truncated_to: Option<u64>,
+    /// Bytes the output had beyond the checkpoint's length, cut at start (they were written
+    /// after the checkpoint and are written again).
+    pub output_bytes_cut: u64,
+    /// Bytes of a non-empty output that no checkpoint knew, discarded on request
+    /// ([`RunConfig::overwrite_output`]).
+    pub output_overwritten: u64,
+    /// The input was replaced since the checkpoint (why), and is read from its beginning on
+    /// request ([`RunConfig::restart_input`]).
+    pub input_replaced: Option<String>,
 }
 
 /// One checkpoint taken during the run.
@@ -237,6 +263,47 @@ pub enum RunError {
         /// The checkpoint.
         id: u64,
     },
+    /// The output file is the input file: writing it would destroy the input.
+    #[error(
+        "output {} is the input file: writing it would destroy the input; choose another output",
+        path.display()
+    )]
+    OutputIsInput {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// The output file is not empty and no checkpoint knows it: starting it over would lose it.
+    #[error(
+        "output {} already holds {len} bytes that {known}; refusing to empty it: pass \
+         --overwrite-output to start it over, or choose another output file",
+        path.display()
+    )]
+    OutputNotEmpty {
+        /// The output file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// What the state knows, as a phrase ("no checkpoint knows (there is no state
+        /// directory)", ...).
+        known: String,
+    },
+    /// The input was replaced since the checkpoint (same path, other content).
+    #[error(
+        "input {} was replaced since checkpoint {id} ({why}); its recorded position (byte \
+         {offset}) does not apply to this file: pass --restart-input to read it from its \
+         beginning with the restored state, or restore the original file",
+        path.display()
+    )]
+    InputReplaced {
+        /// The input file.
+        path: PathBuf,
+        /// The checkpoint.
+        id: u64,
+        /// The recorded offset.
+        offset: u64,
+        /// What differs.
+        why: String,
+    },
     /// The input file cannot be found.
     #[error("input {}", path.display())]
     Input {
@@ -246,6 +313,18 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    /// The engine refused an input event (its time cannot be represented by a window it
+    /// reaches); nothing of it was applied. Prints as `FILE:LINE: event time T (stream S): its
+    /// tumbling 1d window cannot be represented`.
+    #[error("{}:{line}: {error}", file.display())]
+    Event {
+        /// The input file.
+        file: PathBuf,
+        /// The event's 1-based line.
+        line: u64,
+        /// What the engine said (part of this message, not a separate source).
+        error: EngineError,
+    },
 }
 
 enum Sink {
@@ -254,34 +333,152 @@ enum Sink {
         path: PathBuf,
         key: String,
     },
+    /// A file that is not a regular file (`/dev/null`, a FIFO): written, never cut or synced,
+    /// and like stdout not part of the exactly-once contract.
+    Stream {
+        w: BufWriter<File>,
+        path: PathBuf,
+    },
     Stdout(BufWriter<io::Stdout>),
 }
 
 impl Sink {
     fn path(&self) -> PathBuf {
         match self {
-            Self::File { path, .. } => path.clone(),
+            Self::File { path, .. } | Self::Stream { path, .. } => path.clone(),
             Self::Stdout(_) => PathBuf::from("-"),
         }
     }
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
-            Self::File { w, .. } => w.write_all(bytes),
+            Self::File { w, .. } | Self::Stream { w, .. } => w.write_all(bytes),
             Self::Stdout(w) => w.write_all(bytes),
         }
     }
 
-    /// Flushes, and for a file makes the bytes durable.
+    /// Flushes, and for a regular file makes the bytes durable.
     fn sync(&mut self) -> io::Result<()> {
         match self {
             Self::File { w, .. } => {
                 w.flush()?;
                 w.get_ref().sync_data()
             }
+            Self::Stream { w, .. } => w.flush(),
             Self::Stdout(w) => w.flush(),
         }
     }
+}
+
+/// Whether `a` and `b` are the same existing file (also through symbolic or hard links).
+#[must_use]
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        #[cfg(unix)]
+        (Ok(x), Ok(y)) => {
+            use std::os::unix::fs::MetadataExt;
+            x.dev() == y.dev() && x.ino() == y.ino()
+        }
+        #[cfg(not(unix))]
+        (Ok(_), Ok(_)) => std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok(),
+        _ => false,
+    }
+}
+
+/// The identity of an input file: its first bytes' hash, plus device and inode for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InputIdentity {
+    dev: u64,
+    ino: u64,
+    prefix_len: u64,
+    prefix_hash: String,
+}
+
+impl InputIdentity {
+    /// Reads the identity of `file` over its first `prefix_len` bytes (`None` if shorter).
+    fn of(file: &File, prefix_len: u64) -> io::Result<Option<Self>> {
+        let meta = file.metadata()?;
+        if meta.len() < prefix_len {
+            return Ok(None);
+        }
+        let mut buf = vec![0; usize::try_from(prefix_len).unwrap_or(usize::MAX)];
+        read_exact_at(file, &mut buf, 0)?;
+        #[cfg(unix)]
+        let (dev, ino) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        };
+        #[cfg(not(unix))]
+        let (dev, ino) = (0, 0);
+        Ok(Some(Self {
+            dev,
+            ino,
+            prefix_len,
+            prefix_hash: format!("{:032x}", twox_hash::XxHash3_128::oneshot(&buf)),
+        }))
+    }
+
+    fn record(&self, cp: &mut Checkpoint) {
+        for (k, v) in [
+            (meta::INPUT_DEV, self.dev.to_string()),
+            (meta::INPUT_INO, self.ino.to_string()),
+            (meta::INPUT_PREFIX_LEN, self.prefix_len.to_string()),
+            (meta::INPUT_PREFIX_HASH, self.prefix_hash.clone()),
+        ] {
+            cp.metadata.insert(k.to_owned(), v);
+        }
+    }
+
+    /// The identity a checkpoint recorded (`None` for checkpoints older than the record).
+    fn recorded(cp: &Checkpoint) -> Option<Self> {
+        Some(Self {
+            dev: parse_meta(cp, meta::INPUT_DEV)?,
+            ino: parse_meta(cp, meta::INPUT_INO)?,
+            prefix_len: parse_meta(cp, meta::INPUT_PREFIX_LEN)?,
+            prefix_hash: cp.metadata.get(meta::INPUT_PREFIX_HASH)?.clone(),
+        })
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::io::Read;
+    let mut f = file.try_clone()?;
+    f.seek(SeekFrom::Start(offset))?;
+    f.read_exact(buf)
+}
+
+/// Why the input does not match the identity a checkpoint recorded, if it does not.
+fn input_change(file: &File, recorded: &InputIdentity, offset: u64) -> io::Result<Option<String>> {
+    let len = file.metadata()?.len();
+    if len < offset {
+        return Ok(Some(format!(
+            "it has {len} bytes, fewer than the {offset} already consumed"
+        )));
+    }
+    let Some(now) = InputIdentity::of(file, recorded.prefix_len)? else {
+        return Ok(Some(format!(
+            "it has fewer than {} bytes",
+            recorded.prefix_len
+        )));
+    };
+    if now.prefix_hash == recorded.prefix_hash {
+        return Ok(None);
+    }
+    let inode = if (now.dev, now.ino) == (recorded.dev, recorded.ino) {
+        "the same inode, rewritten in place".to_owned()
+    } else {
+        format!("inode {} replaced by {}", recorded.ino, now.ino)
+    };
+    Ok(Some(format!(
+        "its first {} bytes differ: {inode}",
+        recorded.prefix_len
+    )))
 }
 
 fn absolute_output(path: &Path) -> io::Result<PathBuf> {
@@ -306,11 +503,25 @@ struct Loop<'a> {
     output_len: u64,
     input_key: String,
     input_path: String,
+    /// The input, opened once, to hash its first bytes into each checkpoint.
+    input_file: File,
+    /// The input's identity once its whole prefix has been consumed (it no longer changes).
+    input_identity: Option<InputIdentity>,
     report: RunReport,
     line: Vec<u8>,
 }
 
 impl Loop<'_> {
+    /// The report of a run that ends now.
+    fn finish(self, started: Instant) -> RunReport {
+        let mut report = self.report;
+        report.events_processed = self.engine.events_processed();
+        report.output_events_emitted = self.engine.output_events_emitted();
+        report.late_events_dropped = self.engine.late_events_dropped();
+        report.elapsed = started.elapsed();
+        report
+    }
+
     fn write_outputs(&mut self, outputs: &mut Vec<Event>) -> Result<(), RunError> {
         for e in outputs.drain(..) {
             self.line.clear();
@@ -357,6 +568,20 @@ impl Loop<'_> {
             meta::ENGINE_VERSION.to_owned(),
             env!("CARGO_PKG_VERSION").to_owned(),
         );
+        let prefix = position.offset.min(INPUT_PREFIX_BYTES);
+        let identity = match &self.input_identity {
+            Some(id) if id.prefix_len == prefix => Some(id.clone()),
+            _ => InputIdentity::of(&self.input_file, prefix).map_err(|source| RunError::Input {
+                path: PathBuf::from(&self.input_path),
+                source,
+            })?,
+        };
+        if let Some(id) = identity {
+            id.record(&mut cp);
+            if prefix == INPUT_PREFIX_BYTES {
+                self.input_identity = Some(id);
+            }
+        }
         if let Sink::File { path, key, .. } = &self.sink {
             cp.source_offsets.insert(key.clone(), self.output_len);
             cp.metadata
@@ -422,9 +647,27 @@ pub async fn run(
         None => None,
     };
 
+    if let (Some(out), Some(abs)) = (&config.output, &output_abs)
+        && (same_file(abs, &input_canon) || *abs == input_canon)
+    {
+        return Err(RunError::OutputIsInput { path: out.clone() });
+    }
+    let input_file = File::open(&input_canon).map_err(|source| RunError::Input {
+        path: config.events.clone(),
+        source,
+    })?;
+
     let mut info = RecoveryInfo::default();
     let mut resume: Option<SourcePosition> = None;
     let mut output_resume: Option<(u64, u64)> = None;
+    // What the state knows of outputs, for the message when the output is not empty.
+    let mut output_known = if store.is_some() {
+        "no checkpoint knows (the state directory has no valid checkpoint: a new or mistyped \
+         state directory?)"
+            .to_owned()
+    } else {
+        "no checkpoint knows (there is no state directory)".to_owned()
+    };
     let manager = match store {
         Some(store) => {
             let cfg = CheckpointConfig {
@@ -441,7 +684,35 @@ pub async fn run(
                         .restore_checkpoint(state)
                         .map_err(|source| RunError::Restore { id: cp.id, source })?;
                 }
-                if let Some(&offset) = cp.source_offsets.get(&input_key) {
+                let replaced = match (
+                    cp.source_offsets.get(&input_key),
+                    InputIdentity::recorded(&cp),
+                ) {
+                    (Some(&offset), Some(recorded)) => input_change(&input_file, &recorded, offset)
+                        .map_err(|source| RunError::Input {
+                            path: config.events.clone(),
+                            source,
+                        })?
+                        .map(|why| (offset, why)),
+                    _ => None,
+                };
+                if let Some((offset, why)) = replaced {
+                    if !config.restart_input {
+                        return Err(RunError::InputReplaced {
+                            path: config.events.clone(),
+                            id: cp.id,
+                            offset,
+                            why,
+                        });
+                    }
+                    info.input_replaced = Some(why);
+                    resume = Some(SourcePosition {
+                        offset: 0,
+                        line: 0,
+                        last_time_ms: parse_meta::<EventTime>(&cp, meta::INPUT_LAST_TIME_MS)
+                            .unwrap_or(0),
+                    });
+                } else if let Some(&offset) = cp.source_offsets.get(&input_key) {
                     resume = Some(SourcePosition {
                         offset,
                         line: parse_meta(&cp, meta::INPUT_LINE).unwrap_or(0),
@@ -464,6 +735,16 @@ pub async fn run(
                 {
                     output_resume = Some((len, cp.id));
                 }
+                output_known = match cp.metadata.get(meta::OUTPUT) {
+                    Some(other) => format!(
+                        "no checkpoint knows (checkpoint {} recorded the output {other})",
+                        cp.id
+                    ),
+                    None => format!(
+                        "no checkpoint knows (checkpoint {} was taken writing to stdout)",
+                        cp.id
+                    ),
+                };
             }
             Some(manager)
         }
@@ -471,45 +752,70 @@ pub async fn run(
     };
     info.input_resumed_at = resume.filter(|p| p.offset > 0);
 
-    let sink = match (&config.output, &output_abs) {
-        (Some(_), Some(abs)) => {
-            let err = |source| RunError::Output {
-                path: abs.clone(),
-                source,
-            };
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(abs)
-                .map_err(err)?;
-            let keep = match output_resume {
-                Some((recorded, id)) => {
-                    let len = file.metadata().map_err(err)?.len();
-                    if len < recorded {
-                        return Err(RunError::OutputShorter {
+    let sink =
+        match (&config.output, &output_abs) {
+            (Some(_), Some(abs)) if abs.exists() && !abs.is_file() => {
+                // `/dev/null`, a FIFO, a terminal: nothing to cut back, nothing to sync.
+                let file = OpenOptions::new().write(true).open(abs).map_err(|source| {
+                    RunError::Output {
+                        path: abs.clone(),
+                        source,
+                    }
+                })?;
+                Sink::Stream {
+                    w: BufWriter::with_capacity(1 << 16, file),
+                    path: abs.clone(),
+                }
+            }
+            (Some(_), Some(abs)) => {
+                let err = |source| RunError::Output {
+                    path: abs.clone(),
+                    source,
+                };
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(abs)
+                    .map_err(err)?;
+                let len = file.metadata().map_err(err)?.len();
+                let keep = match output_resume {
+                    Some((recorded, id)) => {
+                        if len < recorded {
+                            return Err(RunError::OutputShorter {
+                                path: abs.clone(),
+                                len,
+                                recorded,
+                                id,
+                            });
+                        }
+                        info.output_truncated_to = Some(recorded);
+                        info.output_bytes_cut = len - recorded;
+                        recorded
+                    }
+                    None if len > 0 && !config.overwrite_output => {
+                        return Err(RunError::OutputNotEmpty {
                             path: abs.clone(),
                             len,
-                            recorded,
-                            id,
+                            known: output_known,
                         });
                     }
-                    info.output_truncated_to = Some(recorded);
-                    recorded
+                    None => {
+                        info.output_overwritten = len;
+                        0
+                    }
+                };
+                file.set_len(keep).map_err(err)?;
+                file.seek(SeekFrom::Start(keep)).map_err(err)?;
+                file.sync_data().map_err(err)?;
+                Sink::File {
+                    w: BufWriter::with_capacity(1 << 16, file),
+                    key: output_offset_key(abs),
+                    path: abs.clone(),
                 }
-                None => 0,
-            };
-            file.set_len(keep).map_err(err)?;
-            file.seek(SeekFrom::Start(keep)).map_err(err)?;
-            file.sync_data().map_err(err)?;
-            Sink::File {
-                w: BufWriter::with_capacity(1 << 16, file),
-                key: output_offset_key(abs),
-                path: abs.clone(),
             }
-        }
-        _ => Sink::Stdout(BufWriter::with_capacity(1 << 16, io::stdout())),
-    };
+            _ => Sink::Stdout(BufWriter::with_capacity(1 << 16, io::stdout())),
+        };
     let output_len = info.output_truncated_to.unwrap_or(0);
     observer.recovered(&info);
 
@@ -524,31 +830,54 @@ pub async fn run(
         output_len,
         input_key,
         input_path: input_canon.display().to_string(),
+        input_file,
+        input_identity: None,
         report: RunReport {
             recovery: info,
             ..RunReport::default()
         },
         line: Vec::with_capacity(256),
     };
+    if matches!(lp.sink, Sink::File { .. }) && output_resume.is_none() {
+        // The output starts (over) now: make the store know it before anything is written,
+        // so a crash before the first interval's checkpoint leaves a checkpoint that owns the
+        // output, and the next run resumes instead of refusing an unknown non-empty output.
+        lp.checkpoint(reader.position(), observer).await?;
+    }
 
     let mut outputs: Vec<Event> = Vec::new();
     let mut since_checkpoint: u64 = 0;
     let mut last_checkpoint = Instant::now();
-    let mut read_error = None;
+    // An input error stops the loop like the end of input: everything before the bad line is
+    // processed, written and checkpointed (at `consumed`, so a rerun stops at the same line),
+    // and then the error is returned. (A malformed line does not advance the reader; an event
+    // the engine rejects did, so the checkpoint is taken at the position before it.)
+    let mut read_error: Option<RunError> = None;
+    let mut stopped_at: Option<SourcePosition> = None;
     loop {
         if shutdown.load(Ordering::Relaxed) {
             lp.report.interrupted = true;
             break;
         }
+        let before = reader.position();
         let event = match reader.next_event() {
             Ok(Some(e)) => e,
             Ok(None) => break,
             Err(e) => {
-                read_error = Some(e);
+                read_error = Some(e.into());
                 break;
             }
         };
-        lp.engine.process(&event, &mut outputs);
+        if let Err(error) = lp.engine.process(&event, &mut outputs) {
+            // The engine left its state as it was before this event.
+            read_error = Some(RunError::Event {
+                file: config.events.clone(),
+                line: reader.position().line,
+                error,
+            });
+            stopped_at = Some(before);
+            break;
+        }
         lp.write_outputs(&mut outputs)?;
         for late in lp.engine.take_late_events() {
             observer.late_event(&late);
@@ -571,30 +900,49 @@ pub async fn run(
         }
     }
     observer.progress(reader.position(), file_len);
+    // A signal that arrived while the last line was read still ends the run as interrupted.
+    if shutdown.load(Ordering::Relaxed) {
+        lp.report.interrupted = true;
+    }
 
     let end_of_input = !lp.report.interrupted && read_error.is_none();
     if end_of_input && config.flush_at_end {
-        lp.engine.flush(&mut outputs);
+        // Incremental: at most 4096 results in memory, however many windows are open.
+        while lp.engine.flush_step(&mut outputs, 4096) {
+            lp.write_outputs(&mut outputs)?;
+            if shutdown.load(Ordering::Relaxed) {
+                // lead: interrupted mid-flush; the rest of the flush is skipped and the engine
+                // state is half-flushed: no checkpoint must be taken of it.
+                lp.report.interrupted = true;
+                break;
+            }
+        }
         lp.write_outputs(&mut outputs)?;
+    }
+    if end_of_input && lp.report.interrupted {
+        // Stopped in the middle of the end-of-input flush: a checkpoint now would record
+        // windows as emitted that the next run could not tell from the rest. Keep the last
+        // checkpoint; the next run cuts the output back to it and flushes again.
+        lp.sink.sync().map_err(|source| RunError::Output {
+            path: lp.sink.path(),
+            source,
+        })?;
+        return Ok(lp.finish(started));
     }
     let changed = since_checkpoint > 0
         || (end_of_input && config.flush_at_end)
         || lp.report.recovery.resumed_from.is_none()
         || lp.report.recovery.previous_input.is_some();
     if changed {
-        lp.checkpoint(reader.position(), observer).await?;
+        let at = stopped_at.unwrap_or_else(|| reader.position());
+        lp.checkpoint(at, observer).await?;
     }
     lp.sink.sync().map_err(|source| RunError::Output {
         path: lp.sink.path(),
         source,
     })?;
     if let Some(e) = read_error {
-        return Err(e.into());
+        return Err(e);
     }
-    let mut report = lp.report;
-    report.events_processed = lp.engine.events_processed();
-    report.output_events_emitted = lp.engine.output_events_emitted();
-    report.late_events_dropped = lp.engine.late_events_dropped();
-    report.elapsed = started.elapsed();
-    Ok(report)
+    Ok(lp.finish(started))
 }

@@ -28,7 +28,7 @@
 //! let mut out = Vec::new();
 //! for (ts, v) in [(1_000, 20.0), (4_000, 22.0), (6_000, 30.0)] {
 //!     let event = Event::new("Sensor", ts).with_field("zone", "n").with_field("value", v);
-//!     let _ = op.process(&event, &mut out);
+//!     let _ = op.process(&event, &mut out)?;
 //!     if let Some(wm) = watermarks.observe(&event) {
 //!         op.advance_watermark(wm, &mut out);
 //!     }

@@ -4,6 +4,7 @@ mod cli_errors;
 mod corrupt_checkpoint;
 mod crash_loop;
 mod examples;
+mod mistakes;
 mod phases;
 
 use std::path::{Path, PathBuf};

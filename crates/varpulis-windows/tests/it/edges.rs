@@ -24,7 +24,7 @@ fn drive(op: &mut WindowOperator, events: &[Event]) -> (Vec<WindowResult>, Vec<O
     let mut out = Vec::new();
     let mut outcomes = Vec::new();
     for e in events {
-        outcomes.push(op.process(e, &mut out));
+        outcomes.push(op.process(e, &mut out).unwrap());
         if let Some(wm) = t.observe(e) {
             op.advance_watermark(wm, &mut out);
         }
@@ -92,7 +92,7 @@ fn an_out_of_order_event_bridges_two_sessions_into_one() {
     t.declare_source("E", 100);
     let mut out = Vec::new();
     for e in [ev(0, 1), ev(8, 2), ev(4, 4)] {
-        assert_eq!(o.process(&e, &mut out), Outcome::Accepted);
+        assert_eq!(o.process(&e, &mut out), Ok(Outcome::Accepted));
         if let Some(w) = t.observe(&e) {
             o.advance_watermark(w, &mut out);
         }
@@ -167,7 +167,7 @@ fn a_silent_source_holds_the_watermark_until_it_is_marked_idle() {
     let mut out = Vec::new();
     let a = |ts| Event::new("A", ts).with_field("v", 1);
     for e in [a(1), Event::new("B", 2).with_field("v", 1), a(30), a(50)] {
-        let _ = o.process(&e, &mut out);
+        let _ = o.process(&e, &mut out).unwrap();
         if let Some(w) = t.observe(&e) {
             o.advance_watermark(w, &mut out);
         }
@@ -203,9 +203,11 @@ fn partitions_keep_value_types_and_are_emitted_in_value_order() {
         Value::Null,
     ] {
         let e = Event::new("E", 3).with_field("k", k).with_field("v", 1);
-        let _ = o.process(&e, &mut out);
+        let _ = o.process(&e, &mut out).unwrap();
     }
-    let _ = o.process(&Event::new("E", 4).with_field("v", 1), &mut out); // missing key -> Null
+    let _ = o
+        .process(&Event::new("E", 4).with_field("v", 1), &mut out)
+        .unwrap(); // missing key -> Null
     o.advance_watermark(10, &mut out);
     let keys: Vec<Value> = out.iter().map(|w| w.key.clone()).collect();
     assert_eq!(
@@ -227,10 +229,12 @@ fn windows_closed_by_one_advance_are_ordered_by_end_then_key() {
     let mut o = op(WindowSpec::tumbling("T", 10).partition_by("k"));
     let mut out = Vec::new();
     for (ts, k) in [(25, 1), (5, 2), (15, 1), (5, 1)] {
-        let _ = o.process(
-            &Event::new("E", ts).with_field("k", k).with_field("v", 1),
-            &mut out,
-        );
+        let _ = o
+            .process(
+                &Event::new("E", ts).with_field("k", k).with_field("v", 1),
+                &mut out,
+            )
+            .unwrap();
     }
     o.advance_watermark(100, &mut out);
     let order: Vec<(i64, Value)> = out.iter().map(|w| (w.end_ms, w.key.clone())).collect();
@@ -255,10 +259,12 @@ fn count_windows_emit_every_n_events_per_partition_stamped_with_the_last_event()
     let mut o = op(WindowSpec::count("C", 2).partition_by("k"));
     let mut out = Vec::new();
     for (ts, k) in [(5, 1), (1, 2), (3, 1), (9, 2), (2, 1)] {
-        let _ = o.process(
-            &Event::new("E", ts).with_field("k", k).with_field("v", ts),
-            &mut out,
-        );
+        let _ = o
+            .process(
+                &Event::new("E", ts).with_field("k", k).with_field("v", ts),
+                &mut out,
+            )
+            .unwrap();
     }
     let got: Vec<(i64, i64, Value, Value)> = summary(&out);
     assert_eq!(
@@ -288,7 +294,7 @@ fn nulls_are_ignored_and_nan_is_a_value() {
         ev(3, f64::NAN),
         ev(4, Value::Null),
     ] {
-        let _ = o.process(&e, &mut out);
+        let _ = o.process(&e, &mut out).unwrap();
     }
     o.flush(&mut out);
     let w = &out[0].event;
@@ -328,7 +334,7 @@ fn float_sums_do_not_depend_on_arrival_order() {
         let mut o = WindowOperator::new(spec()).unwrap();
         let mut out = Vec::new();
         for &i in order {
-            let _ = o.process(&ev(i as i64 * 5, values[i]), &mut out);
+            let _ = o.process(&ev(i as i64 * 5, values[i]), &mut out).unwrap();
         }
         o.flush(&mut out);
         out

@@ -2,6 +2,8 @@
 
 mod differential;
 mod edges;
+mod flush;
+mod limits;
 mod oracle;
 mod restore;
 mod state_size;
@@ -23,7 +25,7 @@ fn an_aggregate_named_like_the_partition_field_replaces_the_key_column() {
         let e = Event::new("T", ts)
             .with_field("zone", "a")
             .with_field("value", v);
-        let _ = op.process(&e, &mut out);
+        let _ = op.process(&e, &mut out).unwrap();
     }
     op.advance_watermark(1_000, &mut out);
     assert_eq!(out.len(), 1);

@@ -178,7 +178,7 @@ pub(crate) fn feed(
     run: &mut Run,
 ) {
     for (i, e) in events.iter().enumerate() {
-        if op.process(e, &mut run.windows) == Outcome::Late {
+        if op.process(e, &mut run.windows).expect("accepted time") == Outcome::Late {
             run.late.push(offset + i);
         }
         if let Some(wm) = t.observe(e) {

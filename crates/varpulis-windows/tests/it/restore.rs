@@ -94,10 +94,12 @@ fn restoring_impossible_contents_is_a_corrupt_state_error() {
     let spec = WindowSpec::tumbling("S", 1000).aggregate(Aggregate::field("a", AggFn::Avg, "v"));
     let mut op = WindowOperator::new(spec.clone()).unwrap();
     let mut out = Vec::new();
-    let _ = op.process(
-        &varpulis_core::Event::new("E", 10).with_field("v", 1),
-        &mut out,
-    );
+    let _ = op
+        .process(
+            &varpulis_core::Event::new("E", 10).with_field("v", 1),
+            &mut out,
+        )
+        .unwrap();
     let mut cp = op.snapshot();
     cp.partitions[0].panes[0].start_ms = 7; // not aligned
     let mut fresh = WindowOperator::new(spec).unwrap();

@@ -17,7 +17,7 @@ fn checkpoint_of_a_tumbling_avg_over_a_million_events_in_100_partitions_is_under
         let e = Event::new("Reading", i / 4)
             .with_field("sensor", keys[(i % 100) as usize].clone())
             .with_field("value", (i % 1000) as f64 * 0.1);
-        let _ = op.process(&e, &mut out);
+        let _ = op.process(&e, &mut out).unwrap();
         if let Some(wm) = t.observe(&e) {
             op.advance_watermark(wm, &mut out);
         }
@@ -43,12 +43,14 @@ fn closed_windows_and_empty_partitions_leave_no_state() {
     let empty = op.approximate_state_bytes();
     let mut out = Vec::new();
     for i in 0..1000 {
-        let _ = op.process(
-            &Event::new("E", i / 50)
-                .with_field("k", i % 50)
-                .with_field("v", i),
-            &mut out,
-        );
+        let _ = op
+            .process(
+                &Event::new("E", i / 50)
+                    .with_field("k", i % 50)
+                    .with_field("v", i),
+                &mut out,
+            )
+            .unwrap();
     }
     assert_eq!(op.partition_count(), 50);
     assert!(op.approximate_state_bytes() > empty + 50 * 1000);
