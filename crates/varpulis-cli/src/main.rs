@@ -207,10 +207,17 @@ fn read_program(path: &Path) -> Result<String> {
     })
 }
 
+/// Reads and checks a program; its warnings go to stderr, its errors come back rendered.
 fn load_program(path: &Path) -> Result<Result<varpulis_vpl::Program, String>> {
     let source = read_program(path)?;
-    Ok(varpulis_vpl::parse_program(&source)
-        .map_err(|d| d.render(&source, &path.display().to_string())))
+    let name = path.display().to_string();
+    let program = varpulis_vpl::parse_program(&source).map_err(|d| d.render(&source, &name));
+    if let Ok(program) = &program {
+        for warning in &program.warnings {
+            eprint!("{}", warning.render_warning(&source, &name));
+        }
+    }
+    Ok(program)
 }
 
 fn check(path: &Path) -> Result<ExitCode> {

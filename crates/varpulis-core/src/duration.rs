@@ -30,10 +30,12 @@ pub enum DurationError {
         unit: String,
     },
     /// The value does not fit in 63 bits of milliseconds.
-    #[error("invalid duration {input:?}: too large")]
+    #[error("invalid duration {input:?}: too large, the maximum is {max}")]
     Overflow {
         /// The literal.
         input: String,
+        /// The largest duration in the literal's unit, e.g. `106751991167d`.
+        max: String,
     },
 }
 
@@ -73,6 +75,7 @@ pub fn parse_duration_ms(input: &str) -> Result<i64, DurationError> {
     };
     let overflow = || DurationError::Overflow {
         input: input.to_owned(),
+        max: format!("{}{unit}", i64::MAX / factor),
     };
     digits
         .parse::<i64>()
@@ -153,6 +156,25 @@ mod tests {
             parse_duration_ms("9999999999999999d"),
             Err(DurationError::Overflow { .. })
         ));
+    }
+
+    #[test]
+    fn an_overflowing_duration_names_the_maximum_in_its_unit() {
+        let err = parse_duration_ms("999999999999d").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid duration \"999999999999d\": too large, the maximum is 106751991167d"
+        );
+        assert_eq!(
+            parse_duration_ms("106751991167d"),
+            Ok(106_751_991_167 * 86_400_000)
+        );
+        let err = parse_duration_ms("9223372036854775808ms").unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("the maximum is 9223372036854775807ms"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Events.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,9 @@ use crate::{EventTime, Value};
 ///
 /// Cloning is cheap (the type name and the fields are shared). Fields keep their insertion
 /// order; setting an existing field replaces it in place.
+///
+/// [`Event::set`] and [`Event::get`] scan the fields, which is the fastest for the usual
+/// handful; build an event with many fields with [`Event::from_fields`] (linear time).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     event_type: Arc<str>,
@@ -27,6 +32,57 @@ impl Event {
         }
     }
 
+    /// An event with `fields`, as if each were [`set`](Event::set) in order: the first
+    /// occurrence of a name fixes its position, the last its value.
+    ///
+    /// Linear in the number of fields (expected), where calling `set` per field is quadratic:
+    /// this is the constructor for readers that build events from input of any size.
+    pub fn from_fields<N, V>(
+        event_type: impl Into<Arc<str>>,
+        timestamp_ms: EventTime,
+        fields: impl IntoIterator<Item = (N, V)>,
+    ) -> Self
+    where
+        N: Into<Arc<str>>,
+        V: Into<Value>,
+    {
+        /// Up to this many fields a scan beats hashing every name.
+        const SCAN: usize = 16;
+        let fields = fields.into_iter();
+        let mut out: Vec<(Arc<str>, Value)> = Vec::with_capacity(fields.size_hint().0);
+        let mut index: Option<HashMap<Arc<str>, usize>> = None;
+        for (name, value) in fields {
+            let (name, value) = (name.into(), value.into());
+            if let Some(index) = &mut index {
+                match index.entry(name) {
+                    Entry::Occupied(slot) => out[*slot.get()].1 = value,
+                    Entry::Vacant(slot) => {
+                        out.push((Arc::clone(slot.key()), value));
+                        slot.insert(out.len() - 1);
+                    }
+                }
+                continue;
+            }
+            match out.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = value,
+                None => out.push((name, value)),
+            }
+            if out.len() > SCAN {
+                let built = out
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, _))| (Arc::clone(n), i))
+                    .collect();
+                index = Some(built);
+            }
+        }
+        Self {
+            event_type: event_type.into(),
+            timestamp_ms,
+            fields: Arc::new(out),
+        }
+    }
+
     /// Builder: sets `name` to `value`.
     #[must_use]
     pub fn with_field(mut self, name: impl Into<Arc<str>>, value: impl Into<Value>) -> Self {
@@ -35,6 +91,8 @@ impl Event {
     }
 
     /// Sets `name` to `value`, replacing an existing field of that name in place.
+    ///
+    /// Scans the fields: to build an event with many fields use [`Event::from_fields`].
     pub fn set(&mut self, name: impl Into<Arc<str>>, value: impl Into<Value>) {
         let name = name.into();
         let value = value.into();
@@ -104,6 +162,40 @@ mod tests {
         assert_eq!(e.get("c"), None);
         assert_eq!(e.timestamp_ms(), 5);
         assert_eq!(e.event_type(), "T");
+    }
+
+    #[test]
+    fn from_fields_keeps_the_first_position_and_the_last_value_of_a_name() {
+        let built = Event::from_fields("T", 1, [("b", 1), ("a", 2), ("b", 3)]);
+        let set = Event::new("T", 1)
+            .with_field("b", 1)
+            .with_field("a", 2)
+            .with_field("b", 3);
+        assert_eq!(built, set);
+        assert_eq!(built.get("b"), Some(&Value::Int(3)));
+    }
+
+    #[test]
+    fn from_fields_builds_an_event_with_100_000_fields_and_repeated_names() {
+        let n = 100_000;
+        // Every name twice: positions from the first pass, values from the second.
+        let names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
+        let fields = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.as_str(), Value::Int(i as i64)))
+            .chain(
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| (name.as_str(), Value::Int(-(i as i64)))),
+            );
+        let e = Event::from_fields("Wide", 0, fields);
+        assert_eq!(e.fields().len(), n);
+        let (first, last) = (e.fields().next().unwrap(), e.fields().last().unwrap());
+        assert_eq!(first, ("f0", &Value::Int(0)));
+        assert_eq!(last, ("f99999", &Value::Int(-99_999)));
+        assert_eq!(e.get("f500"), Some(&Value::Int(-500)));
     }
 
     #[test]

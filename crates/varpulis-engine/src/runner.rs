@@ -634,6 +634,8 @@ pub async fn run(
     observer: &mut dyn RunObserver,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
+    // Before anything opens it: opening a FIFO would block, and `/dev/stdin` cannot resume.
+    crate::source::ensure_regular_file(&config.events)?;
     let input_canon = std::fs::canonicalize(&config.events).map_err(|source| RunError::Input {
         path: config.events.clone(),
         source,

@@ -4,15 +4,33 @@
 //! every event it reports the [`SourcePosition`] just past that event's line; a checkpoint that
 //! records the position lets a restarted run continue with the next line, never re-reading or
 //! skipping one.
+//!
+//! What a reader accepts, whatever the input: a regular file (not a directory, FIFO or device:
+//! resuming seeks to a byte offset); lines of at most [`MAX_LINE_BYTES`]; values nested at
+//! most [`varpulis_vpl::MAX_NESTING`] levels; each field name once per object; numbers within
+//! `f64`. A UTF-8 byte-order mark at the start of the file is skipped. Anything else is a
+//! [`ReadError`] naming the file and line, never a hang, a crash or an unbounded allocation.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use varpulis_core::{Event, EventTime, Value};
+use varpulis_vpl::MAX_NESTING;
+
+/// The longest line a reader accepts, in bytes (without its newline): 16 MiB. Reading stops
+/// there, so a file without newlines costs 16 MiB of memory, not its size.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// A UTF-8 byte-order mark.
+const BOM: &str = "\u{feff}";
 
 /// The two event-file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +54,11 @@ impl EventFormat {
                 path,
                 0,
                 0,
-                "unknown event file extension: expected .evt or .jsonl",
+                format!(
+                    "input {} has an unknown extension: expected .evt or .jsonl (or .json, \
+                     .ndjson)",
+                    path.display()
+                ),
             )),
         }
     }
@@ -54,8 +76,12 @@ pub struct SourcePosition {
 }
 
 /// A malformed line or an unreadable file: names the file, line and column.
-#[derive(Debug, thiserror::Error)]
-#[error("{}:{line}:{column}: {message}", file.display())]
+///
+/// Shown as `FILE:LINE:COLUMN: message`, `FILE:LINE: message` when the column is unknown, and
+/// as the message alone for an error about the whole file (line 0), whose message names the
+/// file (`input events/ is a directory`). The I/O error, if any, is the
+/// [`source`](std::error::Error::source), not repeated in the message.
+#[derive(Debug)]
 pub struct ReadError {
     /// The event file.
     pub file: PathBuf,
@@ -66,8 +92,24 @@ pub struct ReadError {
     /// What was wrong and what was expected.
     pub message: String,
     /// The I/O error, if any.
-    #[source]
     pub source: Option<io::Error>,
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match (self.line, self.column) {
+            (0, _) => f.write_str(&self.message),
+            (line, 0) => write!(f, "{file}:{line}: {}", self.message),
+            (line, column) => write!(f, "{file}:{line}:{column}: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
 }
 
 impl ReadError {
@@ -81,12 +123,24 @@ impl ReadError {
         }
     }
 
+    /// An I/O error reading line `line` (the cause is the source, not in the message).
     fn io(file: &Path, line: u64, source: io::Error) -> Self {
         Self {
             file: file.to_path_buf(),
             line,
             column: 0,
-            message: format!("cannot read: {source}"),
+            message: "cannot read".to_owned(),
+            source: Some(source),
+        }
+    }
+
+    /// The file cannot be opened at all.
+    fn open(file: &Path, source: io::Error) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot open input {}", file.display()),
             source: Some(source),
         }
     }
@@ -141,8 +195,10 @@ impl EventFileReader {
     /// Opens `path` at `resume` (or at the start), with the format taken from its extension.
     ///
     /// # Errors
-    /// [`ReadError`] if the file cannot be opened, the extension is unknown, or `resume` lies
-    /// past the end of the file (the file was replaced or truncated since the checkpoint).
+    /// [`ReadError`] if the file cannot be opened, is not a regular file (a directory, FIFO,
+    /// `/dev/stdin`, a device: resuming needs a byte offset), the extension is unknown, or
+    /// `resume` lies past the end of the file (the file was replaced or truncated since the
+    /// checkpoint).
     pub fn open(path: impl AsRef<Path>, resume: Option<SourcePosition>) -> Result<Self, ReadError> {
         let path = path.as_ref();
         let format = EventFormat::from_path(path)?;
@@ -159,21 +215,24 @@ impl EventFileReader {
         resume: Option<SourcePosition>,
     ) -> Result<Self, ReadError> {
         let path = path.as_ref();
-        let mut file = File::open(path).map_err(|e| ReadError::io(path, 0, e))?;
+        ensure_regular_file(path)?;
+        let mut file = File::open(path).map_err(|e| ReadError::open(path, e))?;
+        let meta = file.metadata().map_err(|e| ReadError::open(path, e))?;
+        regular_file(path, &meta)?;
         let position = resume.unwrap_or_default();
         if position.offset > 0 {
-            let len = file
-                .metadata()
-                .map_err(|e| ReadError::io(path, 0, e))?
-                .len();
+            let len = meta.len();
             if position.offset > len {
                 return Err(ReadError::new(
                     path,
-                    position.line,
+                    0,
                     0,
                     format!(
-                        "cannot resume at byte {} (line {}): the file has only {len} bytes; was it truncated or replaced?",
-                        position.offset, position.line
+                        "cannot resume input {} at byte {} (line {}): the file has only {len} \
+                         bytes; was it truncated or replaced?",
+                        path.display(),
+                        position.offset,
+                        position.line
                     ),
                 ));
             }
@@ -212,19 +271,36 @@ impl EventFileReader {
     /// Reads the next event, skipping blank and comment lines.
     ///
     /// # Errors
-    /// [`ReadError`] naming the file, line and column of a malformed line. The position is not
-    /// advanced past a malformed line, so everything read before it stays accepted.
+    /// [`ReadError`] naming the file, line and column of a malformed line, or a line longer
+    /// than [`MAX_LINE_BYTES`]. The position is not advanced past a malformed line, so
+    /// everything read before it stays accepted.
     pub fn next_event(&mut self) -> Result<Option<Event>, ReadError> {
         loop {
             self.buf.clear();
-            let n = self
-                .reader
+            if self.buf.capacity() > 1 << 20 {
+                // Give back the memory of an earlier long line.
+                self.buf.shrink_to(1 << 16);
+            }
+            let limit = MAX_LINE_BYTES as u64 + 1;
+            let n = Read::take(&mut self.reader, limit)
                 .read_until(b'\n', &mut self.buf)
                 .map_err(|e| ReadError::io(&self.path, self.position.line + 1, e))?;
             if n == 0 {
                 return Ok(None);
             }
             let line_no = self.position.line + 1;
+            if n > MAX_LINE_BYTES && self.buf.last() != Some(&b'\n') {
+                return Err(ReadError::new(
+                    &self.path,
+                    line_no,
+                    0,
+                    format!(
+                        "line is longer than {} MiB ({MAX_LINE_BYTES} bytes), the limit for \
+                         one event",
+                        MAX_LINE_BYTES >> 20
+                    ),
+                ));
+            }
             let text = std::str::from_utf8(&self.buf).map_err(|e| {
                 ReadError::new(
                     &self.path,
@@ -234,6 +310,11 @@ impl EventFileReader {
                 )
             })?;
             let text = text.trim_end_matches(['\n', '\r']);
+            let text = if self.position.offset == 0 {
+                text.strip_prefix(BOM).unwrap_or(text)
+            } else {
+                text
+            };
             let parsed = match self.format {
                 EventFormat::Jsonl => parse_json_line(text, self.position.last_time_ms),
                 EventFormat::Evt => match self.evt_parser {
@@ -252,6 +333,59 @@ impl EventFileReader {
     }
 }
 
+/// Fails unless `path` is a regular file (following symlinks), from its metadata alone: call
+/// it before opening an input yourself, since opening a FIFO blocks until a writer appears.
+/// [`EventFileReader::open`] calls it.
+///
+/// # Errors
+/// [`ReadError`] at line 0: `input DIR is a directory`, `input /dev/stdin is a character
+/// device: input must be a regular file (...)`, or `cannot open input FILE` with the I/O
+/// error as the source.
+pub fn ensure_regular_file(path: &Path) -> Result<(), ReadError> {
+    let meta = std::fs::metadata(path).map_err(|e| ReadError::open(path, e))?;
+    regular_file(path, &meta)
+}
+
+/// Fails unless `meta` describes a regular file.
+fn regular_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), ReadError> {
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    let message = if kind.is_dir() {
+        format!("input {} is a directory", path.display())
+    } else {
+        format!(
+            "input {} is {}: input must be a regular file (a restarted run resumes at a byte \
+             offset)",
+            path.display(),
+            describe(kind)
+        )
+    };
+    Err(ReadError::new(path, 0, 0, message))
+}
+
+#[cfg(unix)]
+fn describe(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(not(unix))]
+fn describe(_kind: std::fs::FileType) -> &'static str {
+    "not a regular file"
+}
+
 impl Iterator for EventFileReader {
     type Item = Result<Event, ReadError>;
     fn next(&mut self) -> Option<Self::Item> {
@@ -261,7 +395,11 @@ impl Iterator for EventFileReader {
 
 /// Parses one JSONL line: `{"event_type": "T", "timestamp": <ms or RFC 3339>, "fields": {...}}`
 /// or a flat object with `event_type` plus fields. A line without `timestamp` takes
-/// `previous_ms`. Blank lines yield `Ok(None)`.
+/// `previous_ms`. Blank lines yield `Ok(None)`. Fields come in the order of their names.
+///
+/// As in `.evt` lines, a name twice in one object (`field "x" appears twice`) and a number
+/// beyond `f64` (`field "x": number 1e400 is out of range for a float`) are errors, and so is
+/// nesting deeper than [`MAX_NESTING`] levels.
 ///
 /// # Errors
 /// `(column, message)` for malformed JSON or a missing/ill-typed `event_type` or `timestamp`.
@@ -269,25 +407,34 @@ pub fn parse_json_line(line: &str, previous_ms: EventTime) -> Result<Option<Even
     if line.trim().is_empty() {
         return Ok(None);
     }
-    let json: Json = serde_json::from_str(line)
-        .map_err(|e| (e.column() as u64, format!("invalid JSON: {e}")))?;
-    let Json::Object(mut obj) = json else {
+    let path = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_str(line);
+    let parsed = JsonSeed {
+        path: &path,
+        depth: 1,
+    }
+    .deserialize(&mut de)
+    .and_then(|v| de.end().map(|()| v));
+    let json = parsed.map_err(|e| json_error(line, &e, path.into_inner()))?;
+    let Value::Map(obj) = json else {
         return Err((1, "expected a JSON object with \"event_type\"".to_owned()));
     };
+    let mut obj = Arc::try_unwrap(obj).unwrap_or_else(|shared| (*shared).clone());
     let event_type = match obj.remove("event_type") {
-        Some(Json::String(s)) if !s.is_empty() => s,
+        Some(Value::Str(s)) if !s.is_empty() => s,
         Some(_) => return Err((1, "\"event_type\" must be a non-empty string".to_owned())),
         None => return Err((1, "missing \"event_type\"".to_owned())),
     };
     let timestamp = match obj.remove("timestamp") {
-        None | Some(Json::Null) => previous_ms,
-        Some(Json::Number(n)) => n.as_i64().ok_or_else(|| {
-            (
+        None | Some(Value::Null) => previous_ms,
+        Some(Value::Int(ms)) => ms,
+        Some(Value::Float(n)) => {
+            return Err((
                 1,
                 format!("\"timestamp\" {n} is not an integer number of milliseconds"),
-            )
-        })?,
-        Some(Json::String(s)) => parse_rfc3339_ms(&s).ok_or_else(|| {
+            ));
+        }
+        Some(Value::Str(s)) => parse_rfc3339_ms(&s).ok_or_else(|| {
             (
                 1,
                 format!("\"timestamp\" {s:?} is neither milliseconds nor RFC 3339"),
@@ -300,10 +447,11 @@ pub fn parse_json_line(line: &str, previous_ms: EventTime) -> Result<Option<Even
             ));
         }
     };
-    let mut event = Event::new(Arc::<str>::from(event_type), timestamp);
     let fields = match obj.remove("fields") {
-        Some(Json::Object(fields)) if obj.is_empty() => fields,
-        Some(Json::Object(_)) => {
+        Some(Value::Map(fields)) if obj.is_empty() => {
+            Arc::try_unwrap(fields).unwrap_or_else(|shared| (*shared).clone())
+        }
+        Some(Value::Map(_)) => {
             return Err((
                 1,
                 "an object with \"fields\" must not have other top-level fields".to_owned(),
@@ -312,10 +460,162 @@ pub fn parse_json_line(line: &str, previous_ms: EventTime) -> Result<Option<Even
         Some(_) => return Err((1, "\"fields\" must be an object".to_owned())),
         None => obj,
     };
-    for (name, value) in fields {
-        event.set(name, json_to_value(value));
+    Ok(Some(Event::from_fields(event_type, timestamp, fields)))
+}
+
+/// A step from a JSON value to one inside it.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Marks the errors [`JsonSeed`] raises itself.
+const DUPLICATE: &str = "\u{0}duplicate";
+const TOO_DEEP: &str = "\u{0}too deep";
+
+/// Deserializes JSON straight into a [`Value`] (integers that fit `i64` are `Int`, other
+/// numbers `Float`), rejecting names given twice in an object and nesting deeper than
+/// [`MAX_NESTING`]. On an error, `path` holds the steps to the failing value, innermost first
+/// (filled in as the error propagates: nothing is spent on success).
+#[derive(Clone, Copy)]
+struct JsonSeed<'p> {
+    path: &'p RefCell<Vec<Step>>,
+    /// Nesting level of the value to read (the line's object is 1).
+    depth: usize,
+}
+
+impl JsonSeed<'_> {
+    fn inner(self) -> Self {
+        Self {
+            depth: self.depth + 1,
+            ..self
+        }
     }
-    Ok(Some(event))
+
+    fn enter<E: de::Error>(self) -> Result<(), E> {
+        if self.depth > MAX_NESTING {
+            return Err(E::custom(TOO_DEEP));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for JsonSeed<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+    #[allow(clippy::cast_precision_loss)]
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(i64::try_from(u).map_or(Value::Float(u as f64), Value::Int))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Float(f))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::from(s))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::from(s))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.enter()?;
+        let mut items = Vec::new();
+        loop {
+            let at = items.len();
+            match seq.next_element_seed(self.inner()) {
+                Ok(Some(v)) => items.push(v),
+                Ok(None) => break,
+                Err(e) => {
+                    self.path.borrow_mut().push(Step::Index(at));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Value::from(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.enter()?;
+        let mut out: BTreeMap<Arc<str>, Value> = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if out.contains_key(name.as_str()) {
+                self.path.borrow_mut().push(Step::Key(name));
+                return Err(de::Error::custom(DUPLICATE));
+            }
+            match map.next_value_seed(self.inner()) {
+                Ok(v) => {
+                    out.insert(Arc::from(name), v);
+                }
+                Err(e) => {
+                    self.path.borrow_mut().push(Step::Key(name));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Value::Map(Arc::new(out)))
+    }
+}
+
+/// `(column, message)` for a JSON error, naming the field where that helps.
+fn json_error(line: &str, e: &serde_json::Error, mut path: Vec<Step>) -> (u64, String) {
+    let column = e.column() as u64;
+    let mut message = e.to_string();
+    // serde_json says "at line 1 column N": the reader names the file's line and the column.
+    if let Some(at) = message.rfind(" at line ") {
+        message.truncate(at);
+    }
+    path.reverse();
+    // `fields.x` of the wrapped shape is the event's field `x`.
+    if path.len() > 1 && matches!(&path[0], Step::Key(k) if k == "fields") {
+        path.remove(0);
+    }
+    let mut field = String::new();
+    for step in &path {
+        match step {
+            Step::Key(k) if field.is_empty() => field.push_str(k),
+            Step::Key(k) => {
+                field.push('.');
+                field.push_str(k);
+            }
+            Step::Index(i) => field.push_str(&format!("[{i}]")),
+        }
+    }
+    let message = match message.as_str() {
+        DUPLICATE => format!("field {field:?} appears twice"),
+        TOO_DEEP | "recursion limit exceeded" => {
+            format!("invalid JSON: nesting deeper than {MAX_NESTING} levels")
+        }
+        "number out of range" => {
+            // The column is the number's last character.
+            let end = usize::try_from(column).unwrap_or(0).min(line.len());
+            let start = line[..end]
+                .rfind(|c: char| !matches!(c, '0'..='9' | '.' | 'e' | 'E' | '+' | '-'))
+                .map_or(0, |i| i + 1);
+            format!(
+                "field {field:?}: number {} is out of range for a float",
+                &line[start..end]
+            )
+        }
+        _ => format!("invalid JSON: {message}"),
+    };
+    (column, message)
 }
 
 fn parse_rfc3339_ms(s: &str) -> Option<EventTime> {
@@ -437,5 +737,192 @@ mod tests {
         };
         let err = EventFileReader::open(f.path(), Some(pos)).unwrap_err();
         assert!(err.to_string().contains("truncated or replaced"), "{err}");
+    }
+
+    fn evt_file(content: &str) -> tempfile::NamedTempFile {
+        file(".evt", content)
+    }
+
+    fn read_all(path: &Path) -> Result<Vec<Event>, ReadError> {
+        EventFileReader::open(path, None)?
+            .with_evt_parser(parse_evt)
+            .collect()
+    }
+
+    #[test]
+    fn a_directory_input_fails_with_input_is_a_directory() {
+        let dir = tempfile::Builder::new().suffix(".jsonl").tempdir().unwrap();
+        let err = EventFileReader::open(dir.path(), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("input {} is a directory", dir.path().display())
+        );
+        assert!(std::error::Error::source(&err).is_none(), "said once");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_or_a_device_input_fails_at_once_because_input_must_be_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("events.jsonl");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Opening a FIFO for reading would block until a writer came: this returns.
+        let err = EventFileReader::open(&fifo, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "input {} is a FIFO: input must be a regular file (a restarted run resumes at a \
+                 byte offset)",
+                fifo.display()
+            )
+        );
+        let err = EventFileReader::open_as("/dev/null", EventFormat::Jsonl, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("input /dev/null is a character device: input must be a regular file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_input_names_the_file_and_keeps_the_cause_as_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.jsonl");
+        let err = EventFileReader::open(&missing, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("cannot open input {}", missing.display())
+        );
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("No such file"), "{cause}");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_an_error_naming_the_line_and_the_limit() {
+        let ok = format!(
+            "{{\"event_type\":\"A\",\"s\":\"{}\"}}",
+            "x".repeat(MAX_LINE_BYTES - 25)
+        );
+        assert_eq!(ok.len(), MAX_LINE_BYTES);
+        let long = "y".repeat(MAX_LINE_BYTES + 1);
+        let f = file(".jsonl", &format!("{ok}\n{long}"));
+        let mut r = EventFileReader::open(f.path(), None).unwrap();
+        let first = r.next_event().unwrap().unwrap();
+        assert_eq!(first.get("s").map(Value::type_name), Some("str"));
+        let err = r.next_event().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:2: line is longer than 16 MiB (16777216 bytes), the limit for one event",
+                f.path().display()
+            )
+        );
+        assert_eq!(r.position().line, 1, "the good line stays read");
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_of_an_event_file_is_skipped() {
+        let evt = evt_file("\u{feff}T { a: 1 }\nT { a: 2 }\n");
+        let events = read_all(evt.path()).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].event_type(), "T");
+        let jsonl = file(".jsonl", "\u{feff}{\"event_type\":\"A\",\"x\":1}\n");
+        let events = read_all(jsonl.path()).unwrap();
+        assert_eq!(events[0].get("x"), Some(&Value::Int(1)));
+    }
+
+    #[test]
+    fn evt_and_jsonl_agree_that_a_repeated_field_is_an_error_naming_it() {
+        let evt = parse_evt("T { x: 1, x: 2 }", 0).unwrap_err();
+        assert_eq!(evt.1, "field \"x\" appears twice (first at column 5)");
+        let flat = parse_json_line(r#"{"event_type":"T","x":1,"x":2}"#, 0).unwrap_err();
+        assert_eq!(flat.1, "field \"x\" appears twice");
+        let wrapped =
+            parse_json_line(r#"{"event_type":"T","fields":{"m":{"k":1,"k":2}}}"#, 0).unwrap_err();
+        assert_eq!(wrapped.1, "field \"m.k\" appears twice");
+        let f = file(
+            ".jsonl",
+            "{\"event_type\":\"T\"}\n{\"event_type\":\"T\",\"x\":1,\"x\":2}\n",
+        );
+        let err = read_all(f.path()).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(
+            err.to_string().ends_with("field \"x\" appears twice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn evt_and_jsonl_agree_that_a_number_beyond_f64_is_an_error_naming_the_field() {
+        let evt = parse_evt("T { x: 1e400 }", 0).unwrap_err();
+        assert_eq!(
+            evt.1,
+            "field \"x\": number 1e400 is out of range for a float"
+        );
+        let json = parse_json_line(r#"{"event_type":"T","x":1e400}"#, 0).unwrap_err();
+        assert_eq!(
+            json.1,
+            "field \"x\": number 1e400 is out of range for a float"
+        );
+        let nested =
+            parse_json_line(r#"{"event_type":"T","fields":{"a":[1,-1.5e999]}}"#, 0).unwrap_err();
+        assert_eq!(
+            nested.1,
+            "field \"a[1]\": number -1.5e999 is out of range for a float"
+        );
+    }
+
+    #[test]
+    fn jsonl_nesting_deeper_than_the_limit_is_an_error_naming_line_and_limit() {
+        // The line's object is level 1: `MAX_NESTING - 1` brackets inside it are accepted.
+        let line = |brackets: usize| {
+            format!(
+                "{{\"event_type\":\"T\",\"a\":{}1{}}}",
+                "[".repeat(brackets),
+                "]".repeat(brackets)
+            )
+        };
+        let ok = line(MAX_NESTING - 1);
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || parse_json_line(&ok, 0).unwrap().unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
+        let err = parse_json_line(&line(MAX_NESTING), 0).unwrap_err();
+        assert_eq!(err.1, "invalid JSON: nesting deeper than 100 levels");
+        let f = file(".jsonl", &format!("\n{}\n", line(20_000)));
+        let err = read_all(f.path()).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(
+            err.to_string()
+                .ends_with(": invalid JSON: nesting deeper than 100 levels"),
+            "{err}"
+        );
+        // `.evt` counts the same way.
+        let evt = format!(
+            "T {{ a: {}1{} }}",
+            "[".repeat(MAX_NESTING - 1),
+            "]".repeat(MAX_NESTING - 1)
+        );
+        assert!(parse_evt(&evt, 0).is_ok());
+    }
+
+    #[test]
+    fn a_jsonl_line_with_100_000_fields_reads_every_field() {
+        let fields: Vec<String> = (0..100_000).map(|i| format!("\"f{i}\":{i}")).collect();
+        let line = format!("{{\"event_type\":\"Wide\",{}}}", fields.join(","));
+        let event = parse_json_line(&line, 0).unwrap().unwrap();
+        assert_eq!(event.fields().len(), 100_000);
+        assert_eq!(event.get("f99999"), Some(&Value::Int(99_999)));
+        let wrapped = format!(
+            "{{\"event_type\":\"Wide\",\"fields\":{{{}}}}}",
+            fields.join(",")
+        );
+        assert_eq!(parse_json_line(&wrapped, 0).unwrap().unwrap(), event);
     }
 }

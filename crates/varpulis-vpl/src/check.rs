@@ -75,9 +75,13 @@ enum Names<'a> {
     },
 }
 
+/// A sliding window that puts each event in more windows than this draws a warning.
+pub(crate) const MAX_SLIDING_OVERLAP: i64 = 10_000;
+
 struct Checker<'s> {
     src: &'s str,
     errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
     vars: BTreeMap<String, VarInfo>,
     /// Every declared variable (also those declared later), for "declared later" hints.
     all_vars: BTreeMap<String, Span>,
@@ -96,6 +100,7 @@ pub(crate) fn check(src: &str, stmts: Vec<Stmt>) -> Result<Program, Vec<Diagnost
     let mut c = Checker {
         src,
         errors: Vec::new(),
+        warnings: Vec::new(),
         vars: BTreeMap::new(),
         all_vars: BTreeMap::new(),
     };
@@ -108,11 +113,13 @@ pub(crate) fn check(src: &str, stmts: Vec<Stmt>) -> Result<Program, Vec<Diagnost
     let (variables, assignments) = c.variables(&stmts);
     let streams = c.streams(&stmts, &events);
     if c.errors.is_empty() {
+        c.warnings.sort_by_key(|d| (d.span.start, d.span.end));
         Ok(Program {
             events,
             variables,
             assignments,
             streams,
+            warnings: c.warnings,
         })
     } else {
         c.errors.sort_by_key(|d| (d.span.start, d.span.end));
@@ -389,64 +396,76 @@ impl Checker<'_> {
                     },
                 }
             }
-            ExprKind::Binary { op, lhs, rhs } => {
-                let op = *op;
-                let a = self.infer(lhs, names);
-                let b = self.infer(rhs, names);
-                match op {
-                    BinaryOp::And | BinaryOp::Or => {
-                        for (t, s) in [(a, lhs.span), (b, rhs.span)] {
-                            if !t.is_bool_like() {
-                                self.operand_error(op.symbol(), "a bool", t, s);
-                            }
-                        }
-                        Ty::Known(Type::Bool)
-                    }
-                    op if op.is_comparison() => {
-                        let class = |t: Ty| match t {
-                            Ty::Known(Type::Int | Type::Float) => Some(Type::Float),
-                            Ty::Known(t) => Some(t),
-                            _ => None,
-                        };
-                        if let (Some(x), Some(y)) = (class(a), class(b))
-                            && x != y
-                        {
-                            let d = self.err(
-                                span,
-                                format!(
-                                    "cannot compare {} with {} using {:?}",
-                                    a.describe(),
-                                    b.describe(),
-                                    op.symbol()
-                                ),
-                            );
-                            d.expected = Some(format!("a {} on the right", a.describe()));
-                            d.found = Some(b.describe().to_owned());
-                            d.help = Some(
-                                "values of different types are never equal and do not order".into(),
-                            );
-                        }
-                        Ty::Known(Type::Bool)
-                    }
-                    op => match arithmetic(op, a, b) {
-                        Some(t) => t,
-                        None => {
-                            let d = self.err(
-                                span,
-                                format!(
-                                    "cannot apply {:?} to {} and {}",
-                                    op.symbol(),
-                                    a.describe(),
-                                    b.describe()
-                                ),
-                            );
-                            d.expected = Some("numbers (or str + str, durations)".into());
-                            d.found = Some(format!("{} and {}", a.describe(), b.describe()));
-                            Ty::Any
-                        }
-                    },
+            ExprKind::Binary { .. } => {
+                // A chain is checked in a loop along its left spine, not by recursion.
+                let mut nodes = e.detach_spine();
+                let mut a = self.infer(e, names);
+                let mut lhs_span = e.span;
+                for (op, rhs, node_span) in &mut nodes {
+                    let b = self.infer(rhs, names);
+                    a = self.binary_type(*op, (a, lhs_span), (b, rhs.span), *node_span);
+                    lhs_span = *node_span;
                 }
+                e.attach_spine(nodes);
+                a
             }
+        }
+    }
+
+    /// The static type of `lhs op rhs`, reporting operands that do not fit.
+    fn binary_type(&mut self, op: BinaryOp, lhs: (Ty, Span), rhs: (Ty, Span), span: Span) -> Ty {
+        let ((a, lhs_span), (b, rhs_span)) = (lhs, rhs);
+        match op {
+            BinaryOp::And | BinaryOp::Or => {
+                for (t, s) in [(a, lhs_span), (b, rhs_span)] {
+                    if !t.is_bool_like() {
+                        self.operand_error(op.symbol(), "a bool", t, s);
+                    }
+                }
+                Ty::Known(Type::Bool)
+            }
+            op if op.is_comparison() => {
+                let class = |t: Ty| match t {
+                    Ty::Known(Type::Int | Type::Float) => Some(Type::Float),
+                    Ty::Known(t) => Some(t),
+                    _ => None,
+                };
+                if let (Some(x), Some(y)) = (class(a), class(b))
+                    && x != y
+                {
+                    let d = self.err(
+                        span,
+                        format!(
+                            "cannot compare {} with {} using {:?}",
+                            a.describe(),
+                            b.describe(),
+                            op.symbol()
+                        ),
+                    );
+                    d.expected = Some(format!("a {} on the right", a.describe()));
+                    d.found = Some(b.describe().to_owned());
+                    d.help =
+                        Some("values of different types are never equal and do not order".into());
+                }
+                Ty::Known(Type::Bool)
+            }
+            op => match arithmetic(op, a, b) {
+                Some(t) => t,
+                None => {
+                    let d = self.err(
+                        span,
+                        format!(
+                            "cannot apply {:?} to {} and {}",
+                            op.symbol(),
+                            a.describe(),
+                            b.describe()
+                        ),
+                    );
+                    d.expected = Some("numbers (or str + str, durations)".into());
+                    d.found = Some(format!("{} and {}", a.describe(), b.describe()));
+                    Ty::Any
+                }
+            },
         }
     }
 
@@ -1035,20 +1054,11 @@ impl Checker<'_> {
         let saved = std::mem::take(&mut self.errors);
         let mut e = e.clone();
         // Resolved names carry no type; re-derive them from the schemas.
-        fn erase(e: &mut Expr) {
-            match &mut e.kind {
-                ExprKind::Field(n) | ExprKind::Alias(n) | ExprKind::Variable(n) => {
-                    e.kind = ExprKind::Name(n.clone());
-                }
-                ExprKind::Unary { operand, .. } => erase(operand),
-                ExprKind::Binary { lhs, rhs, .. } => {
-                    erase(lhs);
-                    erase(rhs);
-                }
-                _ => {}
+        e.walk_mut(&mut |e| {
+            if let ExprKind::Field(n) | ExprKind::Alias(n) | ExprKind::Variable(n) = &mut e.kind {
+                e.kind = ExprKind::Name(std::mem::take(n));
             }
-        }
-        erase(&mut e);
+        });
         let t = if columns.is_empty() {
             self.infer(
                 &mut e,
@@ -1127,6 +1137,8 @@ impl Checker<'_> {
                     d.expected = Some(format!("a slide of at most {size}"));
                     d.found = Some(found);
                     d.help = Some("events between windows would be skipped".into());
+                } else if a && b && div_ceil(size_ms, slide_ms) > MAX_SLIDING_OVERLAP {
+                    self.sliding_overlap_warning(size_ms, slide_ms, slide_span);
                 }
             }
             WindowPlan::Session { gap_ms } => {
@@ -1136,6 +1148,30 @@ impl Checker<'_> {
                 positive(self, i64::from(n != 0), size_span, "event count");
             }
         }
+    }
+
+    /// Each event of `.window(size, sliding: slide)` belongs to `ceil(size / slide)` windows:
+    /// that many accumulator updates per event, and open windows per partition.
+    fn sliding_overlap_warning(&mut self, size_ms: i64, slide_ms: i64, slide_span: Span) {
+        let overlap = div_ceil(size_ms, slide_ms);
+        let (size, slide) = (format_duration_ms(size_ms), format_duration_ms(slide_ms));
+        let min_slide = format_duration_ms(div_ceil(size_ms, MAX_SLIDING_OVERLAP));
+        let mut d = Diagnostic::new(
+            self.src,
+            slide_span,
+            format!(
+                "sliding window of {size} every {slide} puts each event in {overlap} windows: \
+                 every event updates them all and each partition keeps them all open"
+            ),
+        );
+        d.expected = Some(format!(
+            "at most {MAX_SLIDING_OVERLAP} windows per event (a slide of at least {min_slide})"
+        ));
+        d.found = Some(self.found(slide_span));
+        d.help = Some(format!(
+            "use a slide of at least {min_slide}, or a tumbling window .window({size})"
+        ));
+        self.warnings.push(d);
     }
 
     fn aggregate(
@@ -1238,6 +1274,11 @@ impl Checker<'_> {
             out,
         ))
     }
+}
+
+/// `ceil(a / b)` for positive `a` and `b`.
+fn div_ceil(a: i64, b: i64) -> i64 {
+    a / b + i64::from(a % b != 0)
 }
 
 /// Static result type of `a op b` for arithmetic, `None` when no rule applies.

@@ -138,9 +138,20 @@ impl Diagnostic {
     /// line number shown is [`Diagnostic::line`].
     #[must_use]
     pub fn render(&self, source: &str, filename: &str) -> String {
+        self.render_as("error", source, filename)
+    }
+
+    /// Renders a warning (one of [`Program::warnings`](crate::Program::warnings)) like
+    /// [`Diagnostic::render`], headed `warning:` instead of `error:`.
+    #[must_use]
+    pub fn render_warning(&self, source: &str, filename: &str) -> String {
+        self.render_as("warning", source, filename)
+    }
+
+    fn render_as(&self, severity: &str, source: &str, filename: &str) -> String {
         use fmt::Write as _;
         let mut out = String::new();
-        let _ = writeln!(out, "error: {}", self.message);
+        let _ = writeln!(out, "{severity}: {}", self.message);
         let number = self.line.to_string();
         let pad = " ".repeat(number.len());
         let _ = writeln!(out, "{pad}--> {filename}:{}:{}", self.line, self.column);
@@ -149,11 +160,17 @@ impl Diagnostic {
         let line_end = source[start..]
             .find('\n')
             .map_or(source.len(), |i| start + i);
-        let text = source[line_start..line_end].trim_end_matches('\r');
+        // A byte-order mark is invisible: neither shown nor counted under the caret.
+        let shown_start = if line_start == 0 && source.starts_with(BOM) {
+            BOM.len_utf8().min(start)
+        } else {
+            line_start
+        };
+        let text = source[shown_start..line_end].trim_end_matches('\r');
         let _ = writeln!(out, "{pad} |");
         let _ = writeln!(out, "{number} | {text}");
         // Keep tabs so the caret lines up with the text above it.
-        let before: String = source[line_start..start]
+        let before: String = source[shown_start..start]
             .chars()
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
@@ -246,6 +263,8 @@ impl IntoIterator for Diagnostics {
 }
 
 pub(crate) const END_OF_INPUT: &str = "end of input";
+/// A byte-order mark: skipped at the start of a source, and not counted as a column.
+pub(crate) const BOM: char = '\u{feff}';
 pub(crate) const END_OF_LINE: &str = "end of line";
 
 fn found_text(source: &str, span: Span) -> String {
@@ -266,7 +285,13 @@ pub(crate) fn line_column(source: &str, offset: usize) -> (u32, u32) {
     let before = &source[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
+    let text = &before[line_start..];
+    let text = if line_start == 0 {
+        text.strip_prefix(BOM).unwrap_or(text)
+    } else {
+        text
+    };
+    let column = text.chars().count() + 1;
     let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     (clamp(line), clamp(column))
 }

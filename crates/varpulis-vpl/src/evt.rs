@@ -1,13 +1,13 @@
 //! `.evt` lines: `[@<duration>] Type { field: value, ... }`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use varpulis_core::{Event, EventTime, Value, parse_duration_ms};
+use varpulis_core::{DurationError, Event, EventTime, Value, parse_duration_ms};
 
 use crate::diagnostic::{Diagnostic, Span};
 use crate::lexer::{Tok, lex};
-use crate::parser::{DURATION_EXAMPLE, Parser, number_literal};
+use crate::parser::{DURATION_EXAMPLE, FLOAT_RANGE, Parser, number_literal, overflowing_duration};
 
 /// One parsed `.evt` line.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,11 +38,12 @@ impl EvtLine {
                 event_type,
                 fields,
             } => {
-                let mut e = Event::new(event_type.as_str(), time.unwrap_or(previous_time));
-                for (n, v) in fields {
-                    e.set(n.as_str(), v.clone());
-                }
-                Some(e)
+                let fields = fields.iter().map(|(n, v)| (n.as_str(), v.clone()));
+                Some(Event::from_fields(
+                    event_type.as_str(),
+                    time.unwrap_or(previous_time),
+                    fields,
+                ))
             }
         }
     }
@@ -55,7 +56,10 @@ impl EvtLine {
 /// Values: integers (`-5`), floats (`2.5`, `1e3`), durations (`10s`, as
 /// [`Value::Duration`]), strings (`"..."` or `'...'` with `\n \t \r \0 \\ \" \' \u{..}`),
 /// `true`, `false`, `null`, arrays `[1, 2]` and maps `{ k: 1 }`. Field names are identifiers
-/// or strings and appear once.
+/// or strings and appear once (in the event and in every map). A float beyond `f64`
+/// (`1e400`) is an error naming the field; lists and maps nest at most
+/// [`MAX_NESTING`](crate::MAX_NESTING) levels, the event's own braces included. Time is
+/// linear in the length of the line.
 ///
 /// # Errors
 /// A [`Diagnostic`] on line 1 with the column and what was expected; call
@@ -92,6 +96,9 @@ pub fn parse_evt_line(line: &str) -> Result<EvtLine, Diagnostic> {
                     p.bump();
                     Some(ms)
                 }
+                Err(DurationError::Overflow { max, .. }) => {
+                    return Err(overflowing_duration(line, t.span, "time", &max));
+                }
                 Err(_) => {
                     let d = p.error(DURATION_EXAMPLE);
                     return Err(if text.bytes().all(|b| b.is_ascii_digit()) {
@@ -122,7 +129,9 @@ pub fn parse_evt_line(line: &str) -> Result<EvtLine, Diagnostic> {
         }
     };
     p.expect(&Tok::LBrace, "`{` after the event type")?;
-    let fields = entries(&mut p, Tok::RBrace)?;
+    let fields = p
+        .nested(|p| entries(p, Tok::RBrace))
+        .map_err(Fail::into_diagnostic)?;
     if !p.at(&Tok::Eof) {
         return Err(p.error("the end of the line after `}`"));
     }
@@ -133,10 +142,59 @@ pub fn parse_evt_line(line: &str) -> Result<EvtLine, Diagnostic> {
     })
 }
 
+/// A failed value: the diagnostic and, for an error that names its field, the path to it
+/// (innermost first, filled in as the error propagates: nothing is spent on success).
+/// Boxed: it travels up every level of a nested value, and a small `Err` keeps those frames
+/// small.
+struct Fail {
+    diag: Box<Diagnostic>,
+    path: Option<Vec<String>>,
+}
+
+impl From<Diagnostic> for Fail {
+    fn from(diag: Diagnostic) -> Self {
+        let path = (diag.expected.as_deref() == Some(FLOAT_RANGE)).then(Vec::new);
+        Self {
+            diag: Box::new(diag),
+            path,
+        }
+    }
+}
+
+impl Fail {
+    fn within(mut self, segment: impl FnOnce() -> String) -> Self {
+        if let Some(path) = &mut self.path {
+            path.push(segment());
+        }
+        self
+    }
+
+    /// `field "a.b[2]": ...` for an error that names its field.
+    fn into_diagnostic(self) -> Diagnostic {
+        let mut diag = *self.diag;
+        if let Some(path) = self.path {
+            let mut name = String::new();
+            for segment in path.iter().rev() {
+                if !name.is_empty() && !segment.starts_with('[') {
+                    name.push('.');
+                }
+                name.push_str(segment);
+            }
+            diag.message = format!("field {name:?}: {}", diag.message);
+        }
+        diag
+    }
+}
+
+/// Up to this many names a scan finds duplicates faster than a hash index.
+const SCAN: usize = 16;
+
 /// `name: value, ...` up to and including `close`.
-fn entries(p: &mut Parser<'_>, close: Tok) -> Result<Vec<(String, Value)>, Diagnostic> {
+fn entries(p: &mut Parser<'_>, close: Tok) -> Result<Vec<(String, Value)>, Fail> {
     let mut out: Vec<(String, Value)> = Vec::new();
     let mut spans: Vec<Span> = Vec::new();
+    // Built once there are more than `SCAN` names, so a line of n fields is linear.
+    let mut index: Option<HashMap<String, usize>> = None;
     loop {
         if p.eat(&close) {
             return Ok(out);
@@ -145,15 +203,21 @@ fn entries(p: &mut Parser<'_>, close: Tok) -> Result<Vec<(String, Value)>, Diagn
         let name = match &t.tok {
             Tok::Ident(s) | Tok::Str(s) => s.clone(),
             _ => {
-                return Err(p.error(if out.is_empty() {
-                    "a field name or `}`"
-                } else {
-                    "a field name"
-                }));
+                return Err(p
+                    .error(if out.is_empty() {
+                        "a field name or `}`"
+                    } else {
+                        "a field name"
+                    })
+                    .into());
             }
         };
         p.bump();
-        if let Some(i) = out.iter().position(|(n, _)| *n == name) {
+        let first = match &index {
+            Some(index) => index.get(&name).copied(),
+            None => out.iter().position(|(n, _)| *n == name),
+        };
+        if let Some(i) = first {
             let (_, col) = crate::diagnostic::line_column(p.src, spans[i].start);
             return Err(Diagnostic::new(
                 p.src,
@@ -161,10 +225,25 @@ fn entries(p: &mut Parser<'_>, close: Tok) -> Result<Vec<(String, Value)>, Diagn
                 format!("field {name:?} appears twice (first at column {col})"),
             )
             .with_expected("each field once")
-            .with_found(name));
+            .with_found(name)
+            .into());
         }
         p.expect(&Tok::Colon, "`:` after the field name")?;
-        let v = value(p)?;
+        let v = match value(p) {
+            Ok(v) => v,
+            Err(fail) => return Err(fail.within(|| name)),
+        };
+        if let Some(index) = &mut index {
+            index.insert(name.clone(), out.len());
+        } else if out.len() == SCAN {
+            let mut built: HashMap<String, usize> = out
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| (n.clone(), i))
+                .collect();
+            built.insert(name.clone(), out.len());
+            index = Some(built);
+        }
         out.push((name, v));
         spans.push(t.span);
         if !p.eat(&Tok::Comma) {
@@ -179,7 +258,7 @@ fn entries(p: &mut Parser<'_>, close: Tok) -> Result<Vec<(String, Value)>, Diagn
     }
 }
 
-fn value(p: &mut Parser<'_>) -> Result<Value, Diagnostic> {
+fn value(p: &mut Parser<'_>) -> Result<Value, Fail> {
     const EXPECTED: &str = "a value (number, string, true, false, null, [...] or {...})";
     let t = p.peek().clone();
     match &t.tok {
@@ -187,11 +266,25 @@ fn value(p: &mut Parser<'_>) -> Result<Value, Diagnostic> {
             p.bump();
             let n = p.peek().clone();
             let Tok::Number(text) = &n.tok else {
-                return Err(p.error("a number after `-`"));
+                return Err(p.error("a number after `-`").into());
             };
             let v = match format!("-{text}").parse::<i64>() {
                 Ok(i) => Value::Int(i),
-                Err(_) => negate(&number_literal(p.src, text, n.span)?),
+                Err(_) => match number_literal(p.src, text, n.span) {
+                    Ok(v) => negate(&v),
+                    Err(d) if d.expected.as_deref() == Some(FLOAT_RANGE) => {
+                        let span = t.span.to(n.span);
+                        return Err(Diagnostic::new(
+                            p.src,
+                            span,
+                            format!("number -{text} is out of range for a float"),
+                        )
+                        .with_expected(FLOAT_RANGE)
+                        .with_found(&p.src[span.start..span.end])
+                        .into());
+                    }
+                    Err(d) => return Err(d.into()),
+                },
             };
             p.bump();
             Ok(v)
@@ -213,30 +306,33 @@ fn value(p: &mut Parser<'_>) -> Result<Value, Diagnostic> {
                 _ => Value::Null,
             })
         }
-        Tok::LBracket => {
+        Tok::LBracket => p.nested(|p| {
             p.bump();
             let mut items = Vec::new();
             loop {
                 if p.eat(&Tok::RBracket) {
                     break;
                 }
-                items.push(value(p)?);
+                match value(p) {
+                    Ok(v) => items.push(v),
+                    Err(fail) => return Err(fail.within(|| format!("[{}]", items.len()))),
+                }
                 if !p.eat(&Tok::Comma) {
                     p.expect(&Tok::RBracket, "`,` or `]`")?;
                     break;
                 }
             }
             Ok(Value::from(items))
-        }
-        Tok::LBrace => {
+        }),
+        Tok::LBrace => p.nested(|p| {
             p.bump();
             let map: BTreeMap<Arc<str>, Value> = entries(p, Tok::RBrace)?
                 .into_iter()
                 .map(|(k, v)| (Arc::from(k), v))
                 .collect();
             Ok(Value::Map(Arc::new(map)))
-        }
-        _ => Err(p.error(EXPECTED)),
+        }),
+        _ => Err(p.error(EXPECTED).into()),
     }
 }
 

@@ -12,12 +12,162 @@ use crate::diagnostic::Span;
 ///
 /// Equality compares spans too; compare the `Display` forms (`expr.to_string()`) to compare
 /// meaning.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// A chain `a or b or c ...` is a left-leaning tree as deep as the chain is long, so every
+/// operation on an `Expr` (evaluation, `Display`, `Debug`, `Clone`, equality, drop, checking)
+/// walks the left spine of a chain in a loop rather than one recursion per term: a chain of
+/// any length is safe. Other nesting (parentheses, `not`, `-`, call arguments) recurses and
+/// is bounded by [`MAX_NESTING`](crate::MAX_NESTING) at parse time.
 pub struct Expr {
     /// What the expression is.
     pub kind: ExprKind,
     /// Where it was written.
     pub span: Span,
+}
+
+/// A chain longer than this is evaluated and printed with an explicit stack instead of
+/// recursion (shorter ones recurse: no allocation on the hot path).
+const SHORT_CHAIN: usize = 16;
+
+/// The number of [`ExprKind::Binary`] nodes on the left spine of `e`, counted up to `limit`.
+fn spine_len(e: &Expr, limit: usize) -> usize {
+    let mut n = 0;
+    let mut cur = e;
+    while let ExprKind::Binary { lhs, .. } = &cur.kind {
+        n += 1;
+        if n > limit {
+            break;
+        }
+        cur = lhs;
+    }
+    n
+}
+
+/// The left spine of `e`: its leftmost operand (not a binary operation) and the binary
+/// nodes from the bottom up, as `(node, op, rhs)`.
+fn spine(e: &Expr) -> (&Expr, Vec<(&Expr, BinaryOp, &Expr)>) {
+    let mut nodes = Vec::new();
+    let mut cur = e;
+    while let ExprKind::Binary { op, lhs, rhs } = &cur.kind {
+        nodes.push((cur, *op, &**rhs));
+        cur = lhs;
+    }
+    nodes.reverse();
+    (cur, nodes)
+}
+
+impl Drop for Expr {
+    fn drop(&mut self) {
+        // Moves every grandchild onto a heap stack so that no drop recurses more than one
+        // level, whatever the shape of the tree. Leaves and nodes whose children are leaves
+        // (the usual case) return at once and drop normally.
+        fn has_children(e: &Expr) -> bool {
+            match &e.kind {
+                ExprKind::Binary { .. } | ExprKind::Unary { .. } => true,
+                ExprKind::Call { args, .. } => !args.is_empty(),
+                _ => false,
+            }
+        }
+        fn detach(kind: &mut ExprKind, out: &mut Vec<Expr>) {
+            match kind {
+                ExprKind::Binary { lhs, rhs, .. } => {
+                    out.push(std::mem::replace(&mut **lhs, Expr::placeholder()));
+                    out.push(std::mem::replace(&mut **rhs, Expr::placeholder()));
+                }
+                ExprKind::Unary { operand, .. } => {
+                    out.push(std::mem::replace(&mut **operand, Expr::placeholder()));
+                }
+                ExprKind::Call { args, .. } => out.append(args),
+                _ => {}
+            }
+        }
+        let deep = match &self.kind {
+            ExprKind::Binary { lhs, rhs, .. } => has_children(lhs) || has_children(rhs),
+            ExprKind::Unary { operand, .. } => has_children(operand),
+            ExprKind::Call { args, .. } => args.iter().any(has_children),
+            _ => false,
+        };
+        if !deep {
+            return;
+        }
+        let mut stack = Vec::new();
+        detach(&mut self.kind, &mut stack);
+        while let Some(mut e) = stack.pop() {
+            detach(&mut e.kind, &mut stack);
+        }
+    }
+}
+
+impl Clone for Expr {
+    fn clone(&self) -> Self {
+        let (leftmost, nodes) = spine(self);
+        let mut acc = Expr::new(leftmost.kind.clone(), leftmost.span);
+        for (node, op, rhs) in nodes {
+            acc = Expr::new(
+                ExprKind::Binary {
+                    op,
+                    lhs: Box::new(acc),
+                    rhs: Box::new(rhs.clone()),
+                },
+                node.span,
+            );
+        }
+        acc
+    }
+}
+
+impl PartialEq for Expr {
+    fn eq(&self, other: &Self) -> bool {
+        let (mut a, mut b) = (self, other);
+        loop {
+            if a.span != b.span {
+                return false;
+            }
+            match (&a.kind, &b.kind) {
+                (
+                    ExprKind::Binary {
+                        op: op_a,
+                        lhs: lhs_a,
+                        rhs: rhs_a,
+                    },
+                    ExprKind::Binary {
+                        op: op_b,
+                        lhs: lhs_b,
+                        rhs: rhs_b,
+                    },
+                ) => {
+                    if op_a != op_b || rhs_a != rhs_b {
+                        return false;
+                    }
+                    (a, b) = (lhs_a, lhs_b);
+                }
+                (x, y) => return x == y,
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Expr {
+    /// The derived form (`Expr { kind: .., span: .. }`); a long chain is printed without
+    /// recursion, and then without `{:#?}` indentation.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if spine_len(self, SHORT_CHAIN) <= SHORT_CHAIN {
+            return f
+                .debug_struct("Expr")
+                .field("kind", &self.kind)
+                .field("span", &self.span)
+                .finish();
+        }
+        let (leftmost, nodes) = spine(self);
+        for (_, op, _) in nodes.iter().rev() {
+            write!(f, "Expr {{ kind: Binary {{ op: {op:?}, lhs: ")?;
+        }
+        write!(f, "{leftmost:?}")?;
+        for (node, _, rhs) in nodes {
+            write!(f, ", rhs: {rhs:?} }}, span: {:?} }}", node.span)?;
+        }
+        Ok(())
+    }
 }
 
 /// The kinds of expressions.
@@ -248,6 +398,20 @@ impl Expr {
     /// - [`ExprKind::Name`] reads an alias, then a variable, then a field; [`ExprKind::Call`]
     ///   gives `Null` (neither survives checking).
     pub fn eval<C: EvalContext + ?Sized>(&self, ctx: &C) -> Value {
+        if spine_len(self, SHORT_CHAIN) <= SHORT_CHAIN {
+            return self.eval_node(ctx);
+        }
+        let (leftmost, nodes) = spine(self);
+        let mut acc = leftmost.eval(ctx);
+        for (_, op, rhs) in nodes {
+            acc = apply(op, acc, || rhs.eval(ctx));
+        }
+        acc
+    }
+
+    /// One node; its left operand, on the same spine, is evaluated by recursion (the spine is
+    /// short), every other operand through [`Expr::eval`].
+    fn eval_node<C: EvalContext + ?Sized>(&self, ctx: &C) -> Value {
         match &self.kind {
             ExprKind::Literal(v) => v.clone(),
             ExprKind::Field(n) => ctx.field(n).unwrap_or(Value::Null),
@@ -269,25 +433,7 @@ impl Expr {
                     },
                 }
             }
-            ExprKind::Binary { op, lhs, rhs } => match op {
-                BinaryOp::And => match lhs.eval(ctx) {
-                    Value::Bool(false) => Value::Bool(false),
-                    l => match (l, rhs.eval(ctx)) {
-                        (_, Value::Bool(false)) => Value::Bool(false),
-                        (Value::Bool(true), Value::Bool(true)) => Value::Bool(true),
-                        _ => Value::Null,
-                    },
-                },
-                BinaryOp::Or => match lhs.eval(ctx) {
-                    Value::Bool(true) => Value::Bool(true),
-                    l => match (l, rhs.eval(ctx)) {
-                        (_, Value::Bool(true)) => Value::Bool(true),
-                        (Value::Bool(false), Value::Bool(false)) => Value::Bool(false),
-                        _ => Value::Null,
-                    },
-                },
-                op => binary(*op, &lhs.eval(ctx), &rhs.eval(ctx)),
-            },
+            ExprKind::Binary { op, lhs, rhs } => apply(*op, lhs.eval_node(ctx), || rhs.eval(ctx)),
         }
     }
 
@@ -297,17 +443,81 @@ impl Expr {
         matches!(self.eval(ctx), Value::Bool(true))
     }
 
-    /// Calls `f` on this expression and every sub-expression, parents first.
+    /// Calls `f` on this expression and every sub-expression, parents first (then left to
+    /// right). Iterative: any depth is safe.
     pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
-        f(self);
-        match &self.kind {
-            ExprKind::Call { args, .. } => args.iter().for_each(|a| a.walk(f)),
-            ExprKind::Unary { operand, .. } => operand.walk(f),
-            ExprKind::Binary { lhs, rhs, .. } => {
-                lhs.walk(f);
-                rhs.walk(f);
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            f(e);
+            match &e.kind {
+                ExprKind::Call { args, .. } => stack.extend(args.iter().rev()),
+                ExprKind::Unary { operand, .. } => stack.push(operand),
+                ExprKind::Binary { lhs, rhs, .. } => {
+                    stack.push(rhs);
+                    stack.push(lhs);
+                }
+                _ => {}
             }
-            _ => {}
+        }
+    }
+
+    /// Like [`Expr::walk`], with mutable access: `f` sees a node before its children (which
+    /// are those it leaves in place).
+    pub(crate) fn walk_mut(&mut self, f: &mut dyn FnMut(&mut Expr)) {
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            f(&mut *e);
+            match &mut e.kind {
+                ExprKind::Call { args, .. } => stack.extend(args.iter_mut().rev()),
+                ExprKind::Unary { operand, .. } => stack.push(operand),
+                ExprKind::Binary { lhs, rhs, .. } => {
+                    stack.push(rhs);
+                    stack.push(lhs);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A leaf that owns nothing, to stand in for a moved-out operand.
+    pub(crate) fn placeholder() -> Self {
+        Self::new(ExprKind::Literal(Value::Null), Span::default())
+    }
+
+    /// Detaches the left spine: `self` becomes its leftmost operand and the binary nodes are
+    /// returned from the bottom up as `(op, rhs, span of the node)`. [`Expr::attach_spine`]
+    /// puts them back.
+    pub(crate) fn detach_spine(&mut self) -> Vec<(BinaryOp, Expr, Span)> {
+        let mut nodes = Vec::new();
+        loop {
+            let span = self.span;
+            let ExprKind::Binary { op, lhs, rhs } = &mut self.kind else {
+                break;
+            };
+            let (op, lhs, rhs) = (
+                *op,
+                std::mem::replace(&mut **lhs, Self::placeholder()),
+                std::mem::replace(&mut **rhs, Self::placeholder()),
+            );
+            nodes.push((op, rhs, span));
+            *self = lhs;
+        }
+        nodes.reverse();
+        nodes
+    }
+
+    /// Rebuilds the chain taken by [`Expr::detach_spine`].
+    pub(crate) fn attach_spine(&mut self, nodes: Vec<(BinaryOp, Expr, Span)>) {
+        for (op, rhs, span) in nodes {
+            let lhs = std::mem::replace(self, Self::placeholder());
+            *self = Self::new(
+                ExprKind::Binary {
+                    op,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                },
+                span,
+            );
         }
     }
 
@@ -323,6 +533,29 @@ impl Expr {
         out.sort();
         out.dedup();
         out
+    }
+}
+
+/// `lhs op rhs`, evaluating `rhs` only when `and`/`or` need it.
+fn apply(op: BinaryOp, lhs: Value, rhs: impl FnOnce() -> Value) -> Value {
+    match op {
+        BinaryOp::And => match lhs {
+            Value::Bool(false) => Value::Bool(false),
+            l => match (l, rhs()) {
+                (_, Value::Bool(false)) => Value::Bool(false),
+                (Value::Bool(true), Value::Bool(true)) => Value::Bool(true),
+                _ => Value::Null,
+            },
+        },
+        BinaryOp::Or => match lhs {
+            Value::Bool(true) => Value::Bool(true),
+            l => match (l, rhs()) {
+                (_, Value::Bool(true)) => Value::Bool(true),
+                (Value::Bool(false), Value::Bool(false)) => Value::Bool(false),
+                _ => Value::Null,
+            },
+        },
+        op => binary(op, &lhs, &rhs()),
     }
 }
 
@@ -482,7 +715,17 @@ impl fmt::Display for Expr {
                 UnaryOp::Neg => write!(f, "(-{operand})"),
                 UnaryOp::Not => write!(f, "(not {operand})"),
             },
-            ExprKind::Binary { op, lhs, rhs } => write!(f, "({lhs} {} {rhs})", op.symbol()),
+            ExprKind::Binary { .. } => {
+                let (leftmost, nodes) = spine(self);
+                for _ in &nodes {
+                    f.write_str("(")?;
+                }
+                write!(f, "{leftmost}")?;
+                for (_, op, rhs) in nodes {
+                    write!(f, " {} {rhs})", op.symbol())?;
+                }
+                Ok(())
+            }
         }
     }
 }

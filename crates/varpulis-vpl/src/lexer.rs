@@ -51,8 +51,8 @@ pub(crate) fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// Splits `source` into tokens. Comments (`#`, `//`) and whitespace are skipped. Lexical
-/// errors are collected; the offending characters are skipped.
+/// Splits `source` into tokens. Comments (`#`, `//`), whitespace and a byte-order mark at the
+/// very start are skipped. Lexical errors are collected; the offending characters are skipped.
 pub(crate) fn lex(source: &str) -> (Vec<Token>, Vec<Diagnostic>) {
     let mut tokens = Vec::new();
     let mut errors = Vec::new();
@@ -65,6 +65,10 @@ pub(crate) fn lex(source: &str) -> (Vec<Token>, Vec<Diagnostic>) {
         let single = |tok: Tok| (tok, start + 1);
         let next = bytes.get(i + 1).copied();
         let (tok, end) = match c {
+            crate::diagnostic::BOM if i == 0 => {
+                i += c.len_utf8();
+                continue;
+            }
             c if c.is_whitespace() => {
                 i += c.len_utf8();
                 continue;
@@ -208,8 +212,21 @@ fn lex_string(source: &str, start: usize, quote: char) -> Result<(String, usize)
                     let rest = &source[at + 2..];
                     if let Some(close) = rest.strip_prefix('{').and_then(|r| r.find('}')) {
                         let hex = &rest[1..1 + close];
-                        if let Some(ch) = u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)
-                        {
+                        if let Ok(code) = u32::from_str_radix(hex, 16) {
+                            let Some(ch) = char::from_u32(code) else {
+                                let span = Span::new(at, at + 2 + close + 2);
+                                return Err(Diagnostic::new(
+                                    source,
+                                    span,
+                                    format!(
+                                        "invalid code point \\u{{{hex}}}: expected a Unicode \
+                                         scalar value, at most 10FFFF and not a surrogate \
+                                         (D800 to DFFF)"
+                                    ),
+                                )
+                                .with_expected("a Unicode scalar value")
+                                .with_found(&source[at..at + 2 + close + 2]));
+                            };
                             out.push(ch);
                             for _ in 0..close + 2 {
                                 chars.next();
@@ -265,6 +282,13 @@ mod tests {
                 Tok::Eof
             ]
         );
+    }
+
+    #[test]
+    fn skips_a_byte_order_mark_at_the_start_only() {
+        assert_eq!(kinds("\u{feff}x"), vec![Tok::Ident("x".into()), Tok::Eof]);
+        let (_, errors) = lex("x \u{feff}");
+        assert_eq!(errors[0].message, r#"unexpected character "\u{feff}""#);
     }
 
     #[test]

@@ -62,6 +62,14 @@ pub use plan::{
     StreamPlan, Type, VarDecl, WindowPlan,
 };
 
+/// The deepest nesting a program expression or an event line may have: parentheses, call
+/// arguments, `not` and unary `-` in a program; brackets and braces in an `.evt` or `.jsonl`
+/// line, the event's own braces included. Deeper input is an error (`nesting deeper than 100
+/// levels`), not a stack overflow: a debug build overflows a 2 MiB thread stack at about 400
+/// levels of `.evt` values and 700 of expressions, and `serde_json` stops at 127. Flat chains
+/// (`a or b or c ...`) are not nesting and have no limit.
+pub const MAX_NESTING: usize = 100;
+
 /// Parses and checks a VPL program.
 ///
 /// Syntax errors are collected per statement (the parser resumes at the next `event`, `var`,

@@ -1,8 +1,9 @@
 //! Recursive-descent parser: tokens -> syntax tree (names unresolved, nothing checked but
 //! syntax and literals).
 
-use varpulis_core::{Value, parse_duration_ms};
+use varpulis_core::{DurationError, Value, parse_duration_ms};
 
+use crate::MAX_NESTING;
 use crate::diagnostic::{Diagnostic, Span, suggest};
 use crate::expr::{BinaryOp, Expr, ExprKind, UnaryOp};
 use crate::lexer::{Tok, Token, lex};
@@ -74,10 +75,90 @@ pub(crate) enum OpKind {
     Emit(Vec<(Ident, Expr)>),
 }
 
+/// Binding levels of operators, loosest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Or,
+    And,
+    Not,
+    Cmp,
+    Add,
+    Mul,
+    Neg,
+}
+
+impl Level {
+    fn of(op: BinaryOp) -> Self {
+        match op {
+            BinaryOp::Or => Self::Or,
+            BinaryOp::And => Self::And,
+            BinaryOp::Add | BinaryOp::Sub => Self::Add,
+            BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => Self::Mul,
+            _ => Self::Cmp,
+        }
+    }
+}
+
+/// An operator waiting for its right operand in [`Parser::expr`].
+enum Pending {
+    /// `(` at this span.
+    Open(Span),
+    /// `not` or `-` at this span.
+    Prefix(UnaryOp, Span),
+    Infix(BinaryOp),
+}
+
+impl Pending {
+    fn level(&self) -> Level {
+        match self {
+            // Never reduced by an operator: only by its `)`.
+            Self::Open(_) => Level::Or,
+            Self::Prefix(UnaryOp::Not, _) => Level::Not,
+            Self::Prefix(UnaryOp::Neg, _) => Level::Neg,
+            Self::Infix(op) => Level::of(*op),
+        }
+    }
+
+    /// Applies the operator to the operands on top of `operands`.
+    fn reduce(self, operands: &mut Vec<Expr>) {
+        let mut pop = || operands.pop().unwrap_or_else(|| unreachable!("an operand"));
+        let e = match self {
+            Self::Open(_) => unreachable!("reduced by `)`"),
+            Self::Prefix(op, start) => {
+                let operand = pop();
+                let span = start.to(operand.span);
+                Expr::new(
+                    ExprKind::Unary {
+                        op,
+                        operand: Box::new(operand),
+                    },
+                    span,
+                )
+            }
+            Self::Infix(op) => {
+                let rhs = pop();
+                let lhs = pop();
+                let span = lhs.span.to(rhs.span);
+                Expr::new(
+                    ExprKind::Binary {
+                        op,
+                        lhs: Box::new(lhs),
+                        rhs: Box::new(rhs),
+                    },
+                    span,
+                )
+            }
+        };
+        operands.push(e);
+    }
+}
+
 pub(crate) struct Parser<'s> {
     pub(crate) src: &'s str,
     toks: Vec<Token>,
     pos: usize,
+    /// Open nesting levels (see [`Parser::nested`]).
+    depth: usize,
 }
 
 type PResult<T> = Result<T, Diagnostic>;
@@ -110,7 +191,28 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Stmt>, Vec<Diagnostic>> {
 
 impl<'s> Parser<'s> {
     pub(crate) fn new(src: &'s str, toks: Vec<Token>) -> Self {
-        Self { src, toks, pos: 0 }
+        Self {
+            src,
+            toks,
+            pos: 0,
+            depth: 0,
+        }
+    }
+
+    /// Runs `f` one nesting level deeper: a parenthesis, a call's arguments, `not`, `-`, or an
+    /// `.evt` list or map. Beyond [`MAX_NESTING`] levels it is an error at the current token,
+    /// so recursion (here, in the checker and in evaluation) stays far from the stack limit.
+    pub(crate) fn nested<T, E: From<Diagnostic>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if self.depth >= MAX_NESTING {
+            return Err(E::from(self.too_deep()));
+        }
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        out
     }
 
     pub(crate) fn peek(&self) -> &Token {
@@ -335,10 +437,10 @@ impl<'s> Parser<'s> {
                 }
                 self.bump();
                 self.expect(&Tok::Colon, "`:` after out_of_order")?;
-                let (ms, span) = self.duration()?;
+                let (ms, span) = self.duration("out_of_order duration")?;
                 OpKind::Watermark(ms, span)
             }
-            "allowed_lateness" => OpKind::AllowedLateness(self.duration()?.0),
+            "allowed_lateness" => OpKind::AllowedLateness(self.duration("allowed lateness")?.0),
             "window" => self.window()?,
             "aggregate" => {
                 OpKind::Aggregate(self.items("an aggregate like total: sum(amount)", false)?)
@@ -373,12 +475,19 @@ impl<'s> Parser<'s> {
         Ok(items)
     }
 
-    pub(crate) fn duration(&mut self) -> PResult<(i64, Span)> {
+    /// A duration literal; `what` names it in an overflow error (`slide`, `session gap`...).
+    pub(crate) fn duration(&mut self, what: &str) -> PResult<(i64, Span)> {
         let t = self.peek().clone();
         if let Tok::Number(text) = &t.tok {
-            if let Ok(ms) = parse_duration_ms(text) {
-                self.bump();
-                return Ok((ms, t.span));
+            match parse_duration_ms(text) {
+                Ok(ms) => {
+                    self.bump();
+                    return Ok((ms, t.span));
+                }
+                Err(DurationError::Overflow { max, .. }) => {
+                    return Err(overflowing_duration(self.src, t.span, what, &max));
+                }
+                Err(_) => {}
             }
             let d = self.error(DURATION_EXAMPLE);
             if text.bytes().all(|b| b.is_ascii_digit()) {
@@ -398,7 +507,7 @@ impl<'s> Parser<'s> {
             Tok::Ident(s) if s == "session" => {
                 self.bump();
                 self.expect(&Tok::Colon, "`:` after session")?;
-                let (gap_ms, span) = self.duration()?;
+                let (gap_ms, span) = self.duration("session gap")?;
                 Ok(OpKind::Window(WindowPlan::Session { gap_ms }, span, span))
             }
             Tok::Number(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
@@ -416,10 +525,16 @@ impl<'s> Parser<'s> {
                 Ok(OpKind::Window(WindowPlan::Count { n }, t.span, t.span))
             }
             Tok::Number(text) => {
-                let Ok(size_ms) = parse_duration_ms(text) else {
-                    return Err(self
-                        .error(EXPECTED)
-                        .with_help("units are ms, s, m, h and d"));
+                let size_ms = match parse_duration_ms(text) {
+                    Ok(ms) => ms,
+                    Err(DurationError::Overflow { max, .. }) => {
+                        return Err(overflowing_duration(self.src, t.span, "window size", &max));
+                    }
+                    Err(_) => {
+                        return Err(self
+                            .error(EXPECTED)
+                            .with_help("units are ms, s, m, h and d"));
+                    }
                 };
                 self.bump();
                 if self.eat(&Tok::Comma) {
@@ -429,7 +544,7 @@ impl<'s> Parser<'s> {
                     }
                     self.bump();
                     self.expect(&Tok::Colon, "`:` after sliding")?;
-                    let (slide_ms, span) = self.duration()?;
+                    let (slide_ms, span) = self.duration("slide")?;
                     return Ok(OpKind::Window(
                         WindowPlan::Sliding { size_ms, slide_ms },
                         t.span,
@@ -448,128 +563,125 @@ impl<'s> Parser<'s> {
 
     // ---- expressions ----
 
+    /// An expression, by precedence climbing over explicit stacks: parentheses, `not`, `-`
+    /// and chains of binary operators cost no recursion (only call arguments recurse), so
+    /// neither a 100,000-term chain nor deep parentheses can overflow the stack. Levels, from
+    /// loosest: `or`, `and`, prefix `not`, comparisons (which do not chain), `+ -`, `* / %`,
+    /// prefix `-`. Parentheses and prefix operators count toward [`MAX_NESTING`].
     pub(crate) fn expr(&mut self) -> PResult<Expr> {
-        self.or_expr()
-    }
-
-    fn binary(lhs: Expr, op: BinaryOp, rhs: Expr) -> Expr {
-        let span = lhs.span.to(rhs.span);
-        Expr::new(
-            ExprKind::Binary {
-                op,
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-            },
-            span,
-        )
-    }
-
-    fn or_expr(&mut self) -> PResult<Expr> {
-        let mut lhs = self.and_expr()?;
-        while self.at_keyword("or") {
+        let mut operands: Vec<Expr> = Vec::new();
+        let mut ops: Vec<Pending> = Vec::new();
+        // Open parentheses and prefix operators on `ops`.
+        let mut nesting = 0;
+        loop {
+            // An operand, after any prefix operators and open parentheses.
+            loop {
+                let t = self.peek().clone();
+                let pending = match &t.tok {
+                    Tok::LParen => Pending::Open(t.span),
+                    Tok::Minus => Pending::Prefix(UnaryOp::Neg, t.span),
+                    // `not` binds looser than comparisons and arithmetic: it cannot be their
+                    // operand (`a == not b`); `primary` reports the keyword.
+                    Tok::Ident(s)
+                        if s == "not" && ops.last().is_none_or(|o| o.level() < Level::Cmp) =>
+                    {
+                        Pending::Prefix(UnaryOp::Not, t.span)
+                    }
+                    _ => break,
+                };
+                if self.depth + nesting >= MAX_NESTING {
+                    return Err(self.too_deep());
+                }
+                nesting += 1;
+                self.bump();
+                ops.push(pending);
+            }
+            operands.push(self.primary()?);
+            // Operators, and closing parentheses.
+            loop {
+                if self.at(&Tok::RParen) && ops.iter().any(|o| matches!(o, Pending::Open(_))) {
+                    let close = self.bump().span;
+                    while let Some(op) = ops.pop() {
+                        if let Pending::Open(open) = op {
+                            nesting -= 1;
+                            let e = operands.last_mut().unwrap_or_else(|| unreachable!());
+                            e.span = open.to(close);
+                            break;
+                        }
+                        nesting -= usize::from(matches!(op, Pending::Prefix(..)));
+                        op.reduce(&mut operands);
+                    }
+                    continue;
+                }
+                break;
+            }
+            let Some(op) = self.binary_op() else {
+                break;
+            };
+            let level = Level::of(op);
+            while let Some(top) = ops.last()
+                && !matches!(top, Pending::Open(_))
+                && top.level() > level
+            {
+                let top = ops.pop().unwrap_or_else(|| unreachable!());
+                nesting -= usize::from(matches!(top, Pending::Prefix(..)));
+                top.reduce(&mut operands);
+            }
+            if level == Level::Cmp && ops.last().is_some_and(|o| o.level() == Level::Cmp) {
+                return Err(self
+                    .error("`and`, `or` or the end of the expression")
+                    .with_help("comparisons do not chain; write `a < b and b < c`"));
+            }
+            while let Some(top) = ops.last()
+                && !matches!(top, Pending::Open(_))
+                && top.level() >= level
+            {
+                let top = ops.pop().unwrap_or_else(|| unreachable!());
+                nesting -= usize::from(matches!(top, Pending::Prefix(..)));
+                top.reduce(&mut operands);
+            }
             self.bump();
-            let rhs = self.and_expr()?;
-            lhs = Self::binary(lhs, BinaryOp::Or, rhs);
+            ops.push(Pending::Infix(op));
         }
-        Ok(lhs)
+        if ops.iter().any(|o| matches!(o, Pending::Open(_))) {
+            return Err(self.error("`)` to close `(`"));
+        }
+        while let Some(op) = ops.pop() {
+            op.reduce(&mut operands);
+        }
+        Ok(operands.pop().unwrap_or_else(|| unreachable!()))
     }
 
-    fn and_expr(&mut self) -> PResult<Expr> {
-        let mut lhs = self.not_expr()?;
-        while self.at_keyword("and") {
-            self.bump();
-            let rhs = self.not_expr()?;
-            lhs = Self::binary(lhs, BinaryOp::And, rhs);
-        }
-        Ok(lhs)
-    }
-
-    fn not_expr(&mut self) -> PResult<Expr> {
-        if self.at_keyword("not") {
-            let start = self.bump().span;
-            let operand = self.not_expr()?;
-            let span = start.to(operand.span);
-            return Ok(Expr::new(
-                ExprKind::Unary {
-                    op: UnaryOp::Not,
-                    operand: Box::new(operand),
-                },
-                span,
-            ));
-        }
-        self.cmp_expr()
-    }
-
-    fn cmp_op(&self) -> Option<BinaryOp> {
-        Some(match self.peek().tok {
+    /// The binary operator at the current token, if any.
+    fn binary_op(&self) -> Option<BinaryOp> {
+        Some(match &self.peek().tok {
+            Tok::Ident(s) if s == "or" => BinaryOp::Or,
+            Tok::Ident(s) if s == "and" => BinaryOp::And,
             Tok::Eq => BinaryOp::Eq,
             Tok::Ne => BinaryOp::Ne,
             Tok::Lt => BinaryOp::Lt,
             Tok::Le => BinaryOp::Le,
             Tok::Gt => BinaryOp::Gt,
             Tok::Ge => BinaryOp::Ge,
+            Tok::Plus => BinaryOp::Add,
+            Tok::Minus => BinaryOp::Sub,
+            Tok::Star => BinaryOp::Mul,
+            Tok::Slash => BinaryOp::Div,
+            Tok::Percent => BinaryOp::Rem,
             _ => return None,
         })
     }
 
-    fn cmp_expr(&mut self) -> PResult<Expr> {
-        let lhs = self.add_expr()?;
-        let Some(op) = self.cmp_op() else {
-            return Ok(lhs);
-        };
-        self.bump();
-        let rhs = self.add_expr()?;
-        if self.cmp_op().is_some() {
-            return Err(self
-                .error("`and`, `or` or the end of the expression")
-                .with_help("comparisons do not chain; write `a < b and b < c`"));
-        }
-        Ok(Self::binary(lhs, op, rhs))
-    }
-
-    fn add_expr(&mut self) -> PResult<Expr> {
-        let mut lhs = self.mul_expr()?;
-        loop {
-            let op = match self.peek().tok {
-                Tok::Plus => BinaryOp::Add,
-                Tok::Minus => BinaryOp::Sub,
-                _ => return Ok(lhs),
-            };
-            self.bump();
-            let rhs = self.mul_expr()?;
-            lhs = Self::binary(lhs, op, rhs);
-        }
-    }
-
-    fn mul_expr(&mut self) -> PResult<Expr> {
-        let mut lhs = self.unary_expr()?;
-        loop {
-            let op = match self.peek().tok {
-                Tok::Star => BinaryOp::Mul,
-                Tok::Slash => BinaryOp::Div,
-                Tok::Percent => BinaryOp::Rem,
-                _ => return Ok(lhs),
-            };
-            self.bump();
-            let rhs = self.unary_expr()?;
-            lhs = Self::binary(lhs, op, rhs);
-        }
-    }
-
-    fn unary_expr(&mut self) -> PResult<Expr> {
-        if self.at(&Tok::Minus) {
-            let start = self.bump().span;
-            let operand = self.unary_expr()?;
-            let span = start.to(operand.span);
-            return Ok(Expr::new(
-                ExprKind::Unary {
-                    op: UnaryOp::Neg,
-                    operand: Box::new(operand),
-                },
-                span,
-            ));
-        }
-        self.primary()
+    fn too_deep(&self) -> Diagnostic {
+        let span = self.peek().span;
+        Diagnostic::new(
+            self.src,
+            span,
+            format!("nesting deeper than {MAX_NESTING} levels"),
+        )
+        .with_expected(format!("at most {MAX_NESTING} levels of nesting"))
+        .with_found(&self.src[span.start..span.end])
+        .with_help("remove redundant parentheses, `not` or `-`, or split the value")
     }
 
     fn primary(&mut self) -> PResult<Expr> {
@@ -587,13 +699,6 @@ impl<'s> Parser<'s> {
                     ExprKind::Literal(Value::from(s.as_str())),
                     t.span,
                 ))
-            }
-            Tok::LParen => {
-                self.bump();
-                let mut e = self.expr()?;
-                let close = self.expect(&Tok::RParen, "`)` to close `(`")?;
-                e.span = t.span.to(close);
-                Ok(e)
             }
             Tok::Ident(s) => {
                 let lit = match s.as_str() {
@@ -618,7 +723,7 @@ impl<'s> Parser<'s> {
                 let mut args = Vec::new();
                 if !self.at(&Tok::RParen) {
                     loop {
-                        args.push(self.expr()?);
+                        args.push(self.nested(Self::expr)?);
                         if !self.eat(&Tok::Comma) {
                             break;
                         }
@@ -639,7 +744,11 @@ impl<'s> Parser<'s> {
     }
 }
 
+/// What a float literal beyond `f64` is expected to be (also marks that diagnostic).
+pub(crate) const FLOAT_RANGE: &str = "a float of magnitude at most 1.7976931348623157e308";
+
 /// Interprets a number token in an expression: `10` Int, `2.5`/`1e3` Float, `10s` Duration.
+/// A float beyond `f64` (`1e400`) is an error, not infinity.
 pub(crate) fn number_literal(src: &str, text: &str, span: Span) -> PResult<Value> {
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
@@ -650,18 +759,43 @@ pub(crate) fn number_literal(src: &str, text: &str, span: Span) -> PResult<Value
                 .with_help("write it as a float, e.g. 1e19")
         });
     }
-    if let Ok(ms) = parse_duration_ms(text) {
-        return Ok(Value::Duration(ms));
+    match parse_duration_ms(text) {
+        Ok(ms) => return Ok(Value::Duration(ms)),
+        Err(DurationError::Overflow { max, .. }) => {
+            return Err(overflowing_duration(src, span, "duration", &max));
+        }
+        Err(_) => {}
     }
     let is_float = {
         let rest = &text[digits_end..];
         rest.starts_with('.') || rest.starts_with('e') || rest.starts_with('E')
     };
     if is_float && let Ok(f) = text.parse::<f64>() {
+        if f.is_infinite() {
+            return Err(Diagnostic::new(
+                src,
+                span,
+                format!("number {text} is out of range for a float"),
+            )
+            .with_expected(FLOAT_RANGE)
+            .with_found(text));
+        }
         return Ok(Value::Float(f));
     }
     Err(
         Diagnostic::expected(src, span, "a number or a duration like 10s")
             .with_help("duration units are ms, s, m, h and d"),
     )
+}
+
+/// `{what} "999999999999d" overflows: the maximum is 106751991167d`.
+pub(crate) fn overflowing_duration(src: &str, span: Span, what: &str, max: &str) -> Diagnostic {
+    let text = &src[span.start..span.end];
+    Diagnostic::new(
+        src,
+        span,
+        format!("{what} {text:?} overflows: the maximum is {max}"),
+    )
+    .with_expected(format!("a {what} of at most {max}"))
+    .with_found(text)
 }

@@ -20,6 +20,10 @@ pub struct Program {
     /// Streams in dependency order: a stream comes after every stream it reads from (ties
     /// keep source order).
     pub streams: Vec<StreamPlan>,
+    /// Load-time warnings, in source order: the program is valid but probably not what was
+    /// meant (e.g. a sliding window that puts each event in 86,400,000 windows). Print them
+    /// with [`Diagnostic::render_warning`](crate::Diagnostic::render_warning).
+    pub warnings: Vec<crate::Diagnostic>,
 }
 
 impl Program {

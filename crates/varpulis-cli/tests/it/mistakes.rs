@@ -496,3 +496,50 @@ fn an_event_at_i64_max_is_an_input_error_naming_the_line_and_keeps_what_came_bef
     assert!(err.contains("edge.jsonl:3:"), "{err}");
     assert_eq!(std::fs::read_to_string(&c.output).unwrap(), first);
 }
+
+// Inputs that are not regular files; program warnings.
+
+#[test]
+fn an_input_that_is_not_a_regular_file_is_refused_at_once() {
+    let c = case();
+    let fifo = c.dir.join("events.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for (input, says) in [
+        (Path::new("/dev/stdin"), "input must be a regular file"),
+        (fifo.as_path(), "is a FIFO: input must be a regular file"),
+        (c.dir.as_path(), "is a directory"),
+    ] {
+        let out = run(&c.program, input)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.matches(says).count(), 1, "said once: {err}");
+        assert!(!err.contains("line 1"), "{err}");
+    }
+}
+
+#[test]
+fn a_sliding_window_with_millions_of_windows_per_event_is_a_warning_at_load_time() {
+    let c = case();
+    let program = write(
+        &c.dir,
+        "wide.vpl",
+        "stream W = T\n    .window(1d, sliding: 1ms)\n    .aggregate(n: count())\n",
+    );
+    for cmd in ["check", "run"] {
+        let mut v = varpulis();
+        v.arg(cmd).arg(&program);
+        if cmd == "run" {
+            v.arg("--events").arg(write(&c.dir, "none.evt", ""));
+        }
+        let out = ok(&mut v);
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("warning"), "{err}");
+        assert!(err.contains("wide.vpl:2:"), "{err}");
+        assert!(err.contains("86400000 windows"), "{err}");
+    }
+}
