@@ -1,15 +1,18 @@
 //! Project automation: `cargo xtask ci` runs every check CI runs, in order.
 //!
 //! Steps: fmt check -> clippy (all features, then none) -> layering checks -> tests (all
-//! features, doc tests included) -> rustdoc with warnings denied -> benches compiled.
+//! features, doc tests included) -> rustdoc with warnings denied -> benches compiled -> fuzz
+//! smoke (each cargo-fuzz target in `fuzz/` for 20 s).
 //! `cargo xtask ci --skip-slow` skips nothing today but is reserved; individual steps can be
-//! run as `cargo xtask fmt|clippy|layering|test|doc|bench-build`.
+//! run as `cargo xtask fmt|clippy|layering|test|fuzz [SECONDS [TARGET...]]|doc|bench-build`.
 
 use std::env;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+
+mod fuzz;
 
 /// A layering rule: with `features`, `krate` must not link any of `never` (anywhere in its
 /// normal dependency tree) nor depend directly on any of `not_directly`.
@@ -79,10 +82,21 @@ fn main() -> Result<()> {
         "clippy" => clippy(),
         "layering" => layering(),
         "test" => test(),
+        "fuzz" => {
+            let seconds = match args.get(1) {
+                Some(s) => s
+                    .parse()
+                    .with_context(|| format!("`cargo xtask fuzz SECONDS`: bad number {s:?}"))?,
+                None => fuzz::CI_SECONDS,
+            };
+            fuzz::fuzz(seconds, args.get(2..).unwrap_or_default())
+        }
         "doc" => doc(),
         "bench-build" => bench_build(),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask [ci|fmt|clippy|layering|test|doc|bench-build]");
+            println!(
+                "usage: cargo xtask [ci|fmt|clippy|layering|test|fuzz [SECONDS [TARGET...]]|doc|bench-build]"
+            );
             Ok(())
         }
         other => bail!("unknown task {other:?}; try `cargo xtask help`"),
@@ -97,6 +111,7 @@ fn ci() -> Result<()> {
     test()?;
     doc()?;
     bench_build()?;
+    fuzz::fuzz(fuzz::CI_SECONDS, &[])?;
     eprintln!("xtask ci: all steps passed in {:.0?}", started.elapsed());
     Ok(())
 }

@@ -55,6 +55,8 @@
 pub mod codec;
 mod error;
 mod ext;
+#[doc(hidden)]
+pub mod fuzzing;
 mod manager;
 mod manifest;
 mod model;

@@ -365,7 +365,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         // checkpoint): exit at once. Nothing is lost: the last committed checkpoint stands,
         // and the next run cuts the output back to it, as after a crash.
         wait_for_signal().await;
-        eprintln!("varpulis: second signal: exiting now; run again to continue from the last checkpoint");
+        eprintln!(
+            "varpulis: second signal: exiting now; run again to continue from the last checkpoint"
+        );
         std::process::exit(130);
     });
     let file_len = std::fs::metadata(&args.events).map_or(0, |m| m.len());

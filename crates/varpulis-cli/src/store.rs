@@ -95,7 +95,10 @@ impl StoreArgs {
                 _dir: None,
             });
         };
-        let path = self.state_dir.as_deref().expect("a store kind implies a directory");
+        let path = self
+            .state_dir
+            .as_deref()
+            .expect("a store kind implies a directory");
         let mut dir = StateDir::lock(path, purpose == Purpose::Run)?;
         let recorded = match dir.identity() {
             Some(identity) => {
@@ -158,7 +161,10 @@ impl StoreArgs {
                 "file" => store_flag_fix(StoreKind::File).to_owned(),
                 other => format!("it needs --store {other}"),
             };
-            bail!("state directory {d} holds a {} store: {fix}", identity.store);
+            bail!(
+                "state directory {d} holds a {} store: {fix}",
+                identity.store
+            );
         }
         match (identity.encryption, self.wanted_encryption()) {
             (Encryption::None, Encryption::None) => Ok(()),

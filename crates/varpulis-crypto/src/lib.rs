@@ -51,6 +51,8 @@
 
 pub mod envelope;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod kdf;
 mod key;
 mod store;

@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 pub const LOCK_FILE: &str = "varpulis.lock";
 /// The identity record (JSON).
 pub const IDENTITY_FILE: &str = "varpulis-state.json";
+/// The temporary file the identity record is written through.
+const IDENTITY_TEMP: &str = "varpulis-state.json.tmp";
 /// The identity record's format version written today.
 pub const DIR_FORMAT: u32 = 1;
 /// Largest identity record read (it is a few hundred bytes).
@@ -225,6 +227,11 @@ impl StateDir {
         }
         lock.set_len(0).map_err(io_err(&lock_path))?;
         writeln!(lock, "{}", std::process::id()).map_err(io_err(&lock_path))?;
+        // A record write that a crash interrupted left only its temporary file.
+        let temp = root.join(IDENTITY_TEMP);
+        if temp.is_file() {
+            fs::remove_file(&temp).map_err(io_err(&temp))?;
+        }
         let identity = read_identity(&root)?;
         Ok(Self {
             root,
@@ -253,18 +260,27 @@ impl StateDir {
         let mut empty = true;
         let mut rocks = false;
         let mut foreign = false;
+        let mut known = false;
         for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
             let entry = entry.map_err(io_err(&self.root))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name == LOCK_FILE || name == IDENTITY_FILE {
+            // Ours, or what a crash while writing the record left; `lost+found` is what a
+            // dedicated file system mounted here brings.
+            if name == LOCK_FILE
+                || name == IDENTITY_FILE
+                || name == IDENTITY_TEMP
+                || name == "lost+found"
+            {
                 continue;
             }
             empty = false;
             let is_dir = entry.file_type().map_err(io_err(&entry.path()))?.is_dir();
-            if name == "CURRENT" && !is_dir {
+            if !is_dir && (name == "CURRENT" || name == "IDENTITY" || name.ends_with(".dbtmp")) {
+                // A RocksDB database, or one whose creation a crash interrupted.
                 rocks = true;
             }
+            known |= is_dir && (name == "varpulis" || name == "__varpulis-crypto");
             let store_like = if is_dir {
                 name.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'~'))
@@ -277,7 +293,7 @@ impl StateDir {
             Contents::Empty
         } else if rocks {
             Contents::RocksDb
-        } else if foreign {
+        } else if foreign || !known {
             Contents::Foreign
         } else {
             Contents::FileStore
@@ -291,7 +307,7 @@ impl StateDir {
     /// [`DirError::Io`].
     pub fn record(&mut self, identity: DirIdentity) -> Result<(), DirError> {
         let path = self.root.join(IDENTITY_FILE);
-        let temp = self.root.join(format!("{IDENTITY_FILE}.tmp"));
+        let temp = self.root.join(IDENTITY_TEMP);
         let mut text = serde_json::to_vec_pretty(&identity).map_err(|e| DirError::Io {
             path: path.clone(),
             source: io::Error::other(e),
@@ -362,7 +378,10 @@ mod tests {
             DirError::InUse { pid, .. } => assert_eq!(*pid, Some(std::process::id())),
             other => panic!("expected InUse, got {other:?}"),
         }
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())));
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id()))
+        );
         drop(first);
         StateDir::lock(dir.path(), true).expect("the lock is free after drop");
     }
@@ -403,10 +422,25 @@ mod tests {
         fs::create_dir_all(dir.path().join("varpulis/ckpt")).unwrap();
         fs::write(dir.path().join("varpulis/ckpt/m.val"), b"x").unwrap();
         assert_eq!(d.contents().unwrap(), Contents::FileStore);
+        fs::write(dir.path().join(IDENTITY_TEMP), b"{").unwrap();
+        fs::create_dir(dir.path().join("lost+found")).unwrap();
+        assert_eq!(
+            d.contents().unwrap(),
+            Contents::FileStore,
+            "crash leftovers are ours"
+        );
         fs::write(dir.path().join("notes.txt"), b"x").unwrap();
         assert_eq!(d.contents().unwrap(), Contents::Foreign);
         fs::write(dir.path().join("CURRENT"), b"MANIFEST-000001\n").unwrap();
         assert_eq!(d.contents().unwrap(), Contents::RocksDb);
+        let only_dirs = tempfile::tempdir().unwrap();
+        fs::create_dir_all(only_dirs.path().join("src/project")).unwrap();
+        let d = StateDir::lock(only_dirs.path(), false).unwrap();
+        assert_eq!(
+            d.contents().unwrap(),
+            Contents::Foreign,
+            "a home directory is not a store"
+        );
     }
 
     #[test]
@@ -418,7 +452,10 @@ mod tests {
         )
         .unwrap();
         let err = StateDir::lock(dir.path(), false).unwrap_err();
-        assert!(matches!(err, DirError::NewerFormat { found: 99, .. }), "{err}");
+        assert!(
+            matches!(err, DirError::NewerFormat { found: 99, .. }),
+            "{err}"
+        );
         fs::write(dir.path().join(IDENTITY_FILE), b"{not json").unwrap();
         let err = StateDir::lock(dir.path(), false).unwrap_err();
         assert!(matches!(err, DirError::BadIdentity { .. }), "{err}");

@@ -116,7 +116,11 @@ fn output_inside_the_state_directory_is_refused() {
         );
         assert!(err.contains("inside the state directory"), "{err}");
     }
-    assert_eq!(snapshot(&c.state), before, "the state directory is untouched");
+    assert_eq!(
+        snapshot(&c.state),
+        before,
+        "the state directory is untouched"
+    );
 }
 
 // 2. and 6. A state directory opened with other settings than it was created with.
@@ -159,7 +163,10 @@ fn a_passphrase_directory_needs_passphrase_env_and_a_key_directory_refuses_it() 
         .args(["--encrypt", "--passphrase-env", "PASS"])
         .env("PASS", "correct horse"));
     let err = fails(c.run().arg("--encrypt").env("VARPULIS_ENCRYPTION_KEY", KEY));
-    assert!(err.contains("with a passphrase: add --passphrase-env"), "{err}");
+    assert!(
+        err.contains("with a passphrase: add --passphrase-env"),
+        "{err}"
+    );
     let err = fails(&mut c.run());
     assert!(err.contains("add --encrypt --passphrase-env"), "{err}");
 
@@ -189,7 +196,10 @@ fn a_rocksdb_directory_opened_as_a_file_store_is_refused() {
     let c = case();
     ok(c.run().args(["--store", "rocksdb"]));
     let err = fails(&mut c.run());
-    assert!(err.contains("holds a rocksdb store: add --store rocksdb"), "{err}");
+    assert!(
+        err.contains("holds a rocksdb store: add --store rocksdb"),
+        "{err}"
+    );
     ok(c.run().args(["--store", "rocksdb"]));
     assert_eq!(std::fs::read(&c.output).unwrap(), c.expected());
 }
@@ -202,7 +212,10 @@ fn a_state_directory_written_before_identity_records_is_recognised() {
     let err = fails(&mut c.run());
     assert!(err.contains("is encrypted: add --encrypt"), "{err}");
     ok(c.run().arg("--encrypt").env("VARPULIS_ENCRYPTION_KEY", KEY));
-    assert!(c.state.join("varpulis-state.json").is_file(), "recorded now");
+    assert!(
+        c.state.join("varpulis-state.json").is_file(),
+        "recorded now"
+    );
 }
 
 #[test]
@@ -211,7 +224,11 @@ fn a_directory_that_holds_other_files_is_refused_and_left_alone() {
     let home = c.dir.join("home");
     std::fs::create_dir_all(home.join("projects")).unwrap();
     write(&home, "notes.txt", "keep me");
-    write(&home.join("projects"), "draft~tmp-1-2-deadbeef", "keep me too");
+    write(
+        &home.join("projects"),
+        "draft~tmp-1-2-deadbeef",
+        "keep me too",
+    );
     write(&home.join("projects"), "a.val~tmp-1-2-deadbeef", "and me");
     let before = snapshot(&home);
     let err = fails(run(&c.program, &c.events).arg("--state-dir").arg(&home));
@@ -260,7 +277,10 @@ fn a_second_run_on_a_state_directory_in_use_fails_at_once_naming_the_pid() {
     let started = Instant::now();
     let pid = first.id().to_string();
     while std::fs::read_to_string(&lock).map_or(true, |s| s.trim() != pid) {
-        assert!(first.try_wait().unwrap().is_none(), "the first run ended early");
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first run ended early"
+        );
         assert!(started.elapsed() < Duration::from_secs(60), "no lock taken");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -277,9 +297,15 @@ fn a_second_run_on_a_state_directory_in_use_fails_at_once_naming_the_pid() {
     assert!(!second.status.success());
     let err = String::from_utf8(second.stderr).unwrap();
     if still_running {
-        assert!(err.contains(&format!("in use by another process (pid {pid})")), "{err}");
+        assert!(
+            err.contains(&format!("in use by another process (pid {pid})")),
+            "{err}"
+        );
     }
-    assert!(!c.dir.join("other.jsonl").exists(), "the second run wrote nothing");
+    assert!(
+        !c.dir.join("other.jsonl").exists(),
+        "the second run wrote nothing"
+    );
 }
 
 // 4. A non-empty output that no checkpoint knows.
@@ -321,7 +347,10 @@ fn a_restart_says_how_many_output_bytes_it_cut_back() {
     std::fs::write(&c.output, &bytes).unwrap();
     let out = ok(&mut c.run());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("35 bytes written after the checkpoint"), "{err}");
+    assert!(
+        err.contains("35 bytes written after the checkpoint"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&c.output).unwrap(), c.expected());
 }
 
@@ -356,7 +385,10 @@ fn an_input_replaced_since_the_checkpoint_is_refused_unless_restart_input() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("reading it from its beginning"), "{err}");
     let after = String::from_utf8(std::fs::read(&c.output).unwrap()).unwrap();
-    assert!(after.contains("\"east\""), "the new file's events were read: {after}");
+    assert!(
+        after.contains("\"east\""),
+        "the new file's events were read: {after}"
+    );
 }
 
 #[test]
@@ -490,7 +522,11 @@ fn an_event_at_i64_max_is_an_input_error_naming_the_line_and_keeps_what_came_bef
     assert!(err.contains("edge.jsonl:3:"), "{err}");
     assert!(err.contains("cannot be represented"), "{err}");
     let first = std::fs::read_to_string(&c.output).unwrap();
-    assert_eq!(first.lines().count(), 1, "the window before was emitted: {first}");
+    assert_eq!(
+        first.lines().count(),
+        1,
+        "the window before was emitted: {first}"
+    );
     // The rerun stops at the same line, and loses and repeats nothing.
     let err = fails(&mut cmd);
     assert!(err.contains("edge.jsonl:3:"), "{err}");

@@ -1,0 +1,35 @@
+//! The `.evt` reader: `EventFileReader` over a file of fuzzed bytes with the VPL crate's line
+//! parser (`varpulis_engine::source::parse_evt`, over `varpulis_vpl::parse_evt_line`).
+//!
+//! Asserts: never panics; reading the file gives exactly the events, resumable positions and
+//! first error (line and column) that `parse_evt` gives line by line; resuming at the position
+//! after an event gives exactly the remaining events; a line's diagnostic lies inside the line
+//! (`1 <= column <= chars + 1`, span within the line and on character boundaries).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use varpulis_engine::{EventFormat, parse_evt};
+use varpulis_fuzz::check_event_file;
+
+fuzz_target!(|data: &[u8]| {
+    for line in data.split(|&b| b == b'\n') {
+        let Ok(line) = std::str::from_utf8(line) else {
+            continue;
+        };
+        let line = line.trim_end_matches('\r');
+        if let Err(d) = varpulis_vpl::parse_evt_line(line) {
+            assert!(
+                d.span.start <= d.span.end && d.span.end <= line.len(),
+                "{d:?} in {line:?}"
+            );
+            assert!(line.is_char_boundary(d.span.start) && line.is_char_boundary(d.span.end));
+            assert!(d.line == 1 && d.column >= 1, "{d:?}");
+            assert!(
+                d.column as usize <= line.chars().count() + 1,
+                "{d:?} in {line:?}"
+            );
+            let _ = d.render(line, "fuzz.evt");
+        }
+    }
+    check_event_file(data, EventFormat::Evt, parse_evt, true);
+});
