@@ -30,7 +30,7 @@ fn open_removes_stale_temp_files_and_keeps_values() {
         // What a crash between create and rename leaves behind.
         let stale = h.root().join("a/b.val~tmp-999-1-deadbeef");
         fs::write(&stale, b"half").unwrap();
-        let top = h.root().join("z.val~tmp-1-1-1");
+        let top = h.root().join("z.val~tmp-1-1-0000000a");
         fs::write(&top, b"half").unwrap();
         drop(s);
         let s = FileStore::open(h.root()).unwrap();
