@@ -418,7 +418,7 @@ fn check_paths(args: &RunArgs) -> Result<()> {
     };
     let out = output.display();
     for (what, path) in [("input", &args.events), ("program", &args.program)] {
-        if same_file(output, path) {
+        if varpulis_engine::runner::same_file(output, path) {
             bail!(
                 "--output {out} is the {what} {}: writing it would destroy it; choose another \
                  output file",
@@ -437,20 +437,6 @@ fn check_paths(args: &RunArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Whether `a` and `b` name the same existing file (through symlinks or hard links too).
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        #[cfg(unix)]
-        (Ok(x), Ok(y)) => {
-            use std::os::unix::fs::MetadataExt;
-            x.dev() == y.dev() && x.ino() == y.ino()
-        }
-        #[cfg(not(unix))]
-        (Ok(_), Ok(_)) => std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok(),
-        _ => false,
-    }
 }
 
 /// The absolute, symlink-resolved form of a path that may not exist yet (its parent must).
