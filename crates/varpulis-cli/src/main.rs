@@ -245,6 +245,8 @@ fn check(path: &Path) -> Result<ExitCode> {
 struct Observer {
     bar: Option<ProgressBar>,
     show_bar: bool,
+    /// Checkpoints committed by this run.
+    checkpoints: u64,
 }
 
 impl RunObserver for Observer {
@@ -323,6 +325,7 @@ impl RunObserver for Observer {
     }
 
     fn checkpointed(&mut self, taken: &CheckpointTaken) {
+        self.checkpoints += 1;
         tracing::info!(
             id = taken.id,
             took_ms = taken.took.as_millis() as u64,
@@ -357,23 +360,25 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         restart_input: args.restart_input,
     };
     let shutdown = Arc::new(AtomicBool::new(false));
+    let mut signals = Signals::new();
     let flag = Arc::clone(&shutdown);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.next().await;
         flag.store(true, Ordering::Relaxed);
         // A second signal does not wait for the event loop (a long read, flush or
         // checkpoint): exit at once. Nothing is lost: the last committed checkpoint stands,
         // and the next run cuts the output back to it, as after a crash.
-        wait_for_signal().await;
+        signals.next().await;
         eprintln!(
             "varpulis: second signal: exiting now; run again to continue from the last checkpoint"
         );
-        std::process::exit(130);
+        exit_now(130);
     });
     let file_len = std::fs::metadata(&args.events).map_or(0, |m| m.len());
     let mut observer = Observer {
         bar: None,
         show_bar: !args.no_progress && std::io::stderr().is_terminal() && file_len >= 1 << 20,
+        checkpoints: 0,
     };
     let result = varpulis_engine::run(
         &mut engine,
@@ -387,7 +392,19 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(bar) = observer.bar.take() {
         bar.finish_and_clear();
     }
-    let report = result?;
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            if observer.checkpoints == 0 {
+                // Refused or failed before it committed anything: a directory this run
+                // created (or found empty) is left as it was, not pinned to these flags.
+                if let Err(cleanup) = opened.discard_if_new() {
+                    eprintln!("warning: {cleanup:#}");
+                }
+            }
+            return Err(e.into());
+        }
+    };
     drop(opened);
     tracing::info!(
         events_read = report.events_read,
@@ -400,10 +417,24 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         "run finished"
     );
     if report.interrupted {
-        eprintln!(
-            "varpulis: stopped by signal after {} event(s); state checkpointed, run again to continue",
-            report.events_read
-        );
+        let n = report.events_read;
+        if report.flush_interrupted {
+            eprintln!(
+                "varpulis: stopped by signal during the end-of-input flush, after {n} event(s); \
+                 no checkpoint of the partial flush was taken: run again to flush from the last \
+                 checkpoint"
+            );
+        } else if args.store.state_dir.is_none() {
+            eprintln!(
+                "varpulis: stopped by signal after {n} event(s); nothing was checkpointed (no \
+                 --state-dir): a new run starts from the beginning"
+            );
+        } else {
+            eprintln!(
+                "varpulis: stopped by signal after {n} event(s); state checkpointed, run again \
+                 to continue"
+            );
+        }
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
@@ -427,7 +458,7 @@ fn check_paths(args: &RunArgs) -> Result<()> {
         }
     }
     if let Some(dir) = &args.store.state_dir
-        && let (Ok(dir), Some(out_abs)) = (std::fs::canonicalize(dir), absolute(output))
+        && let (Some(dir), Some(out_abs)) = (absolute(dir), absolute(output))
         && out_abs.starts_with(&dir)
     {
         bail!(
@@ -439,32 +470,88 @@ fn check_paths(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The absolute, symlink-resolved form of a path that may not exist yet (its parent must).
+/// The absolute, symlink-resolved form of a path that may not exist yet: its longest existing
+/// ancestor resolved, and the rest appended (`None` if no ancestor resolves, or the path has
+/// `..` past the part that exists).
 fn absolute(path: &Path) -> Option<PathBuf> {
-    if let Ok(p) = std::fs::canonicalize(path) {
-        return Some(p);
-    }
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    Some(std::fs::canonicalize(parent).ok()?.join(path.file_name()?))
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let path = std::path::absolute(path).ok()?;
+    let mut missing = Vec::new();
+    let mut base = path.as_path();
+    loop {
+        if let Ok(resolved) = std::fs::canonicalize(base) {
+            let mut out = resolved;
+            for part in missing.iter().rev() {
+                out.push(part);
+            }
+            return Some(out);
+        }
+        let name = base.file_name()?;
+        missing.push(name.to_owned());
+        base = base.parent()?;
     }
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+/// SIGINT and SIGTERM, listened to from the start, so a second signal that arrives while the
+/// first is handled is not missed.
+struct Signals {
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                int: signal(SignalKind::interrupt()).ok(),
+                term: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Waits for the next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.int) => {}
+                () = recv(&mut self.term) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Ends the process at once with `code`, without running exit handlers: C++ static
+/// destructors (RocksDB's) racing its background threads abort the process from
+/// `std::process::exit` (status 134 instead of `code`). Nothing needs flushing: the state on
+/// disk is the last committed checkpoint, as after a crash.
+fn exit_now(code: i32) -> ! {
+    #[cfg(unix)]
+    {
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+        #[allow(unsafe_code)]
+        // SAFETY: `_exit` only ends the process; it touches no memory of this program.
+        unsafe {
+            libc::_exit(code)
+        }
+    }
+    #[cfg(not(unix))]
+    std::process::exit(code)
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use varpulis_store::{Contents, DirIdentity, Encryption, FileStore, Key, StateDir, StateStore};
+use varpulis_store::{
+    Contents, DirIdentity, Encryption, FileStore, Key, MemoryStore, StateDir, StateStore,
+};
 
 /// State store backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -40,8 +42,26 @@ pub(crate) struct StoreArgs {
 pub(crate) struct OpenedStore {
     /// The store (`None`: the memory store, nothing persists).
     pub(crate) store: Option<Arc<dyn StateStore>>,
-    /// The locked state directory: held, not read, so the lock lives as long as the store.
-    pub(crate) _dir: Option<StateDir>,
+    /// The locked state directory, held so the lock lives as long as the store.
+    dir: Option<StateDir>,
+}
+
+impl OpenedStore {
+    /// Closes the store and, if its directory held nothing when this run locked it, removes
+    /// what the run wrote there: a first run that failed before committing a checkpoint
+    /// leaves no directory pinned to its flags (see [`StateDir::discard_if_new`]).
+    pub(crate) fn discard_if_new(self) -> Result<()> {
+        drop(self.store);
+        match self.dir {
+            Some(dir) => {
+                let path = dir.path().to_path_buf();
+                dir.discard_if_new().with_context(|| {
+                    format!("cannot remove what this run wrote into {}", path.display())
+                })
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// Why a store is opened: a run may create and record a new state directory; inspection only
@@ -76,33 +96,65 @@ impl StoreArgs {
         })
     }
 
-    /// The encryption these flags ask for (the key id is filled in once the key is read).
-    fn wanted_encryption(&self) -> Encryption {
-        match (self.encrypt, &self.passphrase_env) {
-            (false, _) => Encryption::None,
-            (true, Some(_)) => Encryption::Passphrase,
-            (true, None) => Encryption::Key { key_id: 0 },
+    /// Reads the key or passphrase `--encrypt` asks for (`None` without it), before anything
+    /// is opened: a missing key fails without touching the directory.
+    fn read_secret(&self) -> Result<Option<Secret>> {
+        if !self.encrypt {
+            return Ok(None);
         }
+        read_secret(self.passphrase_env.as_deref()).map(Some)
     }
 
     /// Locks the state directory, checks that it holds what these flags describe (refusing a
     /// mismatch with the flag to add or drop), opens the store, and for a run records the
     /// directory's identity on first use. Without a state directory: the memory store (`None`).
+    ///
+    /// Nothing is created before the flags are checked and the key is read; a new directory's
+    /// record is written before its store, so a crash at any instant leaves either an empty
+    /// directory or one whose record says what it holds. If opening fails after that, what
+    /// was written into a directory that was empty is removed again.
     pub(crate) async fn open(&self, purpose: Purpose) -> Result<OpenedStore> {
         let Some(kind) = self.kind()? else {
             return Ok(OpenedStore {
                 store: None,
-                _dir: None,
+                dir: None,
             });
         };
         let path = self
             .state_dir
             .as_deref()
             .expect("a store kind implies a directory");
+        let secret = self.read_secret()?;
         let mut dir = StateDir::lock(path, purpose == Purpose::Run)?;
+        match self
+            .open_locked(kind, path, &mut dir, secret, purpose)
+            .await
+        {
+            Ok(store) => Ok(OpenedStore {
+                store: Some(store),
+                dir: Some(dir),
+            }),
+            Err(e) => {
+                if let Err(cleanup) = dir.discard_if_new() {
+                    tracing::warn!("{cleanup:#}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_locked(
+        &self,
+        kind: StoreKind,
+        path: &Path,
+        dir: &mut StateDir,
+        secret: Option<Secret>,
+        purpose: Purpose,
+    ) -> Result<Arc<dyn StateStore>> {
+        let wanted = secret_encryption(secret.as_ref());
         let recorded = match dir.identity() {
             Some(identity) => {
-                self.check_identity(path, identity)?;
+                self.check_identity(path, identity, wanted)?;
                 true
             }
             None => {
@@ -117,42 +169,58 @@ impl StoreArgs {
                         varpulis_store::IDENTITY_FILE
                     ),
                 };
-                if let Some(found) = found
-                    && found != kind
-                {
-                    bail!(
+                match found {
+                    Some(found) if found != kind => bail!(
                         "state directory {} holds a {} store: {}",
                         path.display(),
                         kind_name(found),
                         store_flag_fix(found)
-                    );
+                    ),
+                    Some(_) => {}
+                    None if purpose == Purpose::Inspect => {
+                        // Nothing to inspect, and nothing to create for it.
+                        return Ok(Arc::new(MemoryStore::new()));
+                    }
+                    None => {
+                        if kind == StoreKind::Rocksdb && !cfg!(feature = "persistence") {
+                            // Fails, naming the feature, before anything is recorded.
+                            open_rocksdb(path)?;
+                        }
+                        // A new directory: say what it is before its store exists.
+                        dir.record(
+                            DirIdentity::new(kind_name(kind), wanted)
+                                .created_by(concat!("varpulis ", env!("CARGO_PKG_VERSION"))),
+                        )?;
+                    }
                 }
-                false
+                found.is_none()
             }
         };
         let base = open_base(kind, path)?;
         if !recorded {
+            // Written before records existed: judged by its content; a run records it.
             self.check_legacy_encryption(path, &base).await?;
         }
-        let (store, encryption) = if self.encrypt {
-            encrypted(base, self.passphrase_env.as_deref()).await?
-        } else {
-            (base, Encryption::None)
+        let store = match secret {
+            Some(secret) => wrap(base, secret).await?,
+            None => base,
         };
         if !recorded && purpose == Purpose::Run {
             dir.record(
-                DirIdentity::new(kind_name(kind), encryption)
+                DirIdentity::new(kind_name(kind), wanted)
                     .created_by(concat!("varpulis ", env!("CARGO_PKG_VERSION"))),
             )?;
         }
-        Ok(OpenedStore {
-            store: Some(store),
-            _dir: Some(dir),
-        })
+        Ok(store)
     }
 
     /// Refuses flags that do not match the directory's identity record.
-    fn check_identity(&self, path: &Path, identity: &DirIdentity) -> Result<()> {
+    fn check_identity(
+        &self,
+        path: &Path,
+        identity: &DirIdentity,
+        wanted: Encryption,
+    ) -> Result<()> {
         let d = path.display();
         let kind = self.kind()?.expect("a state directory is given");
         if identity.store != kind_name(kind) {
@@ -166,7 +234,7 @@ impl StoreArgs {
                 identity.store
             );
         }
-        match (identity.encryption, self.wanted_encryption()) {
+        match (identity.encryption, wanted) {
             (Encryption::None, Encryption::None) => Ok(()),
             (Encryption::None, _) => bail!(
                 "state directory {d} is not encrypted: drop --encrypt (its checkpoints are \
@@ -188,6 +256,15 @@ impl StoreArgs {
                 "state directory {d} is encrypted with a passphrase: add --passphrase-env VAR, \
                  with the passphrase in VAR"
             ),
+            (Encryption::Key { key_id: created }, Encryption::Key { key_id: given })
+                if created != given =>
+            {
+                bail!(
+                    "state directory {d} is encrypted with the key of key id {created:08x}, but \
+                     the key in VARPULIS_ENCRYPTION_KEY has key id {given:08x}: set the \
+                     directory's key"
+                )
+            }
             _ => Ok(()),
         }
     }
@@ -274,13 +351,23 @@ fn open_rocksdb(_dir: &Path) -> Result<Arc<dyn StateStore>> {
     )
 }
 
+/// The key material of `--encrypt`.
 #[cfg(feature = "encryption")]
-async fn encrypted(
-    base: Arc<dyn StateStore>,
-    passphrase_env: Option<&str>,
-) -> Result<(Arc<dyn StateStore>, Encryption)> {
-    use varpulis_crypto::{EncryptedStateStore, EncryptionKey, KEY_ENV_VAR, KdfParams};
-    let (store, encryption) = match passphrase_env {
+pub(crate) enum Secret {
+    /// A passphrase (Argon2id derives the key; salt and parameters live in the store).
+    Passphrase(zeroize::Zeroizing<String>),
+    /// A raw 256-bit key.
+    Key(varpulis_crypto::EncryptionKey),
+}
+
+/// Without the `encryption` feature there is no key material: `--encrypt` fails early.
+#[cfg(not(feature = "encryption"))]
+pub(crate) enum Secret {}
+
+#[cfg(feature = "encryption")]
+fn read_secret(passphrase_env: Option<&str>) -> Result<Secret> {
+    use varpulis_crypto::{EncryptionKey, KEY_ENV_VAR};
+    match passphrase_env {
         Some(var) => {
             let passphrase = std::env::var(var).with_context(|| {
                 format!("--passphrase-env {var}: the environment variable {var} is not set")
@@ -288,36 +375,58 @@ async fn encrypted(
             if passphrase.is_empty() {
                 bail!("--passphrase-env {var}: the passphrase in {var} is empty");
             }
-            let store =
-                EncryptedStateStore::open_with_passphrase(base, &passphrase, KdfParams::default())
-                    .await
-                    .context("cannot open the encrypted store with the passphrase")?;
-            (store, Encryption::Passphrase)
+            Ok(Secret::Passphrase(passphrase.into()))
         }
-        None => {
-            let key = EncryptionKey::from_env().with_context(|| {
-                format!(
-                    "--encrypt needs a key: set {KEY_ENV_VAR} to 64 hex characters, or name a \
-                     passphrase variable with --passphrase-env"
-                )
-            })?;
-            let key_id = key.key_id().as_u32();
-            let store = EncryptedStateStore::open(base, key)
-                .await
-                .with_context(|| format!("cannot open the encrypted store with {KEY_ENV_VAR}"))?;
-            (store, Encryption::Key { key_id })
-        }
-    };
-    Ok((Arc::new(store), encryption))
+        None => EncryptionKey::from_env().map(Secret::Key).with_context(|| {
+            format!(
+                "--encrypt needs a key: set {KEY_ENV_VAR} to 64 hex characters, or name a \
+                 passphrase variable with --passphrase-env"
+            )
+        }),
+    }
 }
 
 #[cfg(not(feature = "encryption"))]
-async fn encrypted(
-    _base: Arc<dyn StateStore>,
-    _passphrase_env: Option<&str>,
-) -> Result<(Arc<dyn StateStore>, Encryption)> {
+fn read_secret(_passphrase_env: Option<&str>) -> Result<Secret> {
     bail!(
         "--encrypt needs the `encryption` feature, which this build of varpulis lacks; rebuild \
          with `cargo build -p varpulis-cli --features encryption`"
     )
+}
+
+/// The encryption a directory opened with `secret` has.
+fn secret_encryption(secret: Option<&Secret>) -> Encryption {
+    match secret {
+        None => Encryption::None,
+        #[cfg(feature = "encryption")]
+        Some(Secret::Passphrase(_)) => Encryption::Passphrase,
+        #[cfg(feature = "encryption")]
+        Some(Secret::Key(key)) => Encryption::Key {
+            key_id: key.key_id().as_u32(),
+        },
+        #[cfg(not(feature = "encryption"))]
+        Some(never) => match *never {},
+    }
+}
+
+/// Wraps `base` in the encryption layer with `secret`.
+#[cfg(feature = "encryption")]
+async fn wrap(base: Arc<dyn StateStore>, secret: Secret) -> Result<Arc<dyn StateStore>> {
+    use varpulis_crypto::{EncryptedStateStore, KEY_ENV_VAR, KdfParams};
+    let store = match secret {
+        Secret::Passphrase(passphrase) => {
+            EncryptedStateStore::open_with_passphrase(base, &passphrase, KdfParams::default())
+                .await
+                .context("cannot open the encrypted store with the passphrase")?
+        }
+        Secret::Key(key) => EncryptedStateStore::open(base, key)
+            .await
+            .with_context(|| format!("cannot open the encrypted store with {KEY_ENV_VAR}"))?,
+    };
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "encryption"))]
+async fn wrap(_base: Arc<dyn StateStore>, secret: Secret) -> Result<Arc<dyn StateStore>> {
+    match secret {}
 }

@@ -9,7 +9,10 @@
 //! else), and the input resumes after the recorded offset. Processing is deterministic, so what
 //! is written after that is byte for byte what the interrupted run wrote (or would have
 //! written) after the checkpoint. A checkpoint that names another input file does not move the
-//! new input: it starts at its beginning (phase 1 file, then phase 2 file, windows continue).
+//! new input: it starts at its beginning (phase 1 file, then phase 2 file, windows continue),
+//! unless the new file starts with the bytes the recorded input started with (the old input
+//! moved or copied: [`RunError::InputMoved`]). The input is opened once; its identity (a hash
+//! of its first bytes, recorded in each checkpoint) and the reader use that one handle.
 //!
 //! Without an output file (stdout) outputs after the last checkpoint are written again after a
 //! restart: at least once, not exactly once.
@@ -31,7 +34,7 @@ use varpulis_store::StateStore;
 use crate::clock::Clock;
 use crate::engine::{CONTEXT, Engine, EngineError, LateEvent};
 use crate::output::write_json_line;
-use crate::source::{EventFileReader, ReadError, SourcePosition, parse_evt};
+use crate::source::{EventFileReader, EventFormat, ReadError, SourcePosition, parse_evt};
 
 /// Checkpoint interval used when a store is given and nothing else is asked for.
 pub const DEFAULT_CHECKPOINT_EVERY: CheckpointEvery = CheckpointEvery::Events(10_000);
@@ -215,6 +218,10 @@ pub struct RunReport {
     pub recovery: RecoveryInfo,
     /// The run stopped on a shutdown request (SIGINT/SIGTERM), not at end of input.
     pub interrupted: bool,
+    /// The shutdown request came during the end-of-input flush (`--flush-at-end`): the flush
+    /// was left half done and no checkpoint was taken of it; the next run flushes again from
+    /// the last checkpoint.
+    pub flush_interrupted: bool,
     /// Wall-clock time of the run.
     pub elapsed: Duration,
 }
@@ -263,6 +270,16 @@ pub enum RunError {
         /// The checkpoint.
         id: u64,
     },
+    /// Another process holds the output file's lock: it is the output of another run.
+    #[error(
+        "output {} is being written by another process (another varpulis run holds its lock); \
+         wait for it, or choose another output file",
+        path.display()
+    )]
+    OutputInUse {
+        /// The output file.
+        path: PathBuf,
+    },
     /// The output file is the input file: writing it would destroy the input.
     #[error(
         "output {} is the input file: writing it would destroy the input; choose another output",
@@ -303,6 +320,25 @@ pub enum RunError {
         offset: u64,
         /// What differs.
         why: String,
+    },
+    /// The input has the first bytes of the input a checkpoint of another path consumed: it
+    /// was moved or copied, and reading it from its beginning would process them again.
+    #[error(
+        "input {} starts with the same {prefix_len} bytes as {previous}, the input of \
+         checkpoint {id}: a moved or copied input (or the old one with lines appended) would be \
+         processed twice from its beginning; run it under its old path to resume it, or pass \
+         --restart-input to read it from its beginning anyway",
+        path.display()
+    )]
+    InputMoved {
+        /// The input file.
+        path: PathBuf,
+        /// The checkpoint.
+        id: u64,
+        /// The input path the checkpoint recorded.
+        previous: String,
+        /// Bytes compared.
+        prefix_len: u64,
     },
     /// The input file cannot be found.
     #[error("input {}", path.display())]
@@ -482,8 +518,12 @@ fn input_change(file: &File, recorded: &InputIdentity, offset: u64) -> io::Resul
 }
 
 fn absolute_output(path: &Path) -> io::Result<PathBuf> {
-    if path.exists() {
-        return std::fs::canonicalize(path);
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => return std::fs::canonicalize(path),
+        // `/dev/stdout` on a pipe resolves to `/proc/self/fd/pipe:[N]`, which cannot be
+        // opened: a stream is opened by the name given.
+        Ok(_) => return std::path::absolute(path),
+        Err(_) => {}
     }
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -570,17 +610,24 @@ impl Loop<'_> {
         );
         let prefix = position.offset.min(INPUT_PREFIX_BYTES);
         let identity = match &self.input_identity {
-            Some(id) if id.prefix_len == prefix => Some(id.clone()),
-            _ => InputIdentity::of(&self.input_file, prefix).map_err(|source| RunError::Input {
-                path: PathBuf::from(&self.input_path),
-                source,
-            })?,
+            Some(id) if id.prefix_len == prefix => id.clone(),
+            _ => InputIdentity::of(&self.input_file, prefix)
+                .and_then(|id| {
+                    id.ok_or_else(|| {
+                        io::Error::other(format!(
+                            "it was truncated while being read: it has fewer than the {prefix} \
+                             bytes already consumed"
+                        ))
+                    })
+                })
+                .map_err(|source| RunError::Input {
+                    path: PathBuf::from(&self.input_path),
+                    source,
+                })?,
         };
-        if let Some(id) = identity {
-            id.record(&mut cp);
-            if prefix == INPUT_PREFIX_BYTES {
-                self.input_identity = Some(id);
-            }
+        identity.record(&mut cp);
+        if prefix == INPUT_PREFIX_BYTES {
+            self.input_identity = Some(identity);
         }
         if let Sink::File { path, key, .. } = &self.sink {
             cp.source_offsets.insert(key.clone(), self.output_len);
@@ -634,8 +681,11 @@ pub async fn run(
     observer: &mut dyn RunObserver,
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    // Before anything opens it: opening a FIFO would block, and `/dev/stdin` cannot resume.
-    crate::source::ensure_regular_file(&config.events)?;
+    // Opened once, as a regular file (a FIFO or `/dev/stdin` cannot resume): the identity
+    // checks below and the reader look at this one handle, so an input rotated while the run
+    // starts cannot be hashed as one file and read as another.
+    let input_file = crate::source::open_regular_file(&config.events)?;
+    let format = EventFormat::from_path(&config.events)?;
     let input_canon = std::fs::canonicalize(&config.events).map_err(|source| RunError::Input {
         path: config.events.clone(),
         source,
@@ -654,10 +704,6 @@ pub async fn run(
     {
         return Err(RunError::OutputIsInput { path: out.clone() });
     }
-    let input_file = File::open(&input_canon).map_err(|source| RunError::Input {
-        path: config.events.clone(),
-        source,
-    })?;
 
     let mut info = RecoveryInfo::default();
     let mut resume: Option<SourcePosition> = None;
@@ -722,7 +768,28 @@ pub async fn run(
                             .unwrap_or(0),
                     });
                 } else {
-                    info.previous_input = cp.metadata.get(meta::INPUT).cloned();
+                    let previous = cp.metadata.get(meta::INPUT).cloned();
+                    // A checkpoint of another path whose input had the same first bytes: the
+                    // input was moved or copied (or is the old one with more appended), and
+                    // reading it from its beginning would process those events twice.
+                    if let (Some(recorded), false) =
+                        (InputIdentity::recorded(&cp), config.restart_input)
+                        && recorded.prefix_len > 0
+                        && InputIdentity::of(&input_file, recorded.prefix_len)
+                            .map_err(|source| RunError::Input {
+                                path: config.events.clone(),
+                                source,
+                            })?
+                            .is_some_and(|now| now.prefix_hash == recorded.prefix_hash)
+                    {
+                        return Err(RunError::InputMoved {
+                            path: config.events.clone(),
+                            id: cp.id,
+                            previous: previous.unwrap_or_default(),
+                            prefix_len: recorded.prefix_len,
+                        });
+                    }
+                    info.previous_input = previous;
                     // A new input file continues the event-time clock of `.evt` files.
                     if let Some(t) = parse_meta::<EventTime>(&cp, meta::INPUT_LAST_TIME_MS) {
                         resume = Some(SourcePosition {
@@ -780,6 +847,16 @@ pub async fn run(
                     .truncate(false)
                     .open(abs)
                     .map_err(err)?;
+                // One writer per output: a second run (with another state directory) would
+                // interleave its lines and cut back the other's. Released at exit, as the
+                // state directory's lock.
+                match file.try_lock() {
+                    Ok(()) => {}
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        return Err(RunError::OutputInUse { path: abs.clone() });
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+                }
                 let len = file.metadata().map_err(err)?.len();
                 let keep = match output_resume {
                     Some((recorded, id)) => {
@@ -821,8 +898,13 @@ pub async fn run(
     let output_len = info.output_truncated_to.unwrap_or(0);
     observer.recovered(&info);
 
-    let mut reader = EventFileReader::open(&config.events, resume)?.with_evt_parser(parse_evt);
-    let file_len = std::fs::metadata(&config.events).map_or(0, |m| m.len());
+    let file_len = input_file.metadata().map_or(0, |m| m.len());
+    let handle = input_file.try_clone().map_err(|source| RunError::Input {
+        path: config.events.clone(),
+        source,
+    })?;
+    let mut reader = EventFileReader::from_file(&config.events, handle, format, resume)?
+        .with_evt_parser(parse_evt);
 
     let mut lp = Loop {
         engine,
@@ -913,9 +995,10 @@ pub async fn run(
         while lp.engine.flush_step(&mut outputs, 4096) {
             lp.write_outputs(&mut outputs)?;
             if shutdown.load(Ordering::Relaxed) {
-                // lead: interrupted mid-flush; the rest of the flush is skipped and the engine
-                // state is half-flushed: no checkpoint must be taken of it.
+                // The rest of the flush is skipped and the engine state is half flushed: no
+                // checkpoint must be taken of it.
                 lp.report.interrupted = true;
+                lp.report.flush_interrupted = true;
                 break;
             }
         }

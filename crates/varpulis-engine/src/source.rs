@@ -8,8 +8,9 @@
 //! What a reader accepts, whatever the input: a regular file (not a directory, FIFO or device:
 //! resuming seeks to a byte offset); lines of at most [`MAX_LINE_BYTES`]; values nested at
 //! most [`varpulis_vpl::MAX_NESTING`] levels; each field name once per object; numbers within
-//! `f64`. A UTF-8 byte-order mark at the start of the file is skipped. Anything else is a
-//! [`ReadError`] naming the file and line, never a hang, a crash or an unbounded allocation.
+//! `f64`. A UTF-8 byte-order mark at the start of the file is skipped (line 1's columns do not
+//! count it); one anywhere else is an error in both formats. Anything else is a [`ReadError`]
+//! naming the file and line, never a hang, a crash or an unbounded allocation.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -215,8 +216,25 @@ impl EventFileReader {
         resume: Option<SourcePosition>,
     ) -> Result<Self, ReadError> {
         let path = path.as_ref();
-        ensure_regular_file(path)?;
-        let mut file = File::open(path).map_err(|e| ReadError::open(path, e))?;
+        let file = open_regular_file(path)?;
+        Self::from_file(path, file, format, resume)
+    }
+
+    /// Reads the already open `file` (named `path` in messages) at `resume` or its start.
+    ///
+    /// A caller that inspects the input itself (the runner hashes its first bytes to detect a
+    /// replaced input) opens it once and hands over a clone of the handle, so both look at the
+    /// same file even if the path is renamed or replaced in between.
+    ///
+    /// # Errors
+    /// As [`EventFileReader::open`].
+    pub fn from_file(
+        path: impl AsRef<Path>,
+        mut file: File,
+        format: EventFormat,
+        resume: Option<SourcePosition>,
+    ) -> Result<Self, ReadError> {
+        let path = path.as_ref();
         let meta = file.metadata().map_err(|e| ReadError::open(path, e))?;
         regular_file(path, &meta)?;
         let position = resume.unwrap_or_default();
@@ -271,9 +289,10 @@ impl EventFileReader {
     /// Reads the next event, skipping blank and comment lines.
     ///
     /// # Errors
-    /// [`ReadError`] naming the file, line and column of a malformed line, or a line longer
-    /// than [`MAX_LINE_BYTES`]. The position is not advanced past a malformed line, so
-    /// everything read before it stays accepted.
+    /// [`ReadError`] naming the file, line and column of a malformed line (for invalid UTF-8,
+    /// the column of its first bad byte, counted in bytes), or a line longer than
+    /// [`MAX_LINE_BYTES`]. The position is not advanced past a malformed line, so everything
+    /// read before it stays accepted.
     pub fn next_event(&mut self) -> Result<Option<Event>, ReadError> {
         loop {
             self.buf.clear();
@@ -301,7 +320,16 @@ impl EventFileReader {
                     ),
                 ));
             }
-            let text = std::str::from_utf8(&self.buf).map_err(|e| {
+            // A byte-order mark at the start of the file is not part of line 1: it is dropped
+            // before decoding, so no column of line 1 counts it, an invalid byte's included.
+            // The line parsers treat a mark as an unexpected character, so this is the one
+            // place that skips it.
+            let line = if self.position.offset == 0 {
+                self.buf.strip_prefix(BOM.as_bytes()).unwrap_or(&self.buf)
+            } else {
+                &self.buf
+            };
+            let text = std::str::from_utf8(line).map_err(|e| {
                 ReadError::new(
                     &self.path,
                     line_no,
@@ -310,11 +338,6 @@ impl EventFileReader {
                 )
             })?;
             let text = text.trim_end_matches(['\n', '\r']);
-            let text = if self.position.offset == 0 {
-                text.strip_prefix(BOM).unwrap_or(text)
-            } else {
-                text
-            };
             let parsed = match self.format {
                 EventFormat::Jsonl => parse_json_line(text, self.position.last_time_ms),
                 EventFormat::Evt => match self.evt_parser {
@@ -344,6 +367,30 @@ impl EventFileReader {
 pub fn ensure_regular_file(path: &Path) -> Result<(), ReadError> {
     let meta = std::fs::metadata(path).map_err(|e| ReadError::open(path, e))?;
     regular_file(path, &meta)
+}
+
+/// Opens `path` for reading if it is a regular file, without ever blocking on a FIFO.
+///
+/// The path is checked before it is opened (so a FIFO or `/dev/stdin` gets a clear message),
+/// opened non-blocking (so a FIFO put there in between cannot block the open), and the opened
+/// handle is checked again: the file returned is the regular file that was checked.
+///
+/// # Errors
+/// [`ReadError`] if it cannot be opened or is not a regular file.
+pub fn open_regular_file(path: &Path) -> Result<File, ReadError> {
+    ensure_regular_file(path)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // No effect on a regular file's reads; makes opening a FIFO return at once.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(|e| ReadError::open(path, e))?;
+    let meta = file.metadata().map_err(|e| ReadError::open(path, e))?;
+    regular_file(path, &meta)?;
+    Ok(file)
 }
 
 /// Fails unless `meta` describes a regular file.

@@ -45,11 +45,40 @@ pub enum Encryption {
     None,
     /// A raw 256-bit key; `key_id` is the id of the key the directory was created with.
     Key {
-        /// The key id at creation (informational: a keyring may add keys later).
+        /// The key id at creation. Written as 8 hex digits (`"0000002a"`), as every message
+        /// prints key ids; a plain JSON number (records of the first format-1 builds) is read
+        /// too.
+        #[serde(with = "key_id_hex")]
         key_id: u32,
     },
     /// A key derived from a passphrase (Argon2id; salt and parameters live in the store).
     Passphrase,
+}
+
+/// Key ids as 8 hex digits in the record (a JSON number is accepted when reading).
+mod key_id_hex {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(super) fn serialize<S: Serializer>(id: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{id:08x}"))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Number(u32),
+            Hex(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Number(n) => Ok(n),
+            Repr::Hex(h) if h.len() == 8 => u32::from_str_radix(&h, 16)
+                .map_err(|_| D::Error::custom(format!("key_id {h:?} is not 8 hex digits"))),
+            Repr::Hex(h) => Err(D::Error::custom(format!(
+                "key_id {h:?} is not 8 hex digits"
+            ))),
+        }
+    }
 }
 
 impl Encryption {
@@ -178,8 +207,19 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DirError + '_ {
 #[derive(Debug)]
 pub struct StateDir {
     root: PathBuf,
-    _lock: File,
+    lock_file: File,
     identity: Option<DirIdentity>,
+    /// What the directory was when it was locked: created by the lock, or empty.
+    fresh: Option<Fresh>,
+}
+
+/// A directory that held nothing when it was locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    /// The lock created it.
+    Created,
+    /// It existed, empty.
+    Empty,
 }
 
 impl StateDir {
@@ -191,6 +231,7 @@ impl StateDir {
     /// [`DirError::NewerFormat`], [`DirError::Io`].
     pub fn lock(path: impl AsRef<Path>, create: bool) -> Result<Self, DirError> {
         let root = path.as_ref().to_path_buf();
+        let mut created = false;
         match fs::metadata(&root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(DirError::NotADirectory { path: root }),
@@ -202,6 +243,7 @@ impl StateDir {
                 if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
                     sync_dir(parent)?;
                 }
+                created = true;
             }
             Err(e) => return Err(io_err(&root)(e)),
         }
@@ -233,11 +275,64 @@ impl StateDir {
             fs::remove_file(&temp).map_err(io_err(&temp))?;
         }
         let identity = read_identity(&root)?;
-        Ok(Self {
+        let mut dir = Self {
             root,
-            _lock: lock,
+            lock_file: lock,
             identity,
-        })
+            fresh: None,
+        };
+        dir.fresh = if created {
+            Some(Fresh::Created)
+        } else if dir.identity.is_none() && dir.contents()? == Contents::Empty {
+            Some(Fresh::Empty)
+        } else {
+            None
+        };
+        Ok(dir)
+    }
+
+    /// Whether the directory held nothing (no record, no store) when it was locked.
+    #[must_use]
+    pub fn was_empty(&self) -> bool {
+        self.fresh.is_some()
+    }
+
+    /// Undoes the first use of a directory that was empty when it was locked: removes
+    /// everything written into it since (the record, the store's files), and the directory
+    /// itself if the lock created it. For a first run that was refused or failed before it
+    /// committed anything, so that the mistake does not leave a directory pinned to the flags
+    /// of a run that never happened. A directory that held anything when it was locked is
+    /// left as it is.
+    ///
+    /// # Errors
+    /// [`DirError::Io`] if something cannot be removed (what could be removed is).
+    pub fn discard_if_new(self) -> Result<(), DirError> {
+        let Some(fresh) = self.fresh else {
+            return Ok(());
+        };
+        for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
+            let entry = entry.map_err(io_err(&self.root))?;
+            let name = entry.file_name();
+            if name == LOCK_FILE || name == "lost+found" {
+                continue;
+            }
+            let path = entry.path();
+            let is_dir = entry.file_type().map_err(io_err(&path))?.is_dir();
+            if is_dir {
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            } else {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+            }
+        }
+        if fresh == Fresh::Created {
+            let lock = self.root.join(LOCK_FILE);
+            fs::remove_file(&lock).map_err(io_err(&lock))?;
+            drop(self.lock_file);
+            fs::remove_dir(&self.root).map_err(io_err(&self.root))?;
+        } else {
+            sync_dir(&self.root)?;
+        }
+        Ok(())
     }
 
     /// The directory.
@@ -397,6 +492,64 @@ mod tests {
         drop(d);
         let d = StateDir::lock(dir.path(), false).unwrap();
         assert_eq!(d.identity(), Some(&id));
+    }
+
+    #[test]
+    fn key_ids_are_recorded_as_hex_and_decimal_records_still_read() {
+        let id = DirIdentity::new("file", Encryption::Key { key_id: 0x2a });
+        let text = serde_json::to_string(&id).unwrap();
+        assert!(text.contains(r#""key_id":"0000002a""#), "{text}");
+        let back: DirIdentity = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, id);
+        let old = r#"{"format":1,"store":"file","encryption":{"kind":"key","key_id":42}}"#;
+        let back: DirIdentity = serde_json::from_str(old).unwrap();
+        assert_eq!(back.encryption, Encryption::Key { key_id: 42 });
+        for bad in [r#""2a""#, r#""zzzzzzzz""#, "-1"] {
+            let text = format!(
+                r#"{{"format":1,"store":"file","encryption":{{"kind":"key","key_id":{bad}}}}}"#
+            );
+            assert!(
+                serde_json::from_str::<DirIdentity>(&text).is_err(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn discarding_a_new_directory_removes_what_its_first_use_wrote() {
+        let parent = tempfile::tempdir().unwrap();
+        // Created by the lock: removed entirely.
+        let created = parent.path().join("new");
+        let mut d = StateDir::lock(&created, true).unwrap();
+        assert!(d.was_empty());
+        d.record(DirIdentity::new("file", Encryption::None))
+            .unwrap();
+        fs::create_dir_all(created.join("varpulis/ckpt")).unwrap();
+        fs::write(created.join("varpulis/ckpt/m.val"), b"x").unwrap();
+        d.discard_if_new().unwrap();
+        assert!(!created.exists());
+        // Existing and empty: emptied again, kept.
+        let empty = parent.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        let mut d = StateDir::lock(&empty, true).unwrap();
+        assert!(d.was_empty());
+        d.record(DirIdentity::new("file", Encryption::None))
+            .unwrap();
+        d.discard_if_new().unwrap();
+        let left: Vec<_> = fs::read_dir(&empty)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from(LOCK_FILE)]);
+        // Used before: untouched.
+        let mut d = StateDir::lock(&empty, true).unwrap();
+        d.record(DirIdentity::new("file", Encryption::None))
+            .unwrap();
+        drop(d);
+        let d = StateDir::lock(&empty, true).unwrap();
+        assert!(!d.was_empty());
+        d.discard_if_new().unwrap();
+        assert!(empty.join(IDENTITY_FILE).is_file());
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl EvtLine {
 /// or strings and appear once (in the event and in every map). A float beyond `f64`
 /// (`1e400`) is an error naming the field; lists and maps nest at most
 /// [`MAX_NESTING`](crate::MAX_NESTING) levels, the event's own braces included. Time is
-/// linear in the length of the line.
+/// linear in the length of the line. A byte-order mark is an unexpected character wherever it
+/// is, the start of the line included: a file reader skips the one at the start of its file
+/// before it parses line 1 (as `varpulis-engine`'s does), so it is skipped once, in one place.
 ///
 /// # Errors
 /// A [`Diagnostic`] on line 1 with the column and what was expected; call
@@ -80,7 +82,7 @@ impl EvtLine {
 /// # Ok::<_, varpulis_vpl::Diagnostic>(())
 /// ```
 pub fn parse_evt_line(line: &str) -> Result<EvtLine, Diagnostic> {
-    let (toks, errors) = lex(line);
+    let (toks, errors) = lex(line, false);
     if let Some(e) = errors.into_iter().next() {
         return Err(e);
     }

@@ -51,9 +51,12 @@ pub(crate) fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// Splits `source` into tokens. Comments (`#`, `//`), whitespace and a byte-order mark at the
-/// very start are skipped. Lexical errors are collected; the offending characters are skipped.
-pub(crate) fn lex(source: &str) -> (Vec<Token>, Vec<Diagnostic>) {
+/// Splits `source` into tokens. Comments (`#`, `//`) and whitespace are skipped, and so is a
+/// byte-order mark at the very start when `source` is a `whole_file` (a program). An `.evt`
+/// line is not: the file reader skips the mark at the start of its file, and a mark that
+/// reaches the line parser is an unexpected character, as it is to the JSON parser. Lexical
+/// errors are collected; the offending characters are skipped.
+pub(crate) fn lex(source: &str, whole_file: bool) -> (Vec<Token>, Vec<Diagnostic>) {
     let mut tokens = Vec::new();
     let mut errors = Vec::new();
     let bytes = source.as_bytes();
@@ -65,7 +68,7 @@ pub(crate) fn lex(source: &str) -> (Vec<Token>, Vec<Diagnostic>) {
         let single = |tok: Tok| (tok, start + 1);
         let next = bytes.get(i + 1).copied();
         let (tok, end) = match c {
-            crate::diagnostic::BOM if i == 0 => {
+            crate::diagnostic::BOM if i == 0 && whole_file => {
                 i += c.len_utf8();
                 continue;
             }
@@ -127,6 +130,10 @@ pub(crate) fn lex(source: &str) -> (Vec<Token>, Vec<Diagnostic>) {
                     ('&', Some(b'&')) => (2, Some("use `and`")),
                     ('|', Some(b'|')) => (2, Some("use `or`")),
                     ('!', _) => (1, Some("use `not`")),
+                    (crate::diagnostic::BOM, _) => (
+                        other.len_utf8(),
+                        Some("a byte-order mark is skipped only at the very start of a file"),
+                    ),
                     _ => (other.len_utf8(), None),
                 };
                 let span = Span::new(i, i + len);
@@ -262,7 +269,7 @@ mod tests {
     use super::*;
 
     fn kinds(s: &str) -> Vec<Tok> {
-        let (t, e) = lex(s);
+        let (t, e) = lex(s, true);
         assert!(e.is_empty(), "{e:?}");
         t.into_iter().map(|t| t.tok).collect()
     }
@@ -287,8 +294,14 @@ mod tests {
     #[test]
     fn skips_a_byte_order_mark_at_the_start_only() {
         assert_eq!(kinds("\u{feff}x"), vec![Tok::Ident("x".into()), Tok::Eof]);
-        let (_, errors) = lex("x \u{feff}");
+        let (_, errors) = lex("x \u{feff}", true);
         assert_eq!(errors[0].message, r#"unexpected character "\u{feff}""#);
+        let (_, errors) = lex("\u{feff}x", false);
+        assert_eq!(
+            errors[0].span,
+            Span::new(0, 3),
+            "not a whole file: not skipped"
+        );
     }
 
     #[test]

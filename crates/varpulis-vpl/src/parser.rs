@@ -166,7 +166,7 @@ type PResult<T> = Result<T, Diagnostic>;
 /// Parses a whole program; on any syntax error returns every syntax error found (one per
 /// statement, recovering at the next statement).
 pub(crate) fn parse(src: &str) -> Result<Vec<Stmt>, Vec<Diagnostic>> {
-    let (toks, lex_errors) = lex(src);
+    let (toks, lex_errors) = lex(src, true);
     if !lex_errors.is_empty() {
         return Err(lex_errors);
     }

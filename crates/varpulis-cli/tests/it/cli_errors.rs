@@ -110,7 +110,8 @@ fn a_wrong_encryption_key_is_refused_at_start() {
     };
     ok(&mut run(&"11".repeat(32)));
     let err = fails(&mut run(&"22".repeat(32)));
-    assert!(err.contains("cannot open the encrypted store"), "{err}");
+    assert!(err.contains("encrypted with the key of key id"), "{err}");
+    assert!(err.contains("VARPULIS_ENCRYPTION_KEY has key id"), "{err}");
 }
 
 #[test]

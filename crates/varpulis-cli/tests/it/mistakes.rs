@@ -47,9 +47,48 @@ impl Case {
         cmd
     }
 
+    /// Like [`Case::run`] with another state directory.
+    fn run_in(&self, state: &Path) -> Command {
+        let mut cmd = run(&self.program, &self.events);
+        cmd.arg("--state-dir")
+            .arg(state)
+            .arg("--output")
+            .arg(&self.output);
+        cmd
+    }
+
     fn expected(&self) -> Vec<u8> {
         std::fs::read(examples_dir().join("zone_stats.expected.jsonl")).unwrap()
     }
+}
+
+/// `dir/big.jsonl`: `n` readings for the case's program, 100 ms apart over 7 zones.
+fn big_input(dir: &Path, n: u64) -> PathBuf {
+    let big = dir.join("big.jsonl");
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!(
+            "{{\"event_type\":\"SensorReading\",\"timestamp\":{},\"fields\":{{\"zone\":\"z{}\",\"temperature\":{i}.5}}}}\n",
+            i * 100,
+            i % 7
+        ));
+    }
+    std::fs::write(&big, text).unwrap();
+    big
+}
+
+/// Waits until `path` holds `pid` (the run has taken the lock), or the child has ended.
+fn wait_for_lock(child: &mut std::process::Child, path: &Path) -> bool {
+    let started = Instant::now();
+    let pid = child.id().to_string();
+    while std::fs::read_to_string(path).map_or(true, |s| s.trim() != pid) {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no lock taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 /// Every file under `dir`, with its bytes, sorted by path.
@@ -254,16 +293,7 @@ fn a_state_dir_that_is_a_file_is_not_a_directory() {
 #[test]
 fn a_second_run_on_a_state_directory_in_use_fails_at_once_naming_the_pid() {
     let c = case();
-    let big = c.dir.join("big.jsonl");
-    let mut text = String::new();
-    for i in 0..200_000 {
-        text.push_str(&format!(
-            "{{\"event_type\":\"SensorReading\",\"timestamp\":{},\"fields\":{{\"zone\":\"z{}\",\"temperature\":{i}.5}}}}\n",
-            i * 100,
-            i % 7
-        ));
-    }
-    std::fs::write(&big, text).unwrap();
+    let big = big_input(&c.dir, 200_000);
     let mut first = run(&c.program, &big)
         .arg("--state-dir")
         .arg(&c.state)
@@ -318,10 +348,11 @@ fn a_non_empty_output_no_checkpoint_knows_is_refused_unless_overwrite_output() {
     let err = fails(run(&c.program, &c.events).arg("--output").arg(&c.output));
     assert!(err.contains("already holds 17 bytes"), "{err}");
     assert!(err.contains("--overwrite-output"), "{err}");
-    // A new (mistyped) state directory.
+    // A new (mistyped) state directory: refused, and not left behind.
     let err = fails(&mut c.run());
     assert!(err.contains("no valid checkpoint"), "{err}");
     assert_eq!(std::fs::read(&c.output).unwrap(), b"precious results\n");
+    assert!(!c.state.exists(), "the refused run left no state directory");
     // On purpose.
     let out = ok(c.run().arg("--overwrite-output"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("17 bytes no checkpoint knew"));
@@ -482,7 +513,14 @@ fn a_sigterm_during_the_end_of_input_flush_stops_it_with_130_and_the_rerun_compl
         eprintln!("the flush finished before the signal; nothing to stop");
     } else {
         assert_eq!(out.status.code(), Some(130), "{stderr}");
-        assert!(stderr.contains("stopped by signal"), "{stderr}");
+        assert!(
+            stderr.contains("stopped by signal during the end-of-input flush"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("no checkpoint of the partial flush"),
+            "{stderr}"
+        );
         let partial = std::fs::read(&c.output).unwrap();
         assert!(partial.len() < expected.len(), "the flush was cut short");
     }
@@ -578,4 +616,258 @@ fn a_sliding_window_with_millions_of_windows_per_event_is_a_warning_at_load_time
         assert!(err.contains("wide.vpl:2:"), "{err}");
         assert!(err.contains("86400000 windows"), "{err}");
     }
+}
+
+// The review's findings: refusals that left state behind, races, messages.
+
+#[test]
+fn a_refused_first_run_does_not_pin_a_new_state_directory_to_its_flags() {
+    let c = case();
+    std::fs::write(&c.output, b"precious results\n").unwrap();
+    // Refused (the output is not empty) without --encrypt ...
+    let err = fails(&mut c.run());
+    assert!(err.contains("already holds 17 bytes"), "{err}");
+    assert!(!c.state.exists());
+    // ... so the intended encrypted run is not refused as "not encrypted".
+    ok(c.run()
+        .arg("--encrypt")
+        .arg("--overwrite-output")
+        .env("VARPULIS_ENCRYPTION_KEY", KEY));
+    assert_eq!(std::fs::read(&c.output).unwrap(), c.expected());
+    // An existing empty directory is emptied again, not removed.
+    let empty = c.dir.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = fails(
+        run(&c.program, &c.events)
+            .arg("--state-dir")
+            .arg(&empty)
+            .arg("--output")
+            .arg(&c.output),
+    );
+    assert!(err.contains("no checkpoint knows"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&empty)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "varpulis.lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // A missing key fails before anything is created.
+    let err = fails(&mut c.run_in(&c.dir.join("st2")).arg("--encrypt"));
+    assert!(err.contains("needs a key"), "{err}");
+    assert!(!c.dir.join("st2").exists());
+}
+
+#[test]
+fn an_output_inside_a_state_directory_that_does_not_exist_yet_is_refused() {
+    let c = case();
+    let err = fails(
+        run(&c.program, &c.events)
+            .arg("--state-dir")
+            .arg(&c.state)
+            .arg("--output")
+            .arg(c.state.join("out.jsonl")),
+    );
+    assert!(err.contains("inside the state directory"), "{err}");
+    assert!(!c.state.exists(), "nothing was created");
+    let nested = c.state.join("deeper/still");
+    let err = fails(
+        run(&c.program, &c.events)
+            .arg("--state-dir")
+            .arg(&nested)
+            .arg("--output")
+            .arg(nested.join("out.jsonl")),
+    );
+    assert!(err.contains("inside the state directory"), "{err}");
+}
+
+#[test]
+fn inspecting_an_empty_state_directory_creates_no_store() {
+    let c = case();
+    std::fs::create_dir(&c.state).unwrap();
+    let out = ok(varpulis()
+        .args(["checkpoint", "list", "--state-dir"])
+        .arg(&c.state));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no checkpoints"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let left: Vec<_> = std::fs::read_dir(&c.state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "varpulis.lock")
+        .collect();
+    assert!(left.is_empty(), "inspection created {left:?}");
+    // Then a run with either store kind can still create it.
+    ok(&mut c.run());
+}
+
+#[test]
+fn a_moved_or_copied_input_is_refused_instead_of_read_again_unless_restart_input() {
+    let c = case();
+    ok(&mut c.run());
+    let moved = c.dir.join("moved.jsonl");
+    std::fs::rename(&c.events, &moved).unwrap();
+    let before = std::fs::read(&c.output).unwrap();
+    let err = fails(
+        run(&c.program, &moved)
+            .arg("--state-dir")
+            .arg(&c.state)
+            .arg("--output")
+            .arg(&c.output),
+    );
+    assert!(err.contains("a moved or copied input"), "{err}");
+    assert!(
+        err.contains("zone_stats.jsonl"),
+        "names the old input: {err}"
+    );
+    assert!(err.contains("--restart-input"), "{err}");
+    assert_eq!(std::fs::read(&c.output).unwrap(), before);
+    // The same file with lines appended is the same input too.
+    let mut longer = std::fs::read(&moved).unwrap();
+    longer.extend_from_slice(b"{\"event_type\": \"SensorReading\", \"timestamp\": 990000, \"fields\": {\"zone\": \"east\", \"temperature\": 2.0}}\n");
+    std::fs::write(&moved, &longer).unwrap();
+    let err = fails(
+        run(&c.program, &moved)
+            .arg("--state-dir")
+            .arg(&c.state)
+            .arg("--output")
+            .arg(&c.output),
+    );
+    assert!(err.contains("a moved or copied input"), "{err}");
+    // On purpose: read from its beginning as a new input.
+    ok(run(&c.program, &moved)
+        .arg("--state-dir")
+        .arg(&c.state)
+        .arg("--output")
+        .arg(&c.output)
+        .arg("--restart-input"));
+    // A different file is the next phase, as before.
+    let other = write(
+        &c.dir,
+        "other.jsonl",
+        "{\"event_type\": \"SensorReading\", \"timestamp\": 2000000, \"fields\": {\"zone\": \"west\", \"temperature\": 3.0}}\n",
+    );
+    ok(run(&c.program, &other)
+        .arg("--state-dir")
+        .arg(&c.state)
+        .arg("--output")
+        .arg(&c.output));
+}
+
+#[test]
+fn a_second_run_writing_the_same_output_is_refused() {
+    let c = case();
+    let big = big_input(&c.dir, 200_000);
+    let mut first = run(&c.program, &big)
+        .arg("--state-dir")
+        .arg(&c.state)
+        .args(["--checkpoint-every", "1"])
+        .arg("--output")
+        .arg(&c.output)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let locked = wait_for_lock(&mut first, &c.state.join("varpulis.lock"));
+    let second = run(&c.program, &c.events)
+        .arg("--state-dir")
+        .arg(c.dir.join("other-state"))
+        .arg("--output")
+        .arg(&c.output)
+        .arg("--overwrite-output")
+        .output()
+        .unwrap();
+    let still_running = first.try_wait().unwrap().is_none();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    if locked && still_running {
+        assert!(!second.status.success());
+        let err = String::from_utf8(second.stderr).unwrap();
+        assert!(err.contains("is being written by another process"), "{err}");
+        assert!(
+            !c.dir.join("other-state").exists(),
+            "the refused run left no state directory"
+        );
+    } else {
+        eprintln!("the first run ended before the second started; nothing to refuse");
+    }
+}
+
+#[test]
+fn a_key_other_than_the_directorys_is_refused_naming_both_key_ids() {
+    let c = case();
+    ok(c.run().arg("--encrypt").env("VARPULIS_ENCRYPTION_KEY", KEY));
+    let record = std::fs::read_to_string(c.state.join("varpulis-state.json")).unwrap();
+    let other = "2222222222222222222222222222222222222222222222222222222222222222";
+    let err = fails(
+        c.run()
+            .arg("--encrypt")
+            .env("VARPULIS_ENCRYPTION_KEY", other),
+    );
+    assert!(err.contains("encrypted with the key of key id"), "{err}");
+    // The id printed is the one recorded, in the same hex form.
+    let recorded = record
+        .split("\"key_id\": \"")
+        .nth(1)
+        .and_then(|r| r.get(..8))
+        .unwrap_or_else(|| panic!("a hex key id in {record}"));
+    assert!(
+        err.contains(&format!("key id {recorded}")),
+        "{err}\n{record}"
+    );
+}
+
+#[test]
+fn dev_stdout_is_an_output_when_stdout_is_a_pipe() {
+    let c = case();
+    let out = ok(run(&c.program, &c.events).args(["--output", "/dev/stdout"]));
+    assert_eq!(out.stdout, c.expected());
+}
+
+/// Sends SIGTERM twice to a run over a large input; whatever instant the signals land on, the
+/// run ends with 130 (never an abort), and a rerun completes the output exactly once.
+fn two_signals_end_the_run_with_130_and_lose_nothing(store: &[&str]) {
+    let c = case();
+    let big = big_input(&c.dir, 100_000);
+    let reference = c.dir.join("reference.jsonl");
+    ok(run(&c.program, &big).arg("--output").arg(&reference));
+    let cmd = || {
+        let mut cmd = run(&c.program, &big);
+        cmd.arg("--state-dir")
+            .arg(&c.state)
+            .args(store)
+            .args(["--checkpoint-every", "50"])
+            .arg("--output")
+            .arg(&c.output);
+        cmd
+    };
+    let mut child = cmd().stderr(Stdio::piped()).spawn().unwrap();
+    if wait_for_lock(&mut child, &c.state.join("varpulis.lock")) {
+        for _ in 0..2 {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || out.status.code() == Some(130),
+        "{:?}: {stderr}",
+        out.status
+    );
+    ok(&mut cmd());
+    assert!(std::fs::read(&c.output).unwrap() == std::fs::read(&reference).unwrap());
+}
+
+#[test]
+fn two_signals_end_a_file_store_run_with_130() {
+    two_signals_end_the_run_with_130_and_lose_nothing(&[]);
+}
+
+#[cfg(feature = "persistence")]
+#[test]
+fn two_signals_end_a_rocksdb_run_with_130() {
+    two_signals_end_the_run_with_130_and_lose_nothing(&["--store", "rocksdb"]);
 }

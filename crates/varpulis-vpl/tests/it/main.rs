@@ -3,6 +3,7 @@
 mod diagnostics;
 mod eval;
 mod evt;
+mod fuzz_regressions;
 mod limits;
 mod plans;
 mod robustness;

@@ -1,0 +1,3 @@
+//! Integration tests for `varpulis-engine`: one binary, a module per behaviour.
+
+mod fuzz_regressions;
