@@ -1,11 +1,17 @@
-//! Engine checkpoints: the data model, its versioned and checksummed encoding, the crash-safe
-//! commit protocol over any `StateStore`, and recovery from the newest valid checkpoint.
+//! Engine checkpoints: the versioned and checksummed encoding of the checkpoint data model, the
+//! crash-safe commit protocol over any `StateStore`, and recovery from the newest valid
+//! checkpoint.
+//!
+//! The data model itself (what a checkpoint holds: [`EngineCheckpoint`] and the per-operator
+//! states) is the `varpulis-state` crate, which does no I/O and no encoding; this crate encodes
+//! it, and re-exports it as [`state`] (and its types at the root), so
+//! `varpulis_checkpoint::state::WindowCheckpoint` and `varpulis_checkpoint::WindowCheckpoint`
+//! name the same type. Operator crates depend on `varpulis-state`, not on this crate.
 //!
 //! This crate knows nothing of storage engines or ciphers (it works on any
 //! [`StateStore`](varpulis_store::StateStore), including `dyn` ones and encrypted wrappers), and
-//! nothing of how operators compute: operators convert their state into the types of [`state`].
-//! It depends only on `varpulis-core` and `varpulis-store`, and must never link RocksDB or a
-//! cipher.
+//! nothing of how operators compute. It depends only on `varpulis-core`, `varpulis-state` and
+//! `varpulis-store`, and must never link RocksDB or a cipher.
 //!
 //! # Format and protocol
 //! - Every stored blob is a [`codec`] envelope `magic | format version | codec | kind | length |
@@ -61,7 +67,6 @@ mod manager;
 mod manifest;
 mod model;
 mod protocol;
-pub mod state;
 
 pub use error::CheckpointError;
 pub use ext::CheckpointStore;
@@ -70,6 +75,11 @@ pub use model::{Checkpoint, CheckpointConfig};
 pub use protocol::{
     CommitReport, PruneReport, Recovery, RecoveryMode, SkippedCheckpoint, encoded_size,
 };
+
+/// The checkpoint data model (the `varpulis-state` crate): what this crate encodes.
+#[doc(inline)]
+pub use varpulis_state as state;
+
 pub use state::{
     AccumulatorState, EngineCheckpoint, ExactSumState, JoinCheckpoint, PaneState, PartitionState,
     SaseCheckpoint, SaseRunState, SourceWatermark, WatermarkCheckpoint, WindowCheckpoint,

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
-use varpulis_checkpoint::state::AccumulatorState;
 use varpulis_core::Value;
+use varpulis_state::AccumulatorState;
 
 use crate::WindowError;
 use crate::exact::ExactSum;

@@ -6,7 +6,7 @@
 //! sums merged: a sliding window combined from slices, a session merged from two sessions, and a
 //! state restored from a checkpoint all give bit-identical results.
 
-use varpulis_checkpoint::state::ExactSumState;
+use varpulis_state::ExactSumState;
 
 use crate::WindowError;
 

@@ -5,12 +5,14 @@
 //! window (sliding windows: per slice), and emits every window exactly once when the watermark
 //! passes its end plus the allowed lateness. [`WatermarkTracker`] derives the effective
 //! watermark from per-source progress. Both convert their state to and from the
-//! `varpulis-checkpoint` state types ([`WindowOperator::snapshot`] / [`WindowOperator::restore`]).
+//! `varpulis-state` types ([`WindowOperator::snapshot`] / [`WindowOperator::restore`]), which
+//! `varpulis-checkpoint` encodes.
 //!
 //! What it is not: it does no I/O, never reads the wall clock (event time is data; idle sources
 //! are marked by the caller), does not parse VPL (aggregate inputs are [`Expr`] trait objects)
-//! and does not schedule anything. It must never depend on a store, a cipher, tokio or the
-//! engine: only `varpulis-core` and `varpulis-checkpoint`.
+//! and does not schedule anything. It must never depend on a store, a cipher, tokio, futures,
+//! the checkpoint codec (`varpulis-checkpoint`) or the engine: only `varpulis-core` and
+//! `varpulis-state` (`cargo xtask layering` checks its whole dependency tree).
 //!
 //! Semantics (alignment, closing rule, lateness, session merging, float summation, output
 //! order) are in `docs/design/windows.md`.

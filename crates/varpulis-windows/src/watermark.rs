@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use varpulis_checkpoint::state::{SourceWatermark, WatermarkCheckpoint};
 use varpulis_core::{Event, EventTime};
+use varpulis_state::{SourceWatermark, WatermarkCheckpoint};
 
 /// Tracks event-time progress per source (event type) and the effective watermark.
 ///

@@ -5,10 +5,10 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use varpulis_checkpoint::state::{
+use varpulis_core::{Event, EventTime, Value, format_duration_ms};
+use varpulis_state::{
     PaneState, PartitionState, WindowCheckpoint, WindowKindState, WindowSpecState,
 };
-use varpulis_core::{Event, EventTime, Value, format_duration_ms};
 
 use crate::expr::Expr;
 

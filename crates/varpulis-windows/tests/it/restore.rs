@@ -2,7 +2,7 @@
 //! uninterrupted run.
 
 use proptest::prelude::*;
-use varpulis_checkpoint::state::{WatermarkCheckpoint, WindowCheckpoint};
+use varpulis_state::{WatermarkCheckpoint, WindowCheckpoint};
 use varpulis_windows::{
     AggFn, Aggregate, WatermarkTracker, WindowError, WindowOperator, WindowSpec,
 };

@@ -1,6 +1,32 @@
-//! What a checkpoint holds: one [`EngineCheckpoint`] per engine context, made of per-operator
-//! states. Maps are `BTreeMap` so that equal states encode to equal bytes (which incremental,
-//! content-addressed checkpoints rely on).
+//! The serde data model of operator state inside a Varpulis checkpoint.
+//!
+//! What it is: what a checkpoint holds, as plain `Serialize`/`Deserialize` types. One
+//! [`EngineCheckpoint`] per engine context, made of per-operator states: [`WindowCheckpoint`]
+//! (with its [`WindowSpecState`], [`PartitionState`]s, [`PaneState`]s and
+//! [`AccumulatorState`]s), [`SaseCheckpoint`], [`JoinCheckpoint`] and the
+//! [`WatermarkCheckpoint`]. Operators convert their state to and from these types
+//! (`varpulis-windows`: `WindowOperator::snapshot` / `restore`). Maps are `BTreeMap` so that equal
+//! states encode to equal bytes (which incremental, content-addressed checkpoints rely on).
+//!
+//! What it is not: it does no I/O and no encoding. The versioned, checksummed envelope, the
+//! postcard payload, the split into content-addressed parts, the commit protocol and recovery
+//! live in `varpulis-checkpoint`, which re-exports this crate as `varpulis_checkpoint::state`.
+//! The field order and variant order of these types are part of the persisted format
+//! (`docs/design/state-format.md`): changing them changes checkpoint bytes.
+//!
+//! It depends only on `varpulis-core` and `serde`, and must never depend on tokio, futures, a
+//! store, the checkpoint crate, an encoding (postcard) or a native library, so that operator
+//! crates can depend on it and stay free of I/O (`cargo xtask layering` checks this).
+//!
+//! ```
+//! use varpulis_core::Value;
+//! use varpulis_state::{ENGINE_CHECKPOINT_VERSION, EngineCheckpoint, WatermarkCheckpoint};
+//!
+//! let mut state = EngineCheckpoint { events_processed: 3, ..EngineCheckpoint::default() };
+//! state.variables.insert("threshold".to_owned(), Value::Int(10));
+//! state.watermark_state = Some(WatermarkCheckpoint { effective_ms: Some(1_000), ..Default::default() });
+//! assert_eq!(state.version, ENGINE_CHECKPOINT_VERSION);
+//! ```
 
 mod window;
 
