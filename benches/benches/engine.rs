@@ -56,11 +56,11 @@ fn once(
     // Each iteration starts the same output over with a fresh store.
     let config = RunConfig {
         output: Some(out_dir.join("out.jsonl")),
-        checkpoint_every: CheckpointEvery::Events(10_000),
-        max_checkpoints: 3,
         overwrite_output: true,
         ..RunConfig::new(events)
     };
+    assert_eq!(config.checkpoint.every(), CheckpointEvery::Events(10_000));
+    assert_eq!(config.checkpoint.max_checkpoints, 3);
     let stop = AtomicBool::new(false);
     rt.block_on(varpulis_engine::run(
         &mut engine,

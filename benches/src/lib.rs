@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the Varpulis state layer; the benchmarks are the `benches/*.rs`
 //! targets (`cargo bench -p varpulis-benches`). This library holds shared helpers.
 
+#![allow(clippy::disallowed_methods)] // benchmarks measure wall-clock time
+
 /// Deterministic, incompressible-looking bytes of length `len` (seeded by `seed`).
 #[must_use]
 pub fn payload(len: usize, seed: u64) -> Vec<u8> {

@@ -30,9 +30,10 @@
 //!
 //! # Example
 //! ```
+//! use std::time::Duration;
 //! use varpulis_checkpoint::{
-//!     Checkpoint, CheckpointConfig, CheckpointError, CheckpointManager, CheckpointStore,
-//!     EngineCheckpoint,
+//!     Checkpoint, CheckpointConfig, CheckpointError, CheckpointEvery, CheckpointManager,
+//!     CheckpointStore, EngineCheckpoint,
 //! };
 //! use varpulis_store::MemoryStore;
 //!
@@ -45,12 +46,15 @@
 //! let latest = store.load_latest_checkpoint().await?.expect("just saved");
 //! assert_eq!((latest.id, latest.context_states["ctx"].events_processed), (id, 42));
 //!
-//! // A manager adds timing (injected time), retention and a recovery report.
-//! let manager = CheckpointManager::new(store.clone(), CheckpointConfig::default())?;
+//! // A manager adds a schedule (on injected time), retention and a recovery report.
+//! let config = CheckpointConfig::default().with_every(CheckpointEvery::Events(2));
+//! let manager = CheckpointManager::new(store.clone(), config)?;
+//! let mut schedule = manager.schedule(Duration::ZERO);
+//! assert!(!schedule.event(|| Duration::ZERO)); // one event: not due
+//! assert!(schedule.event(|| Duration::ZERO)); // two: due
 //! let now_ms = 1_700_000_000_000;
-//! assert!(manager.should_checkpoint(now_ms));
 //! let report = manager.checkpoint(&Checkpoint::new(now_ms).with_context("ctx", engine)).await?;
-//! assert!(!manager.should_checkpoint(now_ms + 1_000));
+//! schedule.taken(Duration::ZERO);
 //! let recovery = manager.recover().await?;
 //! assert_eq!(recovery.checkpoint.map(|c| c.id), Some(report.id));
 //! assert!(recovery.skipped.is_empty());
@@ -67,6 +71,7 @@ mod manager;
 mod manifest;
 mod model;
 mod protocol;
+mod schedule;
 
 pub use error::CheckpointError;
 pub use ext::CheckpointStore;
@@ -75,6 +80,7 @@ pub use model::{Checkpoint, CheckpointConfig};
 pub use protocol::{
     CommitReport, PruneReport, Recovery, RecoveryMode, SkippedCheckpoint, encoded_size,
 };
+pub use schedule::{CLOCK_STRIDE, CheckpointEvery, CheckpointSchedule};
 
 /// The checkpoint data model (the `varpulis-state` crate): what this crate encodes.
 #[doc(inline)]

@@ -7,7 +7,10 @@ use varpulis_store::StateStore;
 
 use crate::manifest::{Layout, PartHash};
 use crate::protocol::{self, Collected, Manifests, RecoveryMode};
-use crate::{Checkpoint, CheckpointConfig, CheckpointError, CommitReport, PruneReport, Recovery};
+use crate::{
+    Checkpoint, CheckpointConfig, CheckpointError, CheckpointSchedule, CommitReport, PruneReport,
+    Recovery,
+};
 
 /// What the manager knows about the parts in its store.
 #[derive(Debug)]
@@ -49,15 +52,15 @@ impl CommitState {
 struct Progress {
     /// Lower bound for the next id: above every id this manager attempted.
     next_id: u64,
-    /// Timestamp of the last committed (or recovered) checkpoint.
-    last_checkpoint_ms: Option<i64>,
 }
 
 /// Takes checkpoints of an engine into a store, keeps the newest
 /// [`max_checkpoints`](CheckpointConfig::max_checkpoints), and recovers the newest valid one.
 ///
-/// One manager is the single writer of its key prefix. Time is injected: `should_checkpoint`
-/// takes the current time and checkpoints carry the caller's `timestamp_ms`.
+/// One manager is the single writer of its key prefix. It never reads a clock: checkpoints
+/// carry the caller's `timestamp_ms`, and when to take one is decided by a
+/// [`CheckpointSchedule`](crate::CheckpointSchedule) over
+/// [`CheckpointConfig::every`](CheckpointConfig::every) (see [`schedule`](Self::schedule)).
 #[derive(Debug)]
 pub struct CheckpointManager<S> {
     store: S,
@@ -103,20 +106,14 @@ impl<S: StateStore> CheckpointManager<S> {
     }
 
     fn progress(&self) -> MutexGuard<'_, Progress> {
-        // Progress is two plain numbers, updated in single assignments: never half-updated.
+        // Progress is one plain number, updated in single assignments: never half-updated.
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a checkpoint is due at `now_ms` (milliseconds since the epoch): true if none was
-    /// taken or recovered yet, or if `interval` has elapsed since the last one.
-    pub fn should_checkpoint(&self, now_ms: i64) -> bool {
-        match self.progress().last_checkpoint_ms {
-            None => true,
-            Some(last) => {
-                let interval = i64::try_from(self.config.interval.as_millis()).unwrap_or(i64::MAX);
-                now_ms.saturating_sub(last) >= interval
-            }
-        }
+    /// A schedule of this manager's [`CheckpointConfig::every`](CheckpointConfig::every), starting at `now` on the
+    /// caller's monotonic clock.
+    pub fn schedule(&self, now: std::time::Duration) -> CheckpointSchedule {
+        CheckpointSchedule::new(self.config.every(), now)
     }
 
     /// Commits `checkpoint` under the next id, then applies retention.
@@ -161,7 +158,6 @@ impl<S: StateStore> CheckpointManager<S> {
         .await?;
         // Everything written so far is flushed.
         state.stored_durable = true;
-        self.progress().last_checkpoint_ms = Some(checkpoint.timestamp_ms);
         let sweep = if sweep_pending {
             protocol::Sweep::Full
         } else {
@@ -219,9 +215,6 @@ impl<S: StateStore> CheckpointManager<S> {
         let recovery =
             protocol::recover_verified(&self.store, &self.layout, mode, &mut state.verified)
                 .await?;
-        if let Some(cp) = &recovery.checkpoint {
-            self.progress().last_checkpoint_ms = Some(cp.timestamp_ms);
-        }
         Ok(recovery)
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::EngineCheckpoint;
+use crate::{CheckpointEvery, EngineCheckpoint};
 
 /// A consistent snapshot of every engine context of a pipeline (seed name and fields).
 ///
@@ -48,8 +48,13 @@ impl Checkpoint {
 /// When and where checkpoints are taken (seed names and defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointConfig {
-    /// Time between checkpoints (default 60 s).
+    /// Time between checkpoints (default 60 s), unless [`every_events`](Self::every_events)
+    /// is set. Measured on the caller's monotonic clock by a
+    /// [`CheckpointSchedule`](crate::CheckpointSchedule).
     pub interval: Duration,
+    /// Checkpoint after this many input events instead of by time (default `None`). See
+    /// [`every`](Self::every).
+    pub every_events: Option<u64>,
     /// Manifests kept by retention (default 3; 0 is treated as 1: the newest is never pruned).
     pub max_checkpoints: usize,
     /// Take a final checkpoint on graceful shutdown (default true).
@@ -59,10 +64,37 @@ pub struct CheckpointConfig {
     pub key_prefix: String,
 }
 
+impl CheckpointConfig {
+    /// When checkpoints are taken: [`every_events`](Self::every_events) if set, otherwise
+    /// [`interval`](Self::interval).
+    #[must_use]
+    pub fn every(&self) -> CheckpointEvery {
+        match self.every_events {
+            Some(n) => CheckpointEvery::Events(n),
+            None => CheckpointEvery::Interval(self.interval),
+        }
+    }
+
+    /// Builder: checkpoint as `every` says (sets `every_events`, or `interval` and clears
+    /// `every_events`).
+    #[must_use]
+    pub fn with_every(mut self, every: CheckpointEvery) -> Self {
+        match every {
+            CheckpointEvery::Events(n) => self.every_events = Some(n),
+            CheckpointEvery::Interval(d) => {
+                self.interval = d;
+                self.every_events = None;
+            }
+        }
+        self
+    }
+}
+
 impl Default for CheckpointConfig {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(60),
+            every_events: None,
             max_checkpoints: 3,
             checkpoint_on_shutdown: true,
             key_prefix: "varpulis".to_owned(),

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use varpulis_checkpoint::CheckpointConfig;
 use varpulis_engine::clock::SystemClock;
 use varpulis_engine::runner::DEFAULT_CHECKPOINT_EVERY;
 use varpulis_engine::{
@@ -336,6 +337,9 @@ impl RunObserver for Observer {
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
+    // First of all, so a signal that arrives while the program loads or the state directory
+    // opens is handled (a stop request), not the default action (killed, exit status 143).
+    let mut signals = Signals::new();
     let program = match load_program(&args.program)? {
         Ok(p) => p,
         Err(rendered) => {
@@ -353,14 +357,16 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let config = RunConfig {
         events: args.events.clone(),
         output: args.output.clone(),
-        checkpoint_every: args.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY),
+        checkpoint: CheckpointConfig {
+            max_checkpoints: args.keep_checkpoints.max(1),
+            ..CheckpointConfig::default()
+        }
+        .with_every(args.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY)),
         flush_at_end: args.flush_at_end,
-        max_checkpoints: args.keep_checkpoints.max(1),
         overwrite_output: args.overwrite_output,
         restart_input: args.restart_input,
     };
     let shutdown = Arc::new(AtomicBool::new(false));
-    let mut signals = Signals::new();
     let flag = Arc::clone(&shutdown);
     tokio::spawn(async move {
         signals.next().await;

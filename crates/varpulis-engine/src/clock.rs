@@ -1,13 +1,23 @@
-//! The wall clock, for checkpoint timestamps only (the one place allowed to read it).
+//! Time, injected: the one module allowed to read the system's clocks.
 //!
-//! Event processing never reads the wall clock: event time is data. Checkpoints carry the
-//! wall-clock time they were taken at, for people listing them; the runner takes it from a
-//! [`Clock`] so tests can inject one.
+//! Event processing never reads a clock: event time is data. The runner needs two kinds of
+//! time, both taken from a [`Clock`] so tests can drive them: the wall-clock time a checkpoint
+//! is stamped with (for people listing checkpoints), and a monotonic time that schedules
+//! checkpoints and measures how long they and the run took. `SystemTime::now` and
+//! `Instant::now` are banned everywhere else (`clippy.toml`).
 
-/// A source of wall-clock time in milliseconds since the Unix epoch.
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A source of time.
 pub trait Clock: Send + Sync {
-    /// Now, in milliseconds since the Unix epoch.
+    /// Wall-clock time, in milliseconds since the Unix epoch (checkpoint timestamps).
     fn now_ms(&self) -> i64;
+
+    /// Monotonic time since an origin fixed for the life of the clock: never goes back, and
+    /// does not jump with the wall clock (checkpoint schedules, durations).
+    fn monotonic(&self) -> Duration;
 }
 
 /// The system clock.
@@ -20,5 +30,99 @@ impl Clock for SystemClock {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    #[allow(clippy::disallowed_methods)] // the clock module is where the monotonic clock is read
+    fn monotonic(&self) -> Duration {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed()
+    }
+}
+
+/// A clock that moves only when told to, for tests: [`advance`](Self::advance) moves both
+/// times, and with [`with_tick`](Self::with_tick) every reading of the monotonic time moves it
+/// by a fixed step (so a loop that reads the clock sees time pass, deterministically).
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    wall_ms: AtomicI64,
+    monotonic_ns: AtomicU64,
+    tick_ns: u64,
+}
+
+impl ManualClock {
+    /// A clock at `wall_ms` (milliseconds since the epoch), monotonic time zero.
+    #[must_use]
+    pub fn new(wall_ms: i64) -> Self {
+        Self {
+            wall_ms: AtomicI64::new(wall_ms),
+            ..Self::default()
+        }
+    }
+
+    /// Every reading of [`Clock::monotonic`] first advances the clock by `tick`.
+    #[must_use]
+    pub fn with_tick(mut self, tick: Duration) -> Self {
+        self.tick_ns = u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// Moves both the wall clock and the monotonic clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.monotonic_ns.fetch_add(ns, Ordering::Relaxed);
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.wall_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// Sets the wall clock (it may go back; the monotonic clock does not move).
+    pub fn set_wall_ms(&self, wall_ms: i64) {
+        self.wall_ms.store(wall_ms, Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.wall_ms.load(Ordering::Relaxed)
+    }
+
+    fn monotonic(&self) -> Duration {
+        let ns = self.monotonic_ns.fetch_add(self.tick_ns, Ordering::Relaxed) + self.tick_ns;
+        Duration::from_nanos(ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let c = ManualClock::new(1_000);
+        assert_eq!((c.now_ms(), c.monotonic()), (1_000, Duration::ZERO));
+        c.advance(Duration::from_millis(250));
+        assert_eq!(
+            (c.now_ms(), c.monotonic()),
+            (1_250, Duration::from_millis(250))
+        );
+        c.set_wall_ms(10);
+        assert_eq!(
+            (c.now_ms(), c.monotonic()),
+            (10, Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn a_ticking_clock_moves_at_every_reading() {
+        let c = ManualClock::new(0).with_tick(Duration::from_millis(1));
+        assert_eq!(c.monotonic(), Duration::from_millis(1));
+        assert_eq!(c.monotonic(), Duration::from_millis(2));
+        assert_eq!(c.now_ms(), 0, "the wall clock does not tick");
+    }
+
+    #[test]
+    fn the_system_clocks_monotonic_time_never_goes_back() {
+        let a = SystemClock.monotonic();
+        let b = SystemClock.monotonic();
+        assert!(b >= a);
     }
 }

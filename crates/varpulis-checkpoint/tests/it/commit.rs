@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use varpulis_checkpoint::{
-    Checkpoint, CheckpointConfig, CheckpointManager, CheckpointStore, EngineCheckpoint,
+    CLOCK_STRIDE, Checkpoint, CheckpointConfig, CheckpointEvery, CheckpointManager,
+    CheckpointStore, EngineCheckpoint,
 };
 use varpulis_store::{FileStore, Key, MemoryStore, StateStore};
 
@@ -129,28 +130,31 @@ fn manager_assigns_ids_and_keeps_the_callers_timestamp() {
 }
 
 #[test]
-fn should_checkpoint_follows_the_injected_clock() {
-    block_on(async {
-        let config = CheckpointConfig {
-            interval: std::time::Duration::from_secs(10),
-            ..CheckpointConfig::default()
-        };
-        let manager = CheckpointManager::new(MemoryStore::new(), config).unwrap();
-        assert!(manager.should_checkpoint(0));
-        manager.checkpoint(&Checkpoint::new(1_000)).await.unwrap();
-        assert!(!manager.should_checkpoint(1_000));
-        assert!(!manager.should_checkpoint(10_999));
-        assert!(manager.should_checkpoint(11_000));
-
-        let restarted =
-            CheckpointManager::new(manager.store().clone(), manager.config().clone()).unwrap();
-        assert!(restarted.should_checkpoint(2_000), "nothing recovered yet");
-        restarted.recover().await.unwrap();
-        assert!(
-            !restarted.should_checkpoint(2_000),
-            "recovered checkpoint sets the clock"
-        );
-    });
+fn the_managers_schedule_follows_its_config_on_the_injected_clock() {
+    let config = CheckpointConfig {
+        interval: std::time::Duration::from_secs(10),
+        ..CheckpointConfig::default()
+    };
+    let manager = CheckpointManager::new(MemoryStore::new(), config).unwrap();
+    let secs = std::time::Duration::from_secs;
+    let mut schedule = manager.schedule(secs(1));
+    let mut due_at = None;
+    for event in 1..=CLOCK_STRIDE * 3 {
+        // The clock reads 1 s + 5 s per clock reading (one every CLOCK_STRIDE events).
+        let now = secs(1 + 5 * (event / CLOCK_STRIDE));
+        if schedule.event(|| now) {
+            due_at = Some(event);
+            break;
+        }
+    }
+    // 5 s after the start is not due, 10 s after it is.
+    assert_eq!(due_at, Some(CLOCK_STRIDE * 2));
+    schedule.taken(secs(11));
+    assert_eq!(schedule.pending(), 0);
+    assert_eq!(schedule.every(), manager.config().every());
+    let by_count = CheckpointConfig::default().with_every(CheckpointEvery::Events(5));
+    assert_eq!(by_count.every_events, Some(5));
+    assert_eq!(by_count.every(), CheckpointEvery::Events(5));
 }
 
 #[test]

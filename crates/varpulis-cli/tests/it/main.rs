@@ -1,5 +1,7 @@
 //! End-to-end tests of the `varpulis` binary.
 
+#![allow(clippy::disallowed_methods)] // process-level tests time real processes (timeouts, waits)
+
 mod cli_errors;
 mod corrupt_checkpoint;
 mod crash_loop;

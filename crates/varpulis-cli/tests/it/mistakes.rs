@@ -652,7 +652,7 @@ fn a_refused_first_run_does_not_pin_a_new_state_directory_to_its_flags() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     // A missing key fails before anything is created.
-    let err = fails(&mut c.run_in(&c.dir.join("st2")).arg("--encrypt"));
+    let err = fails(c.run_in(&c.dir.join("st2")).arg("--encrypt"));
     assert!(err.contains("needs a key"), "{err}");
     assert!(!c.dir.join("st2").exists());
 }
@@ -836,7 +836,7 @@ fn two_signals_end_the_run_with_130_and_lose_nothing(store: &[&str]) {
         cmd.arg("--state-dir")
             .arg(&c.state)
             .args(store)
-            .args(["--checkpoint-every", "50"])
+            .args(["--checkpoint-every", "2000"])
             .arg("--output")
             .arg(&c.output);
         cmd

@@ -1,0 +1,154 @@
+//! Recovery: restore the newest valid checkpoint and decide where the input and the output
+//! resume.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use varpulis_checkpoint::{Checkpoint, CheckpointManager};
+use varpulis_store::StateStore;
+
+use super::position::{Input, InputRecord, meta, output_offset_key};
+use super::{RecoveryInfo, RunConfig, RunError};
+use crate::engine::{CONTEXT, Engine};
+use crate::source::SourcePosition;
+
+/// What recovery decided.
+pub(super) struct Recovered {
+    /// The checkpoint manager (`None`: no store, nothing is checkpointed).
+    pub(super) manager: Option<CheckpointManager<Arc<dyn StateStore>>>,
+    pub(super) info: RecoveryInfo,
+    /// Where the reader starts (`None`: at the beginning, with no event-time clock).
+    pub(super) resume: Option<SourcePosition>,
+    /// The output length the restored checkpoint recorded for this output, and its id.
+    pub(super) output_at: Option<(u64, u64)>,
+    /// What the state knows of outputs, as a phrase for the message when the output is not
+    /// empty and no checkpoint knows it.
+    pub(super) output_known: String,
+}
+
+/// Restores the newest valid checkpoint of `store` into `engine` and decides where `input`
+/// and `output` resume.
+pub(super) async fn recover(
+    engine: &mut Engine,
+    store: Option<Arc<dyn StateStore>>,
+    config: &RunConfig,
+    input: &Input,
+    output: Option<&Path>,
+) -> Result<Recovered, RunError> {
+    let mut recovered = Recovered {
+        manager: None,
+        info: RecoveryInfo::default(),
+        resume: None,
+        output_at: None,
+        output_known: "no checkpoint knows (there is no state directory)".to_owned(),
+    };
+    let Some(store) = store else {
+        return Ok(recovered);
+    };
+    recovered.output_known = "no checkpoint knows (the state directory has no valid \
+                              checkpoint: a new or mistyped state directory?)"
+        .to_owned();
+    let manager = CheckpointManager::new(store, config.checkpoint.clone())?;
+    let recovery = manager.recover().await?;
+    recovered.info.skipped = recovery.skipped;
+    if let Some(cp) = recovery.checkpoint {
+        restore(engine, &cp, config, input, output, &mut recovered)?;
+    }
+    recovered.manager = Some(manager);
+    recovered.info.input_resumed_at = recovered.resume.filter(|p| p.offset > 0);
+    Ok(recovered)
+}
+
+fn restore(
+    engine: &mut Engine,
+    cp: &Checkpoint,
+    config: &RunConfig,
+    input: &Input,
+    output: Option<&Path>,
+    recovered: &mut Recovered,
+) -> Result<(), RunError> {
+    // The record is read (and refused if malformed) before any state is restored.
+    let record = InputRecord::read(cp, &input.key)?;
+    recovered.info.resumed_from = Some(cp.id);
+    if let Some(state) = cp.context_states.get(CONTEXT) {
+        engine
+            .restore_checkpoint(state)
+            .map_err(|source| RunError::Restore { id: cp.id, source })?;
+    }
+    recovered.resume = resume_input(cp, &record, config, input, &mut recovered.info)?;
+    if let Some(out) = output
+        && let Some(&len) = cp.source_offsets.get(&output_offset_key(out))
+    {
+        recovered.output_at = Some((len, cp.id));
+    }
+    recovered.output_known = match cp.metadata.get(meta::OUTPUT) {
+        Some(other) => format!(
+            "no checkpoint knows (checkpoint {} recorded the output {other})",
+            cp.id
+        ),
+        None => format!(
+            "no checkpoint knows (checkpoint {} was taken writing to stdout)",
+            cp.id
+        ),
+    };
+    Ok(())
+}
+
+/// Where the input resumes after checkpoint `cp`: after the recorded offset if `cp` was taken
+/// on this input and it was not replaced; at its beginning (continuing the event-time clock)
+/// if it is another input, or on request a replaced one.
+fn resume_input(
+    cp: &Checkpoint,
+    record: &InputRecord,
+    config: &RunConfig,
+    input: &Input,
+    info: &mut RecoveryInfo,
+) -> Result<Option<SourcePosition>, RunError> {
+    let from_start = record.last_time_ms.map(|t| SourcePosition {
+        offset: 0,
+        line: 0,
+        last_time_ms: t,
+    });
+    if let Some(position) = record.position {
+        let why = match &record.identity {
+            Some(identity) => input
+                .change(identity, position.offset)
+                .map_err(|e| input.io_error(e))?,
+            None => None,
+        };
+        let Some(why) = why else {
+            return Ok(Some(position));
+        };
+        if !config.restart_input {
+            return Err(RunError::InputReplaced {
+                path: input.path.clone(),
+                id: cp.id,
+                offset: position.offset,
+                why,
+            });
+        }
+        info.input_replaced = Some(why);
+        return Ok(from_start);
+    }
+    // A checkpoint of another path whose input had the same first bytes: the input was moved
+    // or copied (or is the old one with more appended), and reading it from its beginning
+    // would process those events twice.
+    if let Some(identity) = &record.identity
+        && identity.prefix_len > 0
+        && !config.restart_input
+        && input
+            .identity(identity.prefix_len)
+            .map_err(|e| input.io_error(e))?
+            .is_some_and(|now| now.prefix_hash == identity.prefix_hash)
+    {
+        return Err(RunError::InputMoved {
+            path: input.path.clone(),
+            id: cp.id,
+            previous: record.path.clone().unwrap_or_default(),
+            prefix_len: identity.prefix_len,
+        });
+    }
+    info.previous_input.clone_from(&record.path);
+    // A new input file continues the event-time clock of `.evt` files.
+    Ok(from_start)
+}
