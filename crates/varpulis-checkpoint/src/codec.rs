@@ -114,10 +114,43 @@ pub enum CodecError {
     },
     /// The payload passed its checksum but does not decode as the expected type.
     #[error("payload does not decode")]
-    Payload(#[source] postcard::Error),
+    Payload(#[source] PayloadError),
     /// A value could not be encoded.
     #[error("value does not encode")]
-    Encode(#[source] postcard::Error),
+    Encode(#[source] PayloadError),
+}
+
+/// Why the payload encoding failed on a value: the source of [`CodecError::Payload`] and
+/// [`CodecError::Encode`]. Opaque, so that the encoding library is not part of this crate's
+/// API; it displays (and debug-prints) as the library's own message.
+pub struct PayloadError(postcard::Error);
+
+impl std::fmt::Debug for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for PayloadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl CodecError {
+    fn payload(err: postcard::Error) -> Self {
+        Self::Payload(PayloadError(err))
+    }
+
+    fn encode(err: postcard::Error) -> Self {
+        Self::Encode(PayloadError(err))
+    }
 }
 
 /// Encodes `value` with postcard inside a format-version-1 envelope of the given kind.
@@ -130,7 +163,7 @@ pub enum CodecError {
 /// unserializable keys).
 pub fn encode<T: Serialize + ?Sized>(kind: BlobKind, value: &T) -> Result<Vec<u8>, CodecError> {
     let size = postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
-        .map_err(CodecError::Encode)?;
+        .map_err(CodecError::encode)?;
     let mut out = Vec::with_capacity(HEADER_LEN + size);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -139,7 +172,7 @@ pub fn encode<T: Serialize + ?Sized>(kind: BlobKind, value: &T) -> Result<Vec<u8
     out.extend_from_slice(&(size as u64).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     let mut out =
-        postcard::serialize_with_flavor(value, Append(out)).map_err(CodecError::Encode)?;
+        postcard::serialize_with_flavor(value, Append(out)).map_err(CodecError::encode)?;
     debug_assert_eq!(
         out.len(),
         HEADER_LEN + size,
@@ -254,9 +287,9 @@ pub fn decode<T: DeserializeOwned>(kind: BlobKind, blob: &[u8]) -> Result<T, Cod
 
 /// Decodes an opened payload; trailing bytes are an error.
 pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
-    let (value, rest) = postcard::take_from_bytes(payload).map_err(CodecError::Payload)?;
+    let (value, rest) = postcard::take_from_bytes(payload).map_err(CodecError::payload)?;
     if !rest.is_empty() {
-        return Err(CodecError::Payload(postcard::Error::DeserializeBadEncoding));
+        return Err(CodecError::payload(postcard::Error::DeserializeBadEncoding));
     }
     Ok(value)
 }

@@ -90,3 +90,25 @@ impl CheckpointError {
         }
     }
 }
+
+/// `err` and every error in its [`source`](std::error::Error::source) chain, joined by `": "`
+/// (`"corrupt checkpoint blob at k: checksum mismatch: ..."`): the full reason in one line, as
+/// [`SkippedCheckpoint::reason`](crate::SkippedCheckpoint::reason) reports it.
+///
+/// ```
+/// use varpulis_checkpoint::error_chain;
+///
+/// let err = std::io::Error::other("disk on fire");
+/// assert_eq!(error_chain(&err), "disk on fire");
+/// ```
+#[must_use]
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

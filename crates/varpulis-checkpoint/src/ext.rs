@@ -1,38 +1,50 @@
-//! The seed's checkpoint API on every store, through an extension trait.
-
-use std::collections::HashSet;
+//! The seed's checkpoint API on every store, through an extension trait: a thin layer over
+//! [`CheckpointManager`], as `ObjectStoreExt` is over `ObjectStore`.
 
 use async_trait::async_trait;
-use varpulis_store::StateStore;
+use varpulis_store::{Capabilities, Key, StateStore, StoreError, WriteBatch};
 
-use crate::manifest::{Layout, PartHash};
-use crate::protocol::{self, Manifests, RecoveryMode};
-use crate::{Checkpoint, CheckpointConfig, CheckpointError, CommitReport, EngineCheckpoint};
+use crate::manager::Retention;
+use crate::{
+    Checkpoint, CheckpointConfig, CheckpointError, CheckpointManager, CommitReport,
+    EngineCheckpoint,
+};
 
-/// Commits `checkpoint` under the next id after every manifest in the store (default prefix).
-async fn commit_next<S: StateStore + ?Sized>(
-    store: &S,
-    checkpoint: &Checkpoint,
-    verified: &mut HashSet<PartHash>,
-) -> Result<CommitReport, CheckpointError> {
-    let layout = default_layout();
-    let mut manifests = Manifests::read(store, &layout).await?;
-    let next = manifests.last_id().map_or(1, |id| id + 1);
-    // Nothing is known of earlier writes: reused parts are flushed before the manifest.
-    protocol::commit(
-        store,
-        &layout,
-        checkpoint,
-        next,
-        verified,
-        &mut manifests,
-        false,
-    )
-    .await
+/// A borrowed store, as a store: what a [`CheckpointManager`] built for one call owns.
+struct Borrowed<'a, S: ?Sized>(&'a S);
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<S: StateStore + ?Sized> StateStore for Borrowed<'_, S> {
+    async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key).await
+    }
+    async fn put(&self, key: &Key, value: &[u8]) -> Result<(), StoreError> {
+        self.0.put(key, value).await
+    }
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+    async fn list(&self, prefix: &Key) -> Result<Vec<Key>, StoreError> {
+        self.0.list(prefix).await
+    }
+    async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.0.write_batch(batch).await
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.0.flush().await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
 }
 
-fn default_layout() -> Layout {
-    Layout::new(&CheckpointConfig::default().key_prefix).expect("the default prefix is a valid key")
+/// A manager over `store` with the default configuration (prefix `varpulis`), new for one call:
+/// it knows nothing of earlier writes (reused parts are flushed before the manifest) and assigns
+/// the next id after every manifest present.
+fn manager<S: StateStore + ?Sized>(store: &S) -> CheckpointManager<Borrowed<'_, S>> {
+    CheckpointManager::new(Borrowed(store), CheckpointConfig::default())
+        .expect("the default prefix is a valid key")
 }
 
 /// Checkpoint helpers for every [`StateStore`] (blanket impl), under the default key prefix
@@ -40,7 +52,10 @@ fn default_layout() -> Layout {
 /// retention and timing).
 ///
 /// Every method follows the commit protocol and recovery rules of the crate docs, whatever the
-/// store: memory, file, RocksDB, or an encrypted wrapper of any of them.
+/// store: memory, file, RocksDB, or an encrypted wrapper of any of them. Each is a thin layer
+/// over a [`CheckpointManager`] with the default configuration, built over the borrowed store
+/// for the one call: there is one implementation of the protocol (the manager's), and this
+/// trait only chooses the calls (no retention after a commit, ids after every manifest present).
 ///
 /// # Meaning of `save_checkpoint(ctx, &cp)`
 /// `cp` is the [`EngineCheckpoint`] of engine context `ctx`. Saving commits a **new**
@@ -60,14 +75,11 @@ pub trait CheckpointStore: StateStore {
         ctx: &str,
         cp: &EngineCheckpoint,
     ) -> Result<u64, CheckpointError> {
-        let layout = default_layout();
+        let manager = manager(self);
         // The carried-over contexts' parts were just read and verified: not read again.
-        let mut verified = HashSet::new();
-        let latest =
-            protocol::recover_verified(self, &layout, RecoveryMode::Lenient, &mut verified).await?;
-        let mut checkpoint = latest.checkpoint.unwrap_or_default();
+        let mut checkpoint = manager.recover().await?.checkpoint.unwrap_or_default();
         checkpoint.context_states.insert(ctx.to_owned(), cp.clone());
-        let report = commit_next(self, &checkpoint, &mut verified).await?;
+        let report = manager.commit(&checkpoint, Retention::Skip).await?;
         Ok(report.id)
     }
 
@@ -79,7 +91,7 @@ pub trait CheckpointStore: StateStore {
         &self,
         checkpoint: &Checkpoint,
     ) -> Result<CommitReport, CheckpointError> {
-        commit_next(self, checkpoint, &mut HashSet::new()).await
+        manager(self).commit(checkpoint, Retention::Skip).await
     }
 
     /// The newest valid checkpoint (invalid newer ones are skipped with a warning).
@@ -87,11 +99,7 @@ pub trait CheckpointStore: StateStore {
     /// # Errors
     /// The store's errors (damaged checkpoints are skipped, not errors).
     async fn load_latest_checkpoint(&self) -> Result<Option<Checkpoint>, CheckpointError> {
-        Ok(
-            protocol::recover(self, &default_layout(), RecoveryMode::Lenient)
-                .await?
-                .checkpoint,
-        )
+        Ok(manager(self).recover().await?.checkpoint)
     }
 
     /// Checkpoint `id`, `None` if there is no such checkpoint.
@@ -100,7 +108,7 @@ pub trait CheckpointStore: StateStore {
     /// [`CheckpointError::Corrupt`], [`CheckpointError::PartMismatch`] or
     /// [`CheckpointError::UnsupportedVersion`] if it is damaged or too new; the store's errors.
     async fn load_checkpoint(&self, id: u64) -> Result<Option<Checkpoint>, CheckpointError> {
-        protocol::load(self, &default_layout(), id).await
+        manager(self).load_checkpoint(id).await
     }
 
     /// Ids of the checkpoints present (committed manifests, valid or not), ascending.
@@ -108,7 +116,7 @@ pub trait CheckpointStore: StateStore {
     /// # Errors
     /// The store's errors.
     async fn list_checkpoints(&self) -> Result<Vec<u64>, CheckpointError> {
-        protocol::list_ids(self, &default_layout()).await
+        manager(self).list_checkpoints().await
     }
 
     /// Keeps the newest `keep` checkpoints (at least one), deletes the others and every part no
@@ -117,19 +125,7 @@ pub trait CheckpointStore: StateStore {
     /// # Errors
     /// The store's errors.
     async fn prune_checkpoints(&self, keep: usize) -> Result<usize, CheckpointError> {
-        let layout = default_layout();
-        let mut manifests = Manifests::read(self, &layout).await?;
-        Ok(protocol::prune(
-            self,
-            &layout,
-            keep,
-            protocol::Sweep::Full,
-            &mut HashSet::new(),
-            &mut manifests,
-        )
-        .await?
-        .0
-        .manifests_deleted)
+        Ok(manager(self).prune(keep).await?.manifests_deleted)
     }
 }
 

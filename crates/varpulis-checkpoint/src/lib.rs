@@ -73,7 +73,7 @@ mod model;
 mod protocol;
 mod schedule;
 
-pub use error::CheckpointError;
+pub use error::{CheckpointError, error_chain};
 pub use ext::CheckpointStore;
 pub use manager::CheckpointManager;
 pub use model::{Checkpoint, CheckpointConfig};

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use varpulis_store::StateStore;
 
 use crate::manifest::{Layout, PartHash};
-use crate::protocol::{self, Collected, Manifests, RecoveryMode};
+use crate::protocol::{self, Collected, CommitCtx, Manifests, RecoveryMode, Stored};
 use crate::{
     Checkpoint, CheckpointConfig, CheckpointError, CheckpointSchedule, CommitReport, PruneReport,
     Recovery,
@@ -46,6 +46,17 @@ impl CommitState {
             Collected::Nothing => true,
         };
     }
+}
+
+/// Whether a commit applies retention after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retention {
+    /// Keep the newest [`max_checkpoints`](CheckpointConfig::max_checkpoints) (what
+    /// [`CheckpointManager::checkpoint`] does).
+    Apply,
+    /// Keep every checkpoint (what [`CheckpointStore`](crate::CheckpointStore) does):
+    /// `pruned` is `None` in the report.
+    Skip,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +143,15 @@ impl<S: StateStore> CheckpointManager<S> {
         &self,
         checkpoint: &Checkpoint,
     ) -> Result<CommitReport, CheckpointError> {
+        self.commit(checkpoint, Retention::Apply).await
+    }
+
+    /// [`checkpoint`](Self::checkpoint), with or without the retention after the commit.
+    pub(crate) async fn commit(
+        &self,
+        checkpoint: &Checkpoint,
+        retention: Retention,
+    ) -> Result<CommitReport, CheckpointError> {
         let mut state = self.commit_lock.lock().await;
         // One view of the manifests serves the id, the commit and the retention after it.
         let mut manifests = Manifests::read(&self.store, &self.layout).await?;
@@ -146,34 +166,32 @@ impl<S: StateStore> CheckpointManager<S> {
         };
         // Until this commit and its retention succeed, assume the worst (see `begin`).
         let (stored_durable, sweep_pending) = state.begin();
-        let mut report = protocol::commit(
-            &self.store,
-            &self.layout,
-            checkpoint,
-            id,
-            &mut state.verified,
-            &mut manifests,
-            stored_durable,
-        )
-        .await?;
+        let stored = if stored_durable {
+            Stored::Durable
+        } else {
+            Stored::MaybeUnflushed
+        };
+        let state = &mut *state;
+        let mut ctx = CommitCtx {
+            store: &self.store,
+            layout: &self.layout,
+            verified: &mut state.verified,
+            manifests: &mut manifests,
+        };
+        let mut report = protocol::commit(&mut ctx, checkpoint, id, stored).await?;
         // Everything written so far is flushed.
         state.stored_durable = true;
+        if retention == Retention::Skip {
+            // The commit left no unreferenced part behind: what was known of the store holds.
+            state.sweep_pending = sweep_pending;
+            return Ok(report);
+        }
         let sweep = if sweep_pending {
             protocol::Sweep::Full
         } else {
             protocol::Sweep::Referenced
         };
-        let state = &mut *state;
-        match protocol::prune(
-            &self.store,
-            &self.layout,
-            self.config.max_checkpoints,
-            sweep,
-            &mut state.verified,
-            &mut manifests,
-        )
-        .await
-        {
+        match protocol::prune(&mut ctx, self.config.max_checkpoints, sweep).await {
             Ok((pruned, collected)) => {
                 report.pruned = Some(pruned);
                 state.after_retention(collected, sweep_pending);
@@ -205,6 +223,7 @@ impl<S: StateStore> CheckpointManager<S> {
 
     async fn recover_with(&self, mode: RecoveryMode) -> Result<Recovery, CheckpointError> {
         let mut state = self.commit_lock.lock().await;
+        // One listing serves the next id and the recovery.
         let listed = protocol::list_ids(&self.store, &self.layout).await?;
         {
             let mut progress = self.progress();
@@ -212,9 +231,14 @@ impl<S: StateStore> CheckpointManager<S> {
         }
         // The recovered checkpoint's parts were read back and verified: the next commit
         // references the unchanged ones without reading them again.
-        let recovery =
-            protocol::recover_verified(&self.store, &self.layout, mode, &mut state.verified)
-                .await?;
+        let recovery = protocol::recover_from(
+            &self.store,
+            &self.layout,
+            &listed,
+            mode,
+            &mut state.verified,
+        )
+        .await?;
         Ok(recovery)
     }
 
@@ -244,15 +268,13 @@ impl<S: StateStore> CheckpointManager<S> {
         let mut manifests = Manifests::read(&self.store, &self.layout).await?;
         // Until it succeeds, assume it left parts behind (also if cancelled).
         let sweep_pending = std::mem::replace(&mut state.sweep_pending, true);
-        let pruned = protocol::prune(
-            &self.store,
-            &self.layout,
-            keep,
-            protocol::Sweep::Full,
-            &mut state.verified,
-            &mut manifests,
-        )
-        .await;
+        let mut ctx = CommitCtx {
+            store: &self.store,
+            layout: &self.layout,
+            verified: &mut state.verified,
+            manifests: &mut manifests,
+        };
+        let pruned = protocol::prune(&mut ctx, keep, protocol::Sweep::Full).await;
         let (report, collected) = pruned?;
         state.after_retention(collected, sweep_pending);
         Ok(report)

@@ -6,21 +6,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use varpulis_checkpoint::{
     Checkpoint, CheckpointConfig, CheckpointManager, WindowCheckpoint, WindowKindState,
-    encoded_size,
+    encoded_size, error_chain,
 };
 use varpulis_core::format_duration_ms;
 use varpulis_engine::CONTEXT;
 use varpulis_store::StateStore;
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let _ = write!(out, ": {s}");
-        source = s.source();
-    }
-    out
-}
 
 /// RFC 3339 UTC time of a checkpoint timestamp.
 pub(crate) fn format_time(ms: i64) -> String {
