@@ -117,16 +117,12 @@ pub enum Step {
 pub fn read_all(
     path: &std::path::Path,
     format: EventFormat,
-    evt_parser: Option<LineParser>,
     resume: Option<SourcePosition>,
 ) -> Vec<Step> {
     let mut reader = match EventFileReader::open_as(path, format, resume) {
         Ok(r) => r,
         Err(e) => panic!("opening a readable file failed: {e}"),
     };
-    if let Some(parse) = evt_parser {
-        reader = reader.with_evt_parser(parse);
-    }
     let mut out = Vec::new();
     loop {
         match reader.next_event() {
@@ -216,8 +212,7 @@ pub fn check_event_file(data: &[u8], format: EventFormat, parse: LineParser, evt
         let mut file = std::fs::File::create(&path).expect("scratch file");
         file.write_all(data).expect("write scratch file");
     }
-    let parser = evt.then_some(parse);
-    let got = read_all(&path, format, parser, None);
+    let got = read_all(&path, format, None);
     let want = expected_steps(data, parse);
     assert!(same(&got, &want), "reader {got:?}\nline by line {want:?}");
     for step in &got {
@@ -233,7 +228,7 @@ pub fn check_event_file(data: &[u8], format: EventFormat, parse: LineParser, evt
         let Step::Event(_, at) = got[i] else {
             unreachable!()
         };
-        let rest = read_all(&path, format, parser, Some(at));
+        let rest = read_all(&path, format, Some(at));
         assert!(
             same(&rest, &got[i + 1..]),
             "resumed at {at:?}: {rest:?}\nexpected {:?}",

@@ -147,13 +147,8 @@ impl ReadError {
     }
 }
 
-/// Parses one `.evt` line. Installed by the engine from the VPL crate, so this module stays
-/// independent of the parser. Returns `Ok(None)` for blank and comment lines, or an error with
-/// its 1-based column.
-pub type EvtLineParser = fn(&str, EventTime) -> Result<Option<Event>, (u64, String)>;
-
-/// The `.evt` line parser of the VPL crate, as an [`EvtLineParser`]: install it with
-/// [`EventFileReader::with_evt_parser`].
+/// Parses one `.evt` line with the VPL crate's line parser (what the reader does for `.evt`
+/// files): `Ok(None)` for blank and comment lines; lines without `@` take `previous_ms`.
 ///
 /// # Errors
 /// `(column, message)` with what was expected (and a hint, if the parser has one).
@@ -179,7 +174,6 @@ pub struct EventFileReader {
     reader: BufReader<File>,
     position: SourcePosition,
     buf: Vec<u8>,
-    evt_parser: Option<EvtLineParser>,
 }
 
 impl std::fmt::Debug for EventFileReader {
@@ -263,15 +257,7 @@ impl EventFileReader {
             reader: BufReader::with_capacity(1 << 16, file),
             position,
             buf: Vec::with_capacity(256),
-            evt_parser: None,
         })
-    }
-
-    /// Installs the `.evt` line parser (required before reading an `.evt` file).
-    #[must_use]
-    pub fn with_evt_parser(mut self, parser: EvtLineParser) -> Self {
-        self.evt_parser = Some(parser);
-        self
     }
 
     /// The file being read.
@@ -340,10 +326,7 @@ impl EventFileReader {
             let text = text.trim_end_matches(['\n', '\r']);
             let parsed = match self.format {
                 EventFormat::Jsonl => parse_json_line(text, self.position.last_time_ms),
-                EventFormat::Evt => match self.evt_parser {
-                    Some(parse) => parse(text, self.position.last_time_ms),
-                    None => Err((0, "no .evt parser installed".to_owned())),
-                },
+                EventFormat::Evt => parse_evt(text, self.position.last_time_ms),
             }
             .map_err(|(column, message)| ReadError::new(&self.path, line_no, column, message))?;
             self.position.offset += n as u64;
@@ -791,9 +774,7 @@ mod tests {
     }
 
     fn read_all(path: &Path) -> Result<Vec<Event>, ReadError> {
-        EventFileReader::open(path, None)?
-            .with_evt_parser(parse_evt)
-            .collect()
+        EventFileReader::open(path, None)?.collect()
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::{CheckpointTaken, RunConfig, RunError, RunObserver, RunReport};
 use crate::clock::Clock;
 use crate::engine::{CONTEXT, Engine};
 use crate::output::write_json_line;
-use crate::source::{EventFileReader, SourcePosition, parse_evt};
+use crate::source::{EventFileReader, SourcePosition};
 
 /// Results flushed between two looks at the shutdown flag (and at most held in memory).
 const FLUSH_STEP: usize = 4096;
@@ -67,8 +67,7 @@ impl<'a> Loop<'a> {
         let file_len = input.file.metadata().map_or(0, |m| m.len());
         let handle = input.file.try_clone().map_err(|e| input.io_error(e))?;
         let reader =
-            EventFileReader::from_file(&input.path, handle, input.format, recovered.resume)?
-                .with_evt_parser(parse_evt);
+            EventFileReader::from_file(&input.path, handle, input.format, recovered.resume)?;
         Ok(Self {
             engine,
             config,

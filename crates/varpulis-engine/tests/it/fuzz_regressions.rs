@@ -6,7 +6,7 @@
 use std::io::Write as _;
 
 use varpulis_core::Event;
-use varpulis_engine::{EventFileReader, EventFormat, SourcePosition, parse_evt};
+use varpulis_engine::{EventFileReader, EventFormat, SourcePosition};
 
 /// Everything a reader gives for `bytes` in `format`: the events, the position after the last
 /// line read, and the first error as `(line, column, message)`.
@@ -20,9 +20,7 @@ fn read(
     };
     let mut file = tempfile::Builder::new().suffix(suffix).tempfile().unwrap();
     file.write_all(bytes).unwrap();
-    let mut reader = EventFileReader::open(file.path(), None)
-        .unwrap()
-        .with_evt_parser(parse_evt);
+    let mut reader = EventFileReader::open(file.path(), None).unwrap();
     let mut events = Vec::new();
     loop {
         match reader.next_event() {
