@@ -43,7 +43,6 @@ use varpulis_checkpoint::{CheckpointConfig, CheckpointError, SkippedCheckpoint};
 use varpulis_store::StateStore;
 
 pub use self::output::same_file;
-pub use self::position::{INPUT_PREFIX_BYTES, input_offset_key, meta, output_offset_key};
 use crate::clock::Clock;
 use crate::engine::{Engine, EngineError, LateEvent};
 use crate::source::{ReadError, SourcePosition};

@@ -13,39 +13,39 @@ use super::RunError;
 use crate::source::{EventFormat, SourcePosition};
 
 /// Metadata keys written into every checkpoint by the runner.
-pub mod meta {
+pub(super) mod meta {
     /// Canonical path of the input file.
-    pub const INPUT: &str = "input";
+    pub(crate) const INPUT: &str = "input";
     /// Lines of the input consumed.
-    pub const INPUT_LINE: &str = "input_line";
+    pub(crate) const INPUT_LINE: &str = "input_line";
     /// Event time of the last input event read (`.evt` lines without `@` inherit it).
-    pub const INPUT_LAST_TIME_MS: &str = "input_last_time_ms";
+    pub(crate) const INPUT_LAST_TIME_MS: &str = "input_last_time_ms";
     /// Absolute path of the output file, if any.
-    pub const OUTPUT: &str = "output";
+    pub(crate) const OUTPUT: &str = "output";
     /// Version of the engine that wrote the checkpoint.
-    pub const ENGINE_VERSION: &str = "engine_version";
+    pub(crate) const ENGINE_VERSION: &str = "engine_version";
     /// Device of the input file (identity, for the message when it was replaced).
-    pub const INPUT_DEV: &str = "input_dev";
+    pub(crate) const INPUT_DEV: &str = "input_dev";
     /// Inode of the input file (identity, for the message when it was replaced).
-    pub const INPUT_INO: &str = "input_ino";
+    pub(crate) const INPUT_INO: &str = "input_ino";
     /// Length of the input prefix hashed into [`INPUT_PREFIX_HASH`].
-    pub const INPUT_PREFIX_LEN: &str = "input_prefix_len";
+    pub(crate) const INPUT_PREFIX_LEN: &str = "input_prefix_len";
     /// XXH3-128 (hex) of the input's first [`INPUT_PREFIX_LEN`] bytes: the input's identity.
-    pub const INPUT_PREFIX_HASH: &str = "input_prefix_hash";
+    pub(crate) const INPUT_PREFIX_HASH: &str = "input_prefix_hash";
 }
 
 /// Bytes of the input hashed into its identity (at most; less when less was consumed).
-pub const INPUT_PREFIX_BYTES: u64 = 64 * 1024;
+pub(super) const INPUT_PREFIX_BYTES: u64 = 64 * 1024;
 
 /// The `source_offsets` key of an input file.
 #[must_use]
-pub fn input_offset_key(canonical: &Path) -> String {
+pub(super) fn input_offset_key(canonical: &Path) -> String {
     format!("input:{}", canonical.display())
 }
 
 /// The `source_offsets` key of an output file.
 #[must_use]
-pub fn output_offset_key(absolute: &Path) -> String {
+pub(super) fn output_offset_key(absolute: &Path) -> String {
     format!("output:{}", absolute.display())
 }
 
