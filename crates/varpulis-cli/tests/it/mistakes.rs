@@ -57,6 +57,20 @@ impl Case {
         cmd
     }
 
+    /// A run over 200,000 events with a checkpoint after each (seconds long), in the background.
+    fn spawn_slow_run(&self) -> std::process::Child {
+        let big = big_input(&self.dir, 200_000);
+        run(&self.program, &big)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(["--checkpoint-every", "1"])
+            .arg("--output")
+            .arg(&self.output)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     fn expected(&self) -> Vec<u8> {
         std::fs::read(examples_dir().join("zone_stats.expected.jsonl")).unwrap()
     }
@@ -293,16 +307,7 @@ fn a_state_dir_that_is_a_file_is_not_a_directory() {
 #[test]
 fn a_second_run_on_a_state_directory_in_use_fails_at_once_naming_the_pid() {
     let c = case();
-    let big = big_input(&c.dir, 200_000);
-    let mut first = run(&c.program, &big)
-        .arg("--state-dir")
-        .arg(&c.state)
-        .args(["--checkpoint-every", "1"])
-        .arg("--output")
-        .arg(&c.output)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = c.spawn_slow_run();
     let lock = c.state.join("varpulis.lock");
     let started = Instant::now();
     let pid = first.id().to_string();
@@ -758,16 +763,7 @@ fn a_moved_or_copied_input_is_refused_instead_of_read_again_unless_restart_input
 #[test]
 fn a_second_run_writing_the_same_output_is_refused() {
     let c = case();
-    let big = big_input(&c.dir, 200_000);
-    let mut first = run(&c.program, &big)
-        .arg("--state-dir")
-        .arg(&c.state)
-        .args(["--checkpoint-every", "1"])
-        .arg("--output")
-        .arg(&c.output)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = c.spawn_slow_run();
     let locked = wait_for_lock(&mut first, &c.state.join("varpulis.lock"));
     let second = run(&c.program, &c.events)
         .arg("--state-dir")
