@@ -8,6 +8,7 @@ mod crash_loop;
 mod examples;
 mod mistakes;
 mod phases;
+mod signals;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -9,16 +9,16 @@ use crate::{examples_dir, fails, ok, run, varpulis, write};
 
 const KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 
-struct Case {
+pub(crate) struct Case {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    program: PathBuf,
-    events: PathBuf,
-    state: PathBuf,
-    output: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) program: PathBuf,
+    pub(crate) events: PathBuf,
+    pub(crate) state: PathBuf,
+    pub(crate) output: PathBuf,
 }
 
-fn case() -> Case {
+pub(crate) fn case() -> Case {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let ex = examples_dir();
@@ -38,10 +38,20 @@ fn case() -> Case {
 
 impl Case {
     /// `varpulis run` of the case, with its state directory and output.
-    fn run(&self) -> Command {
-        let mut cmd = run(&self.program, &self.events);
+    pub(crate) fn run(&self) -> Command {
+        self.run_with(&self.events, &self.state)
+    }
+
+    /// Like [`Case::run`] over another input.
+    fn run_on(&self, events: &Path) -> Command {
+        self.run_with(events, &self.state)
+    }
+
+    /// `varpulis run` of the case's program over `events` with `state` and the case's output.
+    fn run_with(&self, events: &Path, state: &Path) -> Command {
+        let mut cmd = run(&self.program, events);
         cmd.arg("--state-dir")
-            .arg(&self.state)
+            .arg(state)
             .arg("--output")
             .arg(&self.output);
         cmd
@@ -49,12 +59,7 @@ impl Case {
 
     /// Like [`Case::run`] with another state directory.
     fn run_in(&self, state: &Path) -> Command {
-        let mut cmd = run(&self.program, &self.events);
-        cmd.arg("--state-dir")
-            .arg(state)
-            .arg("--output")
-            .arg(&self.output);
-        cmd
+        self.run_with(&self.events, state)
     }
 
     /// A run over 200,000 events with a checkpoint after each (seconds long), in the background.
@@ -71,13 +76,13 @@ impl Case {
             .unwrap()
     }
 
-    fn expected(&self) -> Vec<u8> {
+    pub(crate) fn expected(&self) -> Vec<u8> {
         std::fs::read(examples_dir().join("zone_stats.expected.jsonl")).unwrap()
     }
 }
 
 /// `dir/big.jsonl`: `n` readings for the case's program, 100 ms apart over 7 zones.
-fn big_input(dir: &Path, n: u64) -> PathBuf {
+pub(crate) fn big_input(dir: &Path, n: u64) -> PathBuf {
     let big = dir.join("big.jsonl");
     let mut text = String::new();
     for i in 0..n {
@@ -92,7 +97,7 @@ fn big_input(dir: &Path, n: u64) -> PathBuf {
 }
 
 /// Waits until `path` holds `pid` (the run has taken the lock), or the child has ended.
-fn wait_for_lock(child: &mut std::process::Child, path: &Path) -> bool {
+pub(crate) fn wait_for_lock(child: &mut std::process::Child, path: &Path) -> bool {
     let started = Instant::now();
     let pid = child.id().to_string();
     while std::fs::read_to_string(path).map_or(true, |s| s.trim() != pid) {
@@ -471,71 +476,6 @@ fn check_refuses_a_program_that_is_not_a_regular_file_or_too_large() {
     assert!(err.contains("larger than 4 MiB"), "{err}");
 }
 
-// 11. Signals during the end-of-input flush.
-
-#[test]
-fn a_sigterm_during_the_end_of_input_flush_stops_it_with_130_and_the_rerun_completes_it() {
-    let c = case();
-    let program = write(
-        &c.dir,
-        "slide.vpl",
-        "stream W = T\n    .window(5m, sliding: 1ms)\n    .aggregate(n: count())\n",
-    );
-    let events = write(&c.dir, "one.evt", "@1s T { x: 1 }\n");
-    let cmd = |state: &Path, output: &Path| {
-        let mut cmd = run(&program, &events);
-        cmd.arg("--state-dir")
-            .arg(state)
-            .arg("--output")
-            .arg(output)
-            .arg("--flush-at-end");
-        cmd
-    };
-    let reference = c.dir.join("reference.jsonl");
-    ok(&mut cmd(&c.dir.join("ref-state"), &reference));
-    let expected = std::fs::read(&reference).unwrap();
-    assert_eq!(expected.iter().filter(|&&b| b == b'\n').count(), 300_000);
-
-    let child = cmd(&c.state, &c.output)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    // Outputs come only from the flush: once the file grows, the flush is running.
-    while std::fs::metadata(&c.output).map_or(0, |m| m.len()) == 0
-        && started.elapsed() < Duration::from_secs(60)
-    {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    if out.status.success() {
-        eprintln!("the flush finished before the signal; nothing to stop");
-    } else {
-        assert_eq!(out.status.code(), Some(130), "{stderr}");
-        assert!(
-            stderr.contains("stopped by signal during the end-of-input flush"),
-            "{stderr}"
-        );
-        assert!(
-            stderr.contains("no checkpoint of the partial flush"),
-            "{stderr}"
-        );
-        let partial = std::fs::read(&c.output).unwrap();
-        assert!(partial.len() < expected.len(), "the flush was cut short");
-    }
-    ok(&mut cmd(&c.state, &c.output));
-    assert!(
-        std::fs::read(&c.output).unwrap() == expected,
-        "the rerun completes the flush exactly once"
-    );
-}
-
 // 7. An event time whose window cannot be represented.
 
 #[test]
@@ -714,13 +654,7 @@ fn a_moved_or_copied_input_is_refused_instead_of_read_again_unless_restart_input
     let moved = c.dir.join("moved.jsonl");
     std::fs::rename(&c.events, &moved).unwrap();
     let before = std::fs::read(&c.output).unwrap();
-    let err = fails(
-        run(&c.program, &moved)
-            .arg("--state-dir")
-            .arg(&c.state)
-            .arg("--output")
-            .arg(&c.output),
-    );
+    let err = fails(&mut c.run_on(&moved));
     assert!(err.contains("a moved or copied input"), "{err}");
     assert!(
         err.contains("zone_stats.jsonl"),
@@ -732,32 +666,17 @@ fn a_moved_or_copied_input_is_refused_instead_of_read_again_unless_restart_input
     let mut longer = std::fs::read(&moved).unwrap();
     longer.extend_from_slice(b"{\"event_type\": \"SensorReading\", \"timestamp\": 990000, \"fields\": {\"zone\": \"east\", \"temperature\": 2.0}}\n");
     std::fs::write(&moved, &longer).unwrap();
-    let err = fails(
-        run(&c.program, &moved)
-            .arg("--state-dir")
-            .arg(&c.state)
-            .arg("--output")
-            .arg(&c.output),
-    );
+    let err = fails(&mut c.run_on(&moved));
     assert!(err.contains("a moved or copied input"), "{err}");
     // On purpose: read from its beginning as a new input.
-    ok(run(&c.program, &moved)
-        .arg("--state-dir")
-        .arg(&c.state)
-        .arg("--output")
-        .arg(&c.output)
-        .arg("--restart-input"));
+    ok(c.run_on(&moved).arg("--restart-input"));
     // A different file is the next phase, as before.
     let other = write(
         &c.dir,
         "other.jsonl",
         "{\"event_type\": \"SensorReading\", \"timestamp\": 2000000, \"fields\": {\"zone\": \"west\", \"temperature\": 3.0}}\n",
     );
-    ok(run(&c.program, &other)
-        .arg("--state-dir")
-        .arg(&c.state)
-        .arg("--output")
-        .arg(&c.output));
+    ok(&mut c.run_on(&other));
 }
 
 #[test]
@@ -818,52 +737,4 @@ fn dev_stdout_is_an_output_when_stdout_is_a_pipe() {
     let c = case();
     let out = ok(run(&c.program, &c.events).args(["--output", "/dev/stdout"]));
     assert_eq!(out.stdout, c.expected());
-}
-
-/// Sends SIGTERM twice to a run over a large input; whatever instant the signals land on, the
-/// run ends with 130 (never an abort), and a rerun completes the output exactly once.
-fn two_signals_end_the_run_with_130_and_lose_nothing(store: &[&str]) {
-    let c = case();
-    let big = big_input(&c.dir, 100_000);
-    let reference = c.dir.join("reference.jsonl");
-    ok(run(&c.program, &big).arg("--output").arg(&reference));
-    let cmd = || {
-        let mut cmd = run(&c.program, &big);
-        cmd.arg("--state-dir")
-            .arg(&c.state)
-            .args(store)
-            .args(["--checkpoint-every", "2000"])
-            .arg("--output")
-            .arg(&c.output);
-        cmd
-    };
-    let mut child = cmd().stderr(Stdio::piped()).spawn().unwrap();
-    if wait_for_lock(&mut child, &c.state.join("varpulis.lock")) {
-        for _ in 0..2 {
-            Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() || out.status.code() == Some(130),
-        "{:?}: {stderr}",
-        out.status
-    );
-    ok(&mut cmd());
-    assert!(std::fs::read(&c.output).unwrap() == std::fs::read(&reference).unwrap());
-}
-
-#[test]
-fn two_signals_end_a_file_store_run_with_130() {
-    two_signals_end_the_run_with_130_and_lose_nothing(&[]);
-}
-
-#[cfg(feature = "persistence")]
-#[test]
-fn two_signals_end_a_rocksdb_run_with_130() {
-    two_signals_end_the_run_with_130_and_lose_nothing(&["--store", "rocksdb"]);
 }
