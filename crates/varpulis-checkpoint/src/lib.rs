@@ -89,5 +89,5 @@ pub use varpulis_state as state;
 pub use state::{
     AccumulatorState, EngineCheckpoint, ExactSumState, JoinCheckpoint, PaneState, PartitionState,
     SaseCheckpoint, SaseRunState, SourceWatermark, WatermarkCheckpoint, WindowCheckpoint,
-    WindowKindState, WindowSpecState,
+    WindowKind, WindowSpecState,
 };

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use varpulis_checkpoint::{
-    Checkpoint, CheckpointConfig, CheckpointManager, WindowCheckpoint, WindowKindState,
-    encoded_size, error_chain,
+    Checkpoint, CheckpointConfig, CheckpointManager, WindowCheckpoint, encoded_size, error_chain,
 };
 use varpulis_core::format_duration_ms;
 use varpulis_engine::CONTEXT;
@@ -112,23 +111,6 @@ pub(crate) async fn list(store: Arc<dyn StateStore>) -> Result<String> {
     Ok(out)
 }
 
-fn describe_kind(kind: &WindowKindState) -> String {
-    match *kind {
-        WindowKindState::Tumbling { size_ms } => {
-            format!("tumbling {}", format_duration_ms(size_ms))
-        }
-        WindowKindState::Sliding { size_ms, slide_ms } => format!(
-            "sliding {} every {}",
-            format_duration_ms(size_ms),
-            format_duration_ms(slide_ms)
-        ),
-        WindowKindState::Session { gap_ms } => {
-            format!("session gap {}", format_duration_ms(gap_ms))
-        }
-        WindowKindState::Count { size } => format!("count {size}"),
-    }
-}
-
 fn describe_window(name: &str, w: &WindowCheckpoint) -> String {
     let panes: usize = w.partitions.iter().map(|p| p.panes.len()).sum();
     let bytes = postcard::to_allocvec(w).map_or(0, |v| v.len() as u64);
@@ -144,7 +126,7 @@ fn describe_window(name: &str, w: &WindowCheckpoint) -> String {
     format!(
         "  {name}: {}{part}; {} partition(s), {panes} open pane(s), ~{}; watermark {wm}; \
          late events dropped {}; aggregates [{}]\n",
-        describe_kind(&w.spec.kind),
+        w.spec.kind,
         w.partitions.len(),
         human_bytes(bytes),
         w.late_events_dropped,

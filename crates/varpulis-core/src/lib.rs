@@ -18,11 +18,13 @@ mod agg;
 mod duration;
 mod event;
 mod value;
+mod window;
 
 pub use agg::AggFunc;
 pub use duration::{DurationError, format_duration_ms, parse_duration, parse_duration_ms};
 pub use event::Event;
 pub use value::Value;
+pub use window::WindowKind;
 
 /// Event time: milliseconds since the Unix epoch.
 pub type EventTime = i64;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use varpulis_checkpoint::EngineCheckpoint;
 use varpulis_checkpoint::state::ENGINE_CHECKPOINT_VERSION;
 use varpulis_core::{Event, EventTime, Value};
-use varpulis_vpl::{Program, Scope, Source, StreamPlan, WindowPlan};
+use varpulis_vpl::{Program, Scope, Source, StreamPlan, WindowKind};
 use varpulis_windows::{
     Aggregate, Outcome, WatermarkTracker, WindowError, WindowOperator, WindowResult, WindowSpec,
 };
@@ -364,16 +364,11 @@ fn pull(
 
 fn window_operator(
     plan: &StreamPlan,
-    window: WindowPlan,
+    window: WindowKind,
     variables: &Arc<BTreeMap<String, Value>>,
 ) -> Result<WindowOperator, EngineError> {
     let name = plan.name.as_str();
-    let mut spec = match window {
-        WindowPlan::Tumbling { size_ms } => WindowSpec::tumbling(name, size_ms),
-        WindowPlan::Sliding { size_ms, slide_ms } => WindowSpec::sliding(name, size_ms, slide_ms),
-        WindowPlan::Session { gap_ms } => WindowSpec::session(name, gap_ms),
-        WindowPlan::Count { n } => WindowSpec::count(name, n),
-    };
+    let mut spec = WindowSpec::new(name, window);
     if let Some(field) = &plan.partition_by {
         spec = spec.partition_by(field.as_str());
     }

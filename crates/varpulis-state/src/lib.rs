@@ -35,9 +35,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use varpulis_core::{Event, Value};
 
+pub use varpulis_core::WindowKind;
 pub use window::{
-    AccumulatorState, ExactSumState, PaneState, PartitionState, WindowCheckpoint, WindowKindState,
-    WindowSpecState,
+    AccumulatorState, ExactSumState, PaneState, PartitionState, WindowCheckpoint, WindowSpecState,
 };
 
 /// Version of the [`EngineCheckpoint`] structure written by this release.

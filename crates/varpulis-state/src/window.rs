@@ -1,7 +1,7 @@
 //! Window operator state (owned by `varpulis-windows`, which converts to and from these types).
 
 use serde::{Deserialize, Serialize};
-use varpulis_core::{Event, Value};
+use varpulis_core::{Event, Value, WindowKind};
 
 /// The state of one window operator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,40 +22,13 @@ pub struct WindowCheckpoint {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowSpecState {
     /// Window kind and sizes.
-    pub kind: WindowKindState,
+    pub kind: WindowKind,
     /// Partition field, if partitioned.
     pub partition_by: Option<String>,
     /// Aggregate signatures in order (`avg_temp=avg(value)`).
     pub aggregates: Vec<String>,
     /// Allowed lateness in milliseconds.
     pub allowed_lateness_ms: i64,
-}
-
-/// Window kinds and their parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WindowKindState {
-    /// Epoch-aligned tumbling windows.
-    Tumbling {
-        /// Window size.
-        size_ms: i64,
-    },
-    /// Epoch-aligned sliding windows.
-    Sliding {
-        /// Window size.
-        size_ms: i64,
-        /// Slide.
-        slide_ms: i64,
-    },
-    /// Session windows.
-    Session {
-        /// Inactivity gap.
-        gap_ms: i64,
-    },
-    /// Count windows.
-    Count {
-        /// Events per window.
-        size: u64,
-    },
 }
 
 /// Open state of one partition.

@@ -9,7 +9,7 @@ use crate::expr::{BinaryOp, Expr, ExprKind, Scope, UnaryOp};
 use crate::parser::{Ident, Op, OpKind, Stmt};
 use crate::plan::{
     AggFunc, AggregatePlan, Assignment, EmitField, EventDecl, FieldDecl, Program, Source,
-    StreamPlan, Type, VarDecl, WindowPlan,
+    StreamPlan, Type, VarDecl, WindowKind,
 };
 
 /// A static type: known, the null literal, or unknown (undeclared event fields).
@@ -1108,7 +1108,7 @@ impl Checker<'_> {
         }
     }
 
-    fn window(&mut self, w: WindowPlan, size_span: Span, slide_span: Span) {
+    fn window(&mut self, w: WindowKind, size_span: Span, slide_span: Span) {
         let positive = |c: &mut Self, v: i64, span: Span, what: &str| {
             if v <= 0 {
                 let found = c.found(span);
@@ -1121,10 +1121,10 @@ impl Checker<'_> {
             }
         };
         match w {
-            WindowPlan::Tumbling { size_ms } => {
+            WindowKind::Tumbling { size_ms } => {
                 positive(self, size_ms, size_span, "window size");
             }
-            WindowPlan::Sliding { size_ms, slide_ms } => {
+            WindowKind::Sliding { size_ms, slide_ms } => {
                 let a = positive(self, size_ms, size_span, "window size");
                 let b = positive(self, slide_ms, slide_span, "slide");
                 if a && b && slide_ms > size_ms {
@@ -1141,11 +1141,11 @@ impl Checker<'_> {
                     self.sliding_overlap_warning(size_ms, slide_ms, slide_span);
                 }
             }
-            WindowPlan::Session { gap_ms } => {
+            WindowKind::Session { gap_ms } => {
                 positive(self, gap_ms, size_span, "session gap");
             }
-            WindowPlan::Count { n } => {
-                positive(self, i64::from(n != 0), size_span, "event count");
+            WindowKind::Count { size } => {
+                positive(self, i64::from(size != 0), size_span, "event count");
             }
         }
     }

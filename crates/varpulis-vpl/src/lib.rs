@@ -16,7 +16,7 @@
 //! ```
 //! use std::collections::BTreeMap;
 //! use varpulis_core::{Event, Value};
-//! use varpulis_vpl::{Scope, Source, WindowPlan, parse_program};
+//! use varpulis_vpl::{Scope, Source, WindowKind, parse_program};
 //!
 //! let program = parse_program(
 //!     "event SensorEvent: zone: str, value: float\n\
@@ -30,7 +30,7 @@
 //! )?;
 //! let hot = program.stream("Hot").unwrap();
 //! assert_eq!(hot.source, Source::Event("SensorEvent".into()));
-//! assert_eq!(hot.window, Some(WindowPlan::Tumbling { size_ms: 300_000 }));
+//! assert_eq!(hot.window, Some(WindowKind::Tumbling { size_ms: 300_000 }));
 //!
 //! let vars = program.initial_variables();
 //! assert_eq!(vars["threshold"], Value::Float(10.0));
@@ -59,7 +59,7 @@ pub use evt::{EvtLine, parse_evt_line};
 pub use expr::{BinaryOp, EvalContext, Expr, ExprKind, Scope, UnaryOp};
 pub use plan::{
     AggFunc, AggregatePlan, Assignment, EmitField, EventDecl, FieldDecl, Program, Source,
-    StreamPlan, Type, VarDecl, WindowPlan,
+    StreamPlan, Type, VarDecl, WindowKind,
 };
 
 /// The deepest nesting a program expression or an event line may have: parentheses, call

@@ -7,7 +7,7 @@ use crate::MAX_NESTING;
 use crate::diagnostic::{Diagnostic, Span, suggest};
 use crate::expr::{BinaryOp, Expr, ExprKind, UnaryOp};
 use crate::lexer::{Tok, Token, lex};
-use crate::plan::{Type, WindowPlan};
+use crate::plan::{Type, WindowKind};
 
 pub(crate) const KEYWORDS: &[&str] = &[
     "event", "var", "let", "stream", "and", "or", "not", "true", "false", "null",
@@ -69,7 +69,7 @@ pub(crate) enum OpKind {
     Watermark(i64, Span),
     AllowedLateness(i64),
     /// The window and the spans of its size and slide arguments.
-    Window(WindowPlan, Span, Span),
+    Window(WindowKind, Span, Span),
     Aggregate(Vec<(Ident, Expr)>),
     Having(Expr),
     Emit(Vec<(Ident, Expr)>),
@@ -508,7 +508,7 @@ impl<'s> Parser<'s> {
                 self.bump();
                 self.expect(&Tok::Colon, "`:` after session")?;
                 let (gap_ms, span) = self.duration("session gap")?;
-                Ok(OpKind::Window(WindowPlan::Session { gap_ms }, span, span))
+                Ok(OpKind::Window(WindowKind::Session { gap_ms }, span, span))
             }
             Tok::Number(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
                 self.bump();
@@ -522,7 +522,11 @@ impl<'s> Parser<'s> {
                 if self.at(&Tok::Comma) {
                     return Err(self.error("`)`: count windows do not slide"));
                 }
-                Ok(OpKind::Window(WindowPlan::Count { n }, t.span, t.span))
+                Ok(OpKind::Window(
+                    WindowKind::Count { size: n },
+                    t.span,
+                    t.span,
+                ))
             }
             Tok::Number(text) => {
                 let size_ms = match parse_duration_ms(text) {
@@ -546,13 +550,13 @@ impl<'s> Parser<'s> {
                     self.expect(&Tok::Colon, "`:` after sliding")?;
                     let (slide_ms, span) = self.duration("slide")?;
                     return Ok(OpKind::Window(
-                        WindowPlan::Sliding { size_ms, slide_ms },
+                        WindowKind::Sliding { size_ms, slide_ms },
                         t.span,
                         span,
                     ));
                 }
                 Ok(OpKind::Window(
-                    WindowPlan::Tumbling { size_ms },
+                    WindowKind::Tumbling { size_ms },
                     t.span,
                     t.span,
                 ))

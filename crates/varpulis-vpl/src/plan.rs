@@ -234,42 +234,8 @@ impl Source {
     }
 }
 
-/// `.window(...)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WindowPlan {
-    /// `.window(5m)`: epoch-aligned `[k*size, (k+1)*size)`.
-    Tumbling {
-        /// Size in milliseconds (> 0).
-        size_ms: i64,
-    },
-    /// `.window(5m, sliding: 1m)`: windows of `size` starting every `slide`.
-    Sliding {
-        /// Size in milliseconds (> 0).
-        size_ms: i64,
-        /// Slide in milliseconds, `1..=size_ms`.
-        slide_ms: i64,
-    },
-    /// `.window(session: 5s)`: sessions separated by gaps longer than `gap`.
-    Session {
-        /// Gap in milliseconds (> 0).
-        gap_ms: i64,
-    },
-    /// `.window(100)`: every `n` events (per partition).
-    Count {
-        /// Events per window (> 0).
-        n: u64,
-    },
-}
-
-impl WindowPlan {
-    /// Whether the window is driven by event time (every kind but `Count`).
-    #[must_use]
-    pub fn is_time_based(&self) -> bool {
-        !matches!(self, Self::Count { .. })
-    }
-}
-
 pub use varpulis_core::AggFunc;
+pub use varpulis_core::WindowKind;
 
 /// `alias: func(arg)` in `.aggregate(...)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -326,7 +292,7 @@ pub struct StreamPlan {
     /// `.allowed_lateness(d)` in milliseconds.
     pub allowed_lateness_ms: Option<i64>,
     /// `.window(...)`; `Some` exactly when `aggregates` is not empty.
-    pub window: Option<WindowPlan>,
+    pub window: Option<WindowKind>,
     /// `.aggregate(...)` items, in order.
     pub aggregates: Vec<AggregatePlan>,
     /// `.having(expr)`: over aggregate aliases, the partition key and variables.

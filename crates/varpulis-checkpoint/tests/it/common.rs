@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use varpulis_checkpoint::{
     AccumulatorState, Checkpoint, EngineCheckpoint, ExactSumState, JoinCheckpoint, PaneState,
     PartitionState, SaseCheckpoint, SaseRunState, SourceWatermark, WatermarkCheckpoint,
-    WindowCheckpoint, WindowKindState, WindowSpecState,
+    WindowCheckpoint, WindowKind, WindowSpecState,
 };
 use varpulis_core::{Event, Value};
 use varpulis_store::{Capabilities, Key, StateStore, StoreError, WriteBatch};
@@ -82,7 +82,7 @@ pub(crate) fn window(seed: u64) -> WindowCheckpoint {
     ];
     WindowCheckpoint {
         spec: WindowSpecState {
-            kind: WindowKindState::Sliding {
+            kind: WindowKind::Sliding {
                 size_ms: 300_000,
                 slide_ms: 60_000,
             },
@@ -129,7 +129,7 @@ pub(crate) fn engine(seed: u64) -> EngineCheckpoint {
         "Counts".to_owned(),
         WindowCheckpoint {
             spec: WindowSpecState {
-                kind: WindowKindState::Count { size: 100 },
+                kind: WindowKind::Count { size: 100 },
                 partition_by: None,
                 aggregates: vec![],
                 allowed_lateness_ms: 0,

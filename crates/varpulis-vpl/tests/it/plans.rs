@@ -1,7 +1,7 @@
 //! Every construct of the subset parses to the expected plan.
 
 use varpulis_core::Value;
-use varpulis_vpl::{AggFunc, ExprKind, Source, Type, WindowPlan};
+use varpulis_vpl::{AggFunc, ExprKind, Source, Type, WindowKind};
 
 use crate::plan;
 
@@ -22,7 +22,7 @@ fn zone_stats_seed_example_is_a_partitioned_tumbling_aggregate() {
     assert_eq!(s.name, "ZoneStats");
     assert_eq!(s.source, Source::Event("Temperatures".into()));
     assert_eq!(s.partition_by.as_deref(), Some("zone"));
-    assert_eq!(s.window, Some(WindowPlan::Tumbling { size_ms: 300_000 }));
+    assert_eq!(s.window, Some(WindowKind::Tumbling { size_ms: 300_000 }));
     let aggs: Vec<(&str, AggFunc, String)> = s
         .aggregates
         .iter()
@@ -59,7 +59,7 @@ fn orders_seed_example_has_watermark_lateness_window_and_emit() {
     assert_eq!(s.source, Source::Event("OrderEvent".into()));
     assert_eq!(s.watermark_out_of_order_ms, Some(10_000));
     assert_eq!(s.allowed_lateness_ms, Some(30_000));
-    assert_eq!(s.window, Some(WindowPlan::Tumbling { size_ms: 60_000 }));
+    assert_eq!(s.window, Some(WindowKind::Tumbling { size_ms: 60_000 }));
     assert_eq!(s.aggregates[0].func, AggFunc::Sum);
     let emit = s.emit.as_ref().unwrap();
     assert_eq!(emit.len(), 1);
@@ -88,7 +88,7 @@ stream Metrics2 = Events
     assert_eq!(m.aggregates[0].arg, None);
     assert_eq!(
         p.stream("Metrics2").unwrap().window,
-        Some(WindowPlan::Sliding {
+        Some(WindowKind::Sliding {
             size_ms: 300_000,
             slide_ms: 60_000
         })
@@ -98,30 +98,30 @@ stream Metrics2 = Events
 #[test]
 fn every_window_kind_parses() {
     let cases = [
-        ("5m", WindowPlan::Tumbling { size_ms: 300_000 }),
-        ("500ms", WindowPlan::Tumbling { size_ms: 500 }),
+        ("5m", WindowKind::Tumbling { size_ms: 300_000 }),
+        ("500ms", WindowKind::Tumbling { size_ms: 500 }),
         (
             "1d",
-            WindowPlan::Tumbling {
+            WindowKind::Tumbling {
                 size_ms: 86_400_000,
             },
         ),
         (
             "1h, sliding: 15m",
-            WindowPlan::Sliding {
+            WindowKind::Sliding {
                 size_ms: 3_600_000,
                 slide_ms: 900_000,
             },
         ),
         (
             "1m, sliding: 1m",
-            WindowPlan::Sliding {
+            WindowKind::Sliding {
                 size_ms: 60_000,
                 slide_ms: 60_000,
             },
         ),
-        ("session: 5s", WindowPlan::Session { gap_ms: 5_000 }),
-        ("100", WindowPlan::Count { n: 100 }),
+        ("session: 5s", WindowKind::Session { gap_ms: 5_000 }),
+        ("100", WindowKind::Count { size: 100 }),
     ];
     for (args, expected) in cases {
         let src = format!("stream S = E .window({args}) .aggregate(n: count())");

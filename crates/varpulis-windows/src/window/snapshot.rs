@@ -6,14 +6,11 @@ use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
 
 use varpulis_core::{Value, format_duration_ms};
-use varpulis_state::{
-    PaneState, PartitionState, WindowCheckpoint, WindowKindState, WindowSpecState,
-};
+use varpulis_state::{PaneState, PartitionState, WindowCheckpoint, WindowSpecState};
 
 use super::assign::{Mode, next_close};
 use super::pane::{Pane, Partition};
-use super::spec::describe_kind;
-use super::{KeyHasher, WindowKind, WindowOperator, WindowSpec};
+use super::{KeyHasher, WindowOperator, WindowSpec};
 use crate::WindowError;
 use crate::agg::{Acc, Aggregate};
 use crate::running::Running;
@@ -23,14 +20,7 @@ impl WindowSpec {
     #[must_use]
     pub fn state(&self) -> WindowSpecState {
         WindowSpecState {
-            kind: match self.kind {
-                WindowKind::Tumbling { size_ms } => WindowKindState::Tumbling { size_ms },
-                WindowKind::Sliding { size_ms, slide_ms } => {
-                    WindowKindState::Sliding { size_ms, slide_ms }
-                }
-                WindowKind::Session { gap_ms } => WindowKindState::Session { gap_ms },
-                WindowKind::Count { size } => WindowKindState::Count { size },
-            },
+            kind: self.kind,
             partition_by: self.partition_by.as_deref().map(str::to_owned),
             aggregates: self.aggregates.iter().map(Aggregate::signature).collect(),
             allowed_lateness_ms: self.allowed_lateness_ms,
@@ -40,7 +30,7 @@ impl WindowSpec {
 
 fn describe(s: &WindowSpecState) -> String {
     let d = |ms: i64| format_duration_ms(ms);
-    let kind = describe_kind(&s.kind);
+    let kind = s.kind;
     let part = s
         .partition_by
         .as_ref()

@@ -1,40 +1,11 @@
-//! The definition of a window operator: [`WindowKind`] and the [`WindowSpec`] builder.
+//! The definition of a window operator: the [`WindowSpec`] builder over a [`WindowKind`].
 
 use std::sync::Arc;
 
+pub use varpulis_core::WindowKind;
 use varpulis_core::format_duration_ms;
-use varpulis_state::WindowKindState;
 
 use crate::agg::Aggregate;
-
-/// Window kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WindowKind {
-    /// `[k*size, (k+1)*size)`, aligned to the epoch.
-    Tumbling {
-        /// Window size in milliseconds.
-        size_ms: i64,
-    },
-    /// Windows of `size` starting at every multiple of `slide` (aligned to the epoch).
-    Sliding {
-        /// Window size in milliseconds.
-        size_ms: i64,
-        /// Slide in milliseconds (`<= size`).
-        slide_ms: i64,
-    },
-    /// Sessions: an event at most `gap` after a session's last event (or before its first)
-    /// joins it.
-    Session {
-        /// Inactivity gap in milliseconds.
-        gap_ms: i64,
-    },
-    /// Every `size` events (per partition), in arrival order.
-    Count {
-        /// Events per window.
-        size: u64,
-    },
-}
 
 /// The definition of a window operator.
 #[derive(Debug, Clone)]
@@ -104,24 +75,11 @@ impl WindowSpec {
     /// `count 100`.
     #[must_use]
     pub fn describe_window(&self) -> String {
-        let state = self.state();
-        let mut s = describe_kind(&state.kind);
-        if state.allowed_lateness_ms != 0 {
+        let mut s = self.kind.to_string();
+        if self.allowed_lateness_ms != 0 {
             s.push_str(" with allowed lateness ");
-            s.push_str(&format_duration_ms(state.allowed_lateness_ms));
+            s.push_str(&format_duration_ms(self.allowed_lateness_ms));
         }
         s
-    }
-}
-
-pub(super) fn describe_kind(kind: &WindowKindState) -> String {
-    let d = |ms: i64| format_duration_ms(ms);
-    match *kind {
-        WindowKindState::Tumbling { size_ms } => format!("tumbling {}", d(size_ms)),
-        WindowKindState::Sliding { size_ms, slide_ms } => {
-            format!("sliding {} every {}", d(size_ms), d(slide_ms))
-        }
-        WindowKindState::Session { gap_ms } => format!("session gap {}", d(gap_ms)),
-        WindowKindState::Count { size } => format!("count {size}"),
     }
 }

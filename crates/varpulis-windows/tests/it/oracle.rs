@@ -356,7 +356,6 @@ pub(crate) fn oracle(c: &Case) -> (Vec<Expected>, Vec<usize>) {
                 });
             }
         }
-        _ => unreachable!("unknown window kind"),
     }
     out.sort_by(|a, b| {
         (a.close_idx, a.end)
