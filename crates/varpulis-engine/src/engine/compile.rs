@@ -1,0 +1,142 @@
+//! Compiling a program's stream plans into [`CompiledStream`]s: each stream's input, its window
+//! operator (aggregate inputs as VPL expressions over the program variables) and how far its
+//! operator watermark lags the effective one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use varpulis_core::{Event, Value};
+use varpulis_vpl::{Scope, Source, StreamPlan, WindowKind};
+use varpulis_windows::{Aggregate, WindowOperator, WindowSpec};
+
+use super::accepts::{Accepts, stream_accepts};
+use super::{Engine, EngineError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Input {
+    /// Events of this type from the input (index into `Engine::source_types`).
+    Event,
+    /// Outputs of the stream at this index (an earlier one: streams are in dependency order).
+    Stream(usize),
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct CompiledStream {
+    pub(super) plan: StreamPlan,
+    pub(super) input: Input,
+    pub(super) window: Option<WindowOperator>,
+    /// How far behind the effective watermark this stream's operator watermark is: the
+    /// allowed lateness of every windowed stream upstream, so that an upstream window emitted
+    /// late is never late here.
+    pub(super) watermark_lag_ms: i64,
+}
+
+/// A VPL expression as a window aggregate input: evaluated against the event and the program
+/// variables.
+#[derive(Debug)]
+struct VplExpr {
+    expr: varpulis_vpl::Expr,
+    variables: Arc<BTreeMap<String, Value>>,
+}
+
+impl varpulis_windows::Expr for VplExpr {
+    fn eval(&self, event: &Event) -> Value {
+        self.expr.eval(
+            &Scope::empty()
+                .with_event(event)
+                .with_variables(&self.variables),
+        )
+    }
+    fn signature(&self) -> String {
+        self.expr.to_string()
+    }
+}
+
+fn window_operator(
+    plan: &StreamPlan,
+    window: WindowKind,
+    variables: &Arc<BTreeMap<String, Value>>,
+) -> Result<WindowOperator, EngineError> {
+    let name = plan.name.as_str();
+    let mut spec = WindowSpec::new(name, window);
+    if let Some(field) = &plan.partition_by {
+        spec = spec.partition_by(field.as_str());
+    }
+    if let Some(lateness) = plan.allowed_lateness_ms {
+        spec = spec.allowed_lateness(lateness);
+    }
+    for agg in &plan.aggregates {
+        let a = match &agg.arg {
+            None => Aggregate::count(agg.alias.as_str()),
+            Some(arg) => Aggregate::new(
+                agg.alias.as_str(),
+                agg.func,
+                VplExpr {
+                    expr: arg.clone(),
+                    variables: Arc::clone(variables),
+                },
+            ),
+        };
+        spec = spec.aggregate(a);
+    }
+    WindowOperator::new(spec).map_err(|source| EngineError::Window {
+        stream: plan.name.clone(),
+        source,
+    })
+}
+
+impl Engine {
+    /// Builds every stream of the program, and what each source type accepts.
+    pub(super) fn compile(&mut self) -> Result<(), EngineError> {
+        let mut streams: Vec<CompiledStream> = Vec::with_capacity(self.program.streams.len());
+        for plan in &self.program.streams {
+            let (input, lag) = match &plan.source {
+                Source::Event(_) => (Input::Event, 0),
+                Source::Stream(name) => {
+                    let idx = streams
+                        .iter()
+                        .position(|s| s.plan.name == *name)
+                        .expect("streams are in dependency order");
+                    let up = &streams[idx];
+                    let up_lateness = if up.window.is_some() {
+                        up.plan.allowed_lateness_ms.unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    (
+                        Input::Stream(idx),
+                        up.watermark_lag_ms.saturating_add(up_lateness),
+                    )
+                }
+            };
+            let window = match plan.window {
+                Some(w) => Some(window_operator(plan, w, &self.variables)?),
+                None => None,
+            };
+            streams.push(CompiledStream {
+                plan: plan.clone(),
+                input,
+                window,
+                watermark_lag_ms: lag,
+            });
+        }
+        self.produced = vec![Vec::new(); streams.len()];
+        let accepts = stream_accepts(&streams);
+        self.source_accepts = self
+            .source_types
+            .iter()
+            .map(|t| {
+                streams
+                    .iter()
+                    .zip(&accepts)
+                    .filter(|(s, _)| s.input == Input::Event && s.plan.source.name() == t)
+                    .map(|(_, a)| *a)
+                    .reduce(Accepts::intersect)
+                    .unwrap_or(Accepts::everything(0))
+            })
+            .collect();
+        self.streams = streams;
+        self.flush = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,390 @@
+//! The engine: a compiled VPL program, its operators, watermarks, variables and counters.
+//!
+//! `mod.rs` holds [`Engine`] and its public API (process, flush, checkpoint, restore);
+//! `compile.rs` builds its streams, `accepts.rs` the event times they can represent,
+//! `step.rs` one stream's step (filter, window or projection, having, emit), `flush.rs` the
+//! incremental end-of-input flush.
+
+mod accepts;
+mod compile;
+mod error;
+mod flush;
+mod step;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use varpulis_checkpoint::EngineCheckpoint;
+use varpulis_checkpoint::state::ENGINE_CHECKPOINT_VERSION;
+use varpulis_core::{Event, EventTime, Value};
+use varpulis_vpl::{Program, Source};
+use varpulis_windows::{WatermarkTracker, WindowOperator, WindowResult};
+
+use accepts::{Accepts, stream_accepts};
+use compile::{CompiledStream, Input};
+pub use error::EngineError;
+use flush::{Flush, pull};
+use step::Step;
+
+/// The name of the engine's context in a [`Checkpoint`](varpulis_checkpoint::Checkpoint).
+pub const CONTEXT: &str = "main";
+
+/// Runs a compiled VPL [`Program`] over events, one at a time.
+///
+/// Per input event: the watermark tracker observes it (when some stream reads its type), then
+/// every stream, in dependency order, takes the events meant for it (input events of its
+/// source type, or what its source stream produced for this event), filters them, feeds its
+/// window (or projects them, without a window), and advances its window to the effective
+/// watermark. Outputs come back in that order, which is deterministic: the same events after
+/// the same state always give the same outputs, which is what makes a resumed run
+/// byte-identical to an uninterrupted one.
+#[derive(Debug)]
+pub struct Engine {
+    program: Program,
+    variables: Arc<BTreeMap<String, Value>>,
+    streams: Vec<CompiledStream>,
+    source_types: Vec<String>,
+    /// Per entry of `source_types`: the event times its events may have.
+    source_accepts: Vec<Accepts>,
+    watermarks: WatermarkTracker,
+    events_processed: u64,
+    output_events_emitted: u64,
+    produced: Vec<Vec<Event>>,
+    results: Vec<WindowResult>,
+    late: Vec<LateEvent>,
+    flush: Option<Box<Flush>>,
+}
+
+/// An event a window dropped as late (every window it belonged to was already emitted): the
+/// engine's side output, so no late event is silently lost. Drain it with
+/// [`Engine::take_late_events`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LateEvent {
+    /// The stream whose window dropped it.
+    pub stream: String,
+    /// The event as the stream received it.
+    pub event: Event,
+}
+
+impl Engine {
+    /// Compiles `program`.
+    ///
+    /// # Errors
+    /// [`EngineError::Window`] if a window definition is impossible (the VPL checker rejects
+    /// those already, so this means a program built by hand).
+    pub fn new(program: Program) -> Result<Self, EngineError> {
+        let variables = Arc::new(program.initial_variables());
+        let mut watermarks = WatermarkTracker::new();
+        let mut bounds: BTreeMap<&str, i64> = BTreeMap::new();
+        for s in &program.streams {
+            if let (Source::Event(t), Some(ooo)) = (&s.source, s.watermark_out_of_order_ms) {
+                let b = bounds.entry(t.as_str()).or_insert(0);
+                *b = (*b).max(ooo);
+            }
+        }
+        for (source, bound) in bounds {
+            watermarks.declare_source(source, bound);
+        }
+        let source_types = program
+            .source_event_types()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut engine = Self {
+            streams: Vec::new(),
+            variables,
+            source_types,
+            source_accepts: Vec::new(),
+            watermarks,
+            events_processed: 0,
+            output_events_emitted: 0,
+            produced: Vec::new(),
+            results: Vec::new(),
+            late: Vec::new(),
+            flush: None,
+            program,
+        };
+        engine.compile()?;
+        Ok(engine)
+    }
+
+    /// The program.
+    #[must_use]
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Current variable values.
+    #[must_use]
+    pub fn variables(&self) -> &BTreeMap<String, Value> {
+        &self.variables
+    }
+
+    /// Input events processed so far (all runs, when restored from a checkpoint).
+    #[must_use]
+    pub fn events_processed(&self) -> u64 {
+        self.events_processed
+    }
+
+    /// Output events emitted so far (all runs, when restored from a checkpoint).
+    #[must_use]
+    pub fn output_events_emitted(&self) -> u64 {
+        self.output_events_emitted
+    }
+
+    /// Late events dropped by every window, in total.
+    #[must_use]
+    pub fn late_events_dropped(&self) -> u64 {
+        self.streams
+            .iter()
+            .filter_map(|s| s.window.as_ref())
+            .map(WindowOperator::late_events_dropped)
+            .sum()
+    }
+
+    /// The effective watermark.
+    #[must_use]
+    pub fn watermark(&self) -> Option<EventTime> {
+        self.watermarks.effective()
+    }
+
+    /// Approximate bytes of window state held.
+    #[must_use]
+    pub fn approximate_state_bytes(&self) -> usize {
+        self.streams
+            .iter()
+            .filter_map(|s| s.window.as_ref())
+            .map(WindowOperator::approximate_state_bytes)
+            .sum()
+    }
+
+    /// Late events dropped since the last call, in the order they arrived (the side output).
+    ///
+    /// The engine keeps them until taken; a caller that processes many events should take them
+    /// regularly (the runner does after every event).
+    pub fn take_late_events(&mut self) -> Vec<LateEvent> {
+        std::mem::take(&mut self.late)
+    }
+
+    /// Processes one input event; appends the output events it causes to `out`, upstream
+    /// streams before downstream ones. Late events go to [`Engine::take_late_events`].
+    ///
+    /// # Errors
+    /// [`EngineError::UnrepresentableTime`] when the event's time cannot be represented by a
+    /// window it would reach, directly or through the results it leads to (`.where` filters
+    /// are not consulted: the check depends on the time alone). It is checked before anything
+    /// changes: the engine is then exactly as before the call.
+    pub fn process(&mut self, event: &Event, out: &mut Vec<Event>) -> Result<(), EngineError> {
+        let ts = event.timestamp_ms();
+        let source = self
+            .source_types
+            .iter()
+            .position(|t| t.as_str() == event.event_type());
+        if let Some(k) = source
+            && let Some(by) = self.source_accepts[k].rejected_by(ts)
+        {
+            // Name a stream the event reaches directly when its own window cannot take the
+            // time, else the one downstream.
+            let direct = self.streams.iter().position(|s| {
+                s.input == Input::Event
+                    && s.plan.source.name() == event.event_type()
+                    && s.window.as_ref().is_some_and(|op| {
+                        op.accepted_event_times().is_none_or(|r| !r.contains(&ts))
+                    })
+            });
+            let stream = &self.streams[direct.unwrap_or(by)];
+            return Err(EngineError::UnrepresentableTime {
+                stream: stream.plan.name.clone(),
+                event_time_ms: ts,
+                window: stream
+                    .window
+                    .as_ref()
+                    .map_or_else(String::new, |op| op.spec().describe_window()),
+            });
+        }
+        self.flush = None;
+        self.events_processed += 1;
+        let wm = if source.is_some() {
+            self.watermarks.observe(event)
+        } else {
+            self.watermarks.effective()
+        };
+        let before = out.len();
+        let mut step = Step {
+            variables: &self.variables,
+            results: &mut self.results,
+            late: &mut self.late,
+        };
+        for i in 0..self.streams.len() {
+            let (done, rest) = self.produced.split_at_mut(i);
+            let mine = &mut rest[0];
+            mine.clear();
+            let stream = &mut self.streams[i];
+            match stream.input {
+                Input::Event => {
+                    if stream.plan.source.name() == event.event_type() {
+                        step.handle(stream, event, mine);
+                    }
+                }
+                Input::Stream(up) => {
+                    for e in &done[up] {
+                        step.handle(stream, e, mine);
+                    }
+                }
+            }
+            if let (Some(wm), Some(op)) = (wm, stream.window.as_mut()) {
+                op.advance_watermark(wm.saturating_sub(stream.watermark_lag_ms), step.results);
+                step.finish(&stream.plan, mine);
+            }
+            out.extend(mine.iter().cloned());
+        }
+        self.output_events_emitted += (out.len() - before) as u64;
+        Ok(())
+    }
+
+    /// Emits every open window (end of input with `--flush-at-end`), upstream streams first;
+    /// a downstream stream takes what its source flushed before flushing itself.
+    ///
+    /// This holds every result in `out` at once; [`Engine::flush_step`] emits them a bounded
+    /// number at a time, in the same order.
+    pub fn flush(&mut self, out: &mut Vec<Event>) {
+        while self.flush_step(out, usize::MAX) {}
+    }
+
+    /// Appends at most `max_outputs` more of the output events [`Engine::flush`] emits, in the
+    /// same order (stream by stream in dependency order; within a window, by window end then
+    /// partition key); returns `false` once everything was emitted (`true`: call it again,
+    /// there may be more). The results still to come are computed as they are emitted, so
+    /// memory stays that of the state (plus a copy of each stream that another reads), however
+    /// many windows are open.
+    ///
+    /// Flushed windows leave the state as they go: a checkpoint taken before the last step
+    /// would hold a half-flushed state. [`Engine::process`] or a restore in the middle abandons
+    /// the flush (a new one then starts from what is left).
+    pub fn flush_step(&mut self, out: &mut Vec<Event>, max_outputs: usize) -> bool {
+        let mut flush = match self.flush.take() {
+            Some(flush) => flush,
+            None => Box::new(Flush::new(&self.streams)),
+        };
+        let before = out.len();
+        let mut step = Step {
+            variables: &self.variables,
+            results: &mut self.results,
+            late: &mut self.late,
+        };
+        let more = loop {
+            let Some(stream) = self.streams.get_mut(flush.stage) else {
+                break false;
+            };
+            let room = max_outputs.saturating_sub(out.len() - before);
+            if room == 0 {
+                break true;
+            }
+            let Flush { phase, chain, .. } = &mut *flush;
+            if !pull(stream, phase, chain, room, &mut step, out) {
+                let next = flush.stage + 1;
+                flush.enter(next, &self.streams);
+            }
+        };
+        self.output_events_emitted += (out.len() - before) as u64;
+        if more {
+            self.flush = Some(flush);
+        }
+        more
+    }
+
+    /// The engine's state: every window operator, the watermark tracker, variables and
+    /// counters.
+    #[must_use]
+    pub fn create_checkpoint(&self) -> EngineCheckpoint {
+        EngineCheckpoint {
+            window_states: self
+                .streams
+                .iter()
+                .filter_map(|s| Some((s.plan.name.clone(), s.window.as_ref()?.snapshot())))
+                .collect(),
+            variables: (*self.variables).clone(),
+            watermark_state: Some(self.watermarks.snapshot()),
+            events_processed: self.events_processed,
+            output_events_emitted: self.output_events_emitted,
+            ..EngineCheckpoint::default()
+        }
+    }
+
+    /// Replaces the engine's state with a checkpoint's.
+    ///
+    /// Variables declared `var` take their checkpointed values (they are state); `let`
+    /// constants keep the program's. A stream the checkpoint does not mention starts empty.
+    ///
+    /// # Errors
+    /// [`EngineError::UnsupportedVersion`], [`EngineError::UnknownStream`], or
+    /// [`EngineError::Window`] when a window's state was taken under another definition. On
+    /// error the engine may be partly restored: build a new one.
+    pub fn restore_checkpoint(&mut self, cp: &EngineCheckpoint) -> Result<(), EngineError> {
+        if cp.version > ENGINE_CHECKPOINT_VERSION {
+            return Err(EngineError::UnsupportedVersion { found: cp.version });
+        }
+        if let Some(name) = cp.window_states.keys().find(|n| {
+            !self
+                .streams
+                .iter()
+                .any(|s| s.window.is_some() && s.plan.name == **n)
+        }) {
+            return Err(EngineError::UnknownStream {
+                stream: name.clone(),
+            });
+        }
+        let mut variables = self.program.initial_variables();
+        for (name, value) in &cp.variables {
+            if self.program.variable(name).is_some_and(|v| v.mutable) {
+                variables.insert(name.clone(), value.clone());
+            }
+        }
+        self.variables = Arc::new(variables);
+        self.compile()?;
+        for stream in &mut self.streams {
+            if let (Some(op), Some(state)) = (
+                stream.window.as_mut(),
+                cp.window_states.get(&stream.plan.name),
+            ) {
+                op.restore(state).map_err(|source| EngineError::Window {
+                    stream: stream.plan.name.clone(),
+                    source,
+                })?;
+            }
+        }
+        // Window state holds only times the program accepts (what `process` checks), so what it
+        // emits later is accepted downstream.
+        let accepts = stream_accepts(&self.streams);
+        for (i, stream) in self.streams.iter().enumerate() {
+            let Some(held) = stream
+                .window
+                .as_ref()
+                .and_then(WindowOperator::held_event_times)
+            else {
+                continue;
+            };
+            for t in [*held.start(), *held.end()] {
+                if let Some(by) = accepts[i].rejected_by(t) {
+                    let by = &self.streams[by];
+                    return Err(EngineError::UnrepresentableTime {
+                        stream: by.plan.name.clone(),
+                        event_time_ms: t,
+                        window: by
+                            .window
+                            .as_ref()
+                            .map_or_else(String::new, |op| op.spec().describe_window()),
+                    });
+                }
+            }
+        }
+        if let Some(wm) = &cp.watermark_state {
+            self.watermarks.restore(wm);
+        }
+        self.events_processed = cp.events_processed;
+        self.output_events_emitted = cp.output_events_emitted;
+        Ok(())
+    }
+}
