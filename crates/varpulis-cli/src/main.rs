@@ -21,8 +21,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use varpulis_checkpoint::CheckpointConfig;
+use varpulis_engine::DEFAULT_CHECKPOINT_EVERY;
 use varpulis_engine::clock::SystemClock;
-use varpulis_engine::runner::DEFAULT_CHECKPOINT_EVERY;
 use varpulis_engine::{
     CheckpointEvery, CheckpointTaken, Engine, LateEvent, RecoveryInfo, RunConfig, RunObserver,
     SourcePosition,
@@ -455,7 +455,7 @@ fn check_paths(args: &RunArgs) -> Result<()> {
     };
     let out = output.display();
     for (what, path) in [("input", &args.events), ("program", &args.program)] {
-        if varpulis_engine::runner::same_file(output, path) {
+        if varpulis_engine::same_file(output, path) {
             bail!(
                 "--output {out} is the {what} {}: writing it would destroy it; choose another \
                  output file",

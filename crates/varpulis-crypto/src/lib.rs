@@ -61,10 +61,7 @@ pub use envelope::envelope_key_id;
 pub use error::CryptoError;
 pub use kdf::{KdfParams, MAX_M_COST_KIB, MAX_P_COST, MAX_T_COST, MIN_SALT_LEN, SALT_LEN};
 pub use key::{EncryptionKey, KEY_ENV_VAR, KEY_LEN, KeyId, Keyring};
-pub use store::{
-    BLOCKING_THRESHOLD, CHECK_KEY, CHECK_PLAINTEXT, EncryptedStateStore, KDF_KEY, RESERVED_SEGMENT,
-    RotationReport,
-};
+pub use store::{CHECK_KEY, EncryptedStateStore, KDF_KEY, RESERVED_SEGMENT, RotationReport};
 
 #[doc(no_inline)]
 pub use varpulis_store::{StateStore, StoreError};

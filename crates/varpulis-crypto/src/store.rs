@@ -21,10 +21,10 @@ pub const CHECK_KEY: &str = "__varpulis-crypto:check";
 /// The plaintext Argon2 record (salt and parameters) of a passphrase store.
 pub const KDF_KEY: &str = "__varpulis-crypto:kdf";
 /// What the key-check record decrypts to.
-pub const CHECK_PLAINTEXT: &[u8] = b"varpulis-crypto key check v1";
+pub(crate) const CHECK_PLAINTEXT: &[u8] = b"varpulis-crypto key check v1";
 /// Values larger than this are encrypted and decrypted on tokio's blocking pool (when called
 /// inside a tokio runtime) so a 16 MiB value does not stall an executor thread for ~15 ms.
-pub const BLOCKING_THRESHOLD: usize = 1024 * 1024;
+pub(crate) const BLOCKING_THRESHOLD: usize = 1024 * 1024;
 
 /// What [`EncryptedStateStore::rotate`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -43,12 +43,12 @@
 pub mod clock;
 mod engine;
 pub mod output;
-pub mod runner;
+mod runner;
 pub mod source;
 
 pub use engine::{CONTEXT, Engine, EngineError, LateEvent};
 pub use runner::{
-    CheckpointEvery, CheckpointTaken, NoObserver, RecoveryInfo, RunConfig, RunError, RunObserver,
-    RunReport, run,
+    CheckpointEvery, CheckpointTaken, DEFAULT_CHECKPOINT_EVERY, NoObserver, RecoveryInfo,
+    RunConfig, RunError, RunObserver, RunReport, run, same_file,
 };
 pub use source::{EventFileReader, EventFormat, ReadError, SourcePosition, parse_evt};

@@ -65,7 +65,7 @@ pub enum StoreError {
         key: String,
         /// The serializer's error.
         #[source]
-        source: postcard::Error,
+        source: TypedValueError,
     },
     /// An error reported by a storage engine (RocksDB, ...).
     #[error("{backend} error: {message}")]
@@ -98,5 +98,28 @@ impl StoreError {
             key: key.to_string(),
             reason: reason.to_string(),
         }
+    }
+}
+
+/// Why a typed value did not encode or decode: the source of [`StoreError::Codec`]. Opaque, so
+/// that the encoding library is not part of this crate's API; it displays (and debug-prints)
+/// as the library's own message.
+pub struct TypedValueError(pub(crate) postcard::Error);
+
+impl std::fmt::Debug for TypedValueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for TypedValueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for TypedValueError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }

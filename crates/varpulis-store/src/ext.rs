@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::error::TypedValueError;
 use crate::{Key, StateStore, StoreError};
 
 /// Typed helpers for every [`StateStore`], through a blanket impl.
@@ -23,7 +24,7 @@ pub trait StateStoreExt: StateStore {
         let bytes = postcard::to_stdvec(value).map_err(|source| StoreError::Codec {
             op: "encode",
             key: key.to_string(),
-            source,
+            source: TypedValueError(source),
         })?;
         self.put(key, &bytes).await
     }
@@ -41,7 +42,7 @@ pub trait StateStoreExt: StateStore {
                     .map_err(|source| StoreError::Codec {
                         op: "decode",
                         key: key.to_string(),
-                        source,
+                        source: TypedValueError(source),
                     })
             }
         }

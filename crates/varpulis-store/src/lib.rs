@@ -46,7 +46,7 @@ use async_trait::async_trait;
 pub use dir::{
     Contents, DIR_FORMAT, DirError, DirIdentity, Encryption, IDENTITY_FILE, LOCK_FILE, StateDir,
 };
-pub use error::StoreError;
+pub use error::{StoreError, TypedValueError};
 pub use ext::StateStoreExt;
 pub use file::FileStore;
 pub use key::{Key, KeyProblem, MAX_SEGMENT_LEN, MAX_SEGMENTS, SEPARATOR};
