@@ -15,6 +15,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 mod fuzz;
+mod preflight;
 
 /// A layering rule: with `features`, `krate` must not link any of `never` (anywhere in its
 /// normal dependency tree) nor depend directly on any of `not_directly`.
@@ -136,6 +137,7 @@ fn main() -> Result<()> {
 
 fn ci() -> Result<()> {
     let started = Instant::now();
+    preflight::libclang()?;
     fmt()?;
     clippy()?;
     layering()?;
@@ -152,6 +154,7 @@ fn fmt() -> Result<()> {
 }
 
 fn clippy() -> Result<()> {
+    preflight::libclang()?;
     let deny = ["--", "-D", "warnings"];
     cargo_with(
         &["clippy", "--workspace", "--all-targets", "--all-features"],
@@ -230,6 +233,7 @@ fn layering() -> Result<()> {
 }
 
 fn test() -> Result<()> {
+    preflight::libclang()?;
     cargo(
         &["test", "--workspace", "--all-features", "--no-fail-fast"],
         &[],
@@ -237,6 +241,7 @@ fn test() -> Result<()> {
 }
 
 fn doc() -> Result<()> {
+    preflight::libclang()?;
     cargo(
         &["doc", "--workspace", "--all-features", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
@@ -244,6 +249,7 @@ fn doc() -> Result<()> {
 }
 
 fn bench_build() -> Result<()> {
+    preflight::libclang()?;
     // The dev profile keeps the (slow to build) RocksDB objects shared with the test build;
     // `cargo bench` itself builds optimized.
     cargo(
