@@ -109,6 +109,16 @@ impl Event {
         &self.event_type
     }
 
+    /// The same time and fields under another event type; the fields are shared, not copied.
+    #[must_use]
+    pub fn with_event_type(&self, event_type: impl Into<Arc<str>>) -> Self {
+        Self {
+            event_type: event_type.into(),
+            timestamp_ms: self.timestamp_ms,
+            fields: Arc::clone(&self.fields),
+        }
+    }
+
     /// The shared event-type name.
     #[must_use]
     pub fn event_type_arc(&self) -> &Arc<str> {

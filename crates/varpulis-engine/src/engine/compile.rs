@@ -29,6 +29,13 @@ pub(super) struct CompiledStream {
     /// allowed lateness of every windowed stream upstream, so that an upstream window emitted
     /// late is never late here.
     pub(super) watermark_lag_ms: i64,
+    /// The stream's name, the type of its output events (shared, not allocated per event).
+    pub(super) output_type: Arc<str>,
+    /// The `.emit` field names, in order (empty without `.emit`).
+    pub(super) emit_names: Vec<Arc<str>>,
+    /// Whether a later stream reads this one's outputs (else they are moved to the output,
+    /// not copied).
+    pub(super) has_readers: bool,
 }
 
 /// A VPL expression as a window aggregate input: evaluated against the event and the program
@@ -114,11 +121,22 @@ impl Engine {
                 None => None,
             };
             streams.push(CompiledStream {
+                output_type: Arc::from(plan.name.as_str()),
+                emit_names: plan
+                    .emit
+                    .iter()
+                    .flatten()
+                    .map(|f| Arc::from(f.name.as_str()))
+                    .collect(),
                 plan: plan.clone(),
                 input,
                 window,
                 watermark_lag_ms: lag,
+                has_readers: false,
             });
+            if let Input::Stream(up) = input {
+                streams[up].has_readers = true;
+            }
         }
         self.produced = vec![Vec::new(); streams.len()];
         let accepts = stream_accepts(&streams);

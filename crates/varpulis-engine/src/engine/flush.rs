@@ -155,7 +155,7 @@ pub(super) fn pull(
             Phase::Flushing => match stream.window.as_mut() {
                 Some(op) => {
                     let more = op.flush_step(step.results, room);
-                    step.finish(&stream.plan, out);
+                    step.finish(stream, out);
                     if !more {
                         *phase = Phase::Done;
                     }

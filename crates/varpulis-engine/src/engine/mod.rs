@@ -236,9 +236,13 @@ impl Engine {
             }
             if let (Some(wm), Some(op)) = (wm, stream.window.as_mut()) {
                 op.advance_watermark(wm.saturating_sub(stream.watermark_lag_ms), step.results);
-                step.finish(&stream.plan, mine);
+                step.finish(stream, mine);
             }
-            out.extend(mine.iter().cloned());
+            if stream.has_readers {
+                out.extend(mine.iter().cloned());
+            } else {
+                out.append(mine);
+            }
         }
         self.output_events_emitted += (out.len() - before) as u64;
         Ok(())

@@ -2,9 +2,10 @@
 //! closed windows through `.having` and `.emit` into output events.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use varpulis_core::{Event, Value};
-use varpulis_vpl::{Scope, StreamPlan};
+use varpulis_vpl::Scope;
 use varpulis_windows::{Outcome, WindowResult};
 
 use super::LateEvent;
@@ -61,32 +62,32 @@ impl Step<'_> {
                         });
                     }
                 }
-                self.finish(&stream.plan, out);
+                self.finish(stream, out);
             }
             None => {
-                let mut e = Event::new(stream.plan.name.as_str(), event.timestamp_ms());
-                match &stream.plan.emit {
+                let ts = event.timestamp_ms();
+                let output_type = Arc::clone(&stream.output_type);
+                out.push(match &stream.plan.emit {
                     Some(emit) => {
                         let scope = Scope::empty().with_event(event).with_variables(variables);
-                        for f in emit {
-                            e.set(f.name.as_str(), f.expr.eval(&scope));
-                        }
+                        Event::from_fields(
+                            output_type,
+                            ts,
+                            emit.iter()
+                                .zip(&stream.emit_names)
+                                .map(|(f, name)| (Arc::clone(name), f.expr.eval(&scope))),
+                        )
                     }
-                    None => {
-                        for (name, value) in event.fields() {
-                            e.set(name, value.clone());
-                        }
-                    }
-                }
-                out.push(e);
+                    None => event.with_event_type(output_type),
+                });
             }
         }
     }
 
-    /// Turns the closed windows in the results buffer into output events of `plan`: `.having`,
-    /// then `.emit`.
-    pub(super) fn finish(&mut self, plan: &StreamPlan, out: &mut Vec<Event>) {
-        let variables = self.variables;
+    /// Turns the closed windows in the results buffer into output events of `stream`:
+    /// `.having`, then `.emit`.
+    pub(super) fn finish(&mut self, stream: &CompiledStream, out: &mut Vec<Event>) {
+        let (plan, variables) = (&stream.plan, self.variables);
         for r in self.results.drain(..) {
             if plan.having.is_none() && plan.emit.is_none() {
                 out.push(r.event);
@@ -103,13 +104,13 @@ impl Step<'_> {
             }
             match &plan.emit {
                 None => out.push(r.event),
-                Some(emit) => {
-                    let mut e = Event::new(plan.name.as_str(), r.end_ms);
-                    for f in emit {
-                        e.set(f.name.as_str(), f.expr.eval(&scope));
-                    }
-                    out.push(e);
-                }
+                Some(emit) => out.push(Event::from_fields(
+                    Arc::clone(&stream.output_type),
+                    r.end_ms,
+                    emit.iter()
+                        .zip(&stream.emit_names)
+                        .map(|(f, name)| (Arc::clone(name), f.expr.eval(&scope))),
+                )),
             }
         }
     }

@@ -130,7 +130,7 @@ fn one_shot_flush(e: &mut Engine, out: &mut Vec<Event>) {
         }
         if let Some(op) = stream.window.as_mut() {
             op.flush(step.results);
-            step.finish(&stream.plan, mine);
+            step.finish(stream, mine);
         }
         out.extend(mine.iter().cloned());
     }
