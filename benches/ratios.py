@@ -114,15 +114,38 @@ def main():
                 rows.append([op, z, cell(r, plain), cell(r, enc), ratio(r, enc, plain), extra])
         table(["op", "size", "plain", "encrypted", "encrypted / plain", "added"], rows)
 
-    cipher = [k for k in ("4KiB", "64KiB", "1MiB") if f"aes256gcm/encrypt/{k}" in r]
+    formats = [f for f in ("evt", "jsonl") if f"readers/{f}/reader" in r]
+    if formats:
+        print("### Readers, 100,000 lines (median; throughput; ratios in the same run)\n")
+        rows = []
+        for f in formats:
+            g = f"readers/{f}"
+            for path in ("lines", "reference", "reader"):
+                key = f"{g}/{path}"
+                if key not in r:
+                    continue
+                events = f"{100_000 / (r[key][0] / 1e9) / 1e6:.2f} M lines/s"
+                rows.append([f, path, cell(r, key), events, ratio(r, key, f"{g}/lines"),
+                             ratio(r, f"{g}/reference", key)])
+        table(["format", "path", "time", "lines/s", "time / lines", "reference / this"], rows)
+
+    cipher = [k for k in ("4KiB", "64KiB", "1MiB") if f"aes256gcm/ring_encrypt/{k}" in r]
     if cipher:
-        print("### AES-256-GCM encrypt, one core (median [95% CI])\n")
+        print("### AES-256-GCM, one core (median [95% CI]; `benches/crypto.sh` adds OpenSSL)\n")
         rows = []
         for z in cipher:
-            ns, lo, hi, nbytes = r[f"aes256gcm/encrypt/{z}"]
-            rows.append([z, fmt_time(ns), f"{fmt_rate(ns, nbytes)} [{fmt_rate(hi, nbytes)} .. {fmt_rate(lo, nbytes)}]"])
-        table(["buffer", "time", "throughput"], rows)
-
+            row = [z]
+            for bench in ("ring_encrypt", "aes-gcm_encrypt", "ring_decrypt", "aes-gcm_decrypt"):
+                key = f"aes256gcm/{bench}/{z}"
+                if key not in r:
+                    row.append("n/a")
+                    continue
+                ns, lo, hi, nbytes = r[key]
+                row.append(f"{fmt_rate(ns, nbytes)} [{fmt_rate(hi, nbytes)} .. {fmt_rate(lo, nbytes)}]")
+            row.append(ratio(r, f"aes256gcm/aes-gcm_encrypt/{z}", f"aes256gcm/ring_encrypt/{z}"))
+            rows.append(row)
+        table(["buffer", "ring encrypt", "aes-gcm encrypt", "ring decrypt", "aes-gcm decrypt",
+               "ring speed-up (encrypt)"], rows)
 
 if __name__ == "__main__":
     main()

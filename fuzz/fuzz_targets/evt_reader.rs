@@ -1,8 +1,10 @@
-//! The `.evt` reader: `EventFileReader` over a file of fuzzed bytes with the VPL crate's line
-//! parser (`varpulis_engine::source::parse_evt`, over `varpulis_vpl::parse_evt_line`).
+//! The `.evt` reader: `EventFileReader` over a file of fuzzed bytes (its line scanner,
+//! `varpulis_vpl::EvtScanner`) against the VPL crate's line parser
+//! (`varpulis_engine::source::parse_evt`, over `varpulis_vpl::parse_evt_line`).
 //!
 //! Asserts: never panics; reading the file gives exactly the events, resumable positions and
-//! first error (line and column) that `parse_evt` gives line by line; resuming at the position
+//! first error (line and column) that `parse_evt` gives line by line (so the scanner's fast
+//! path is checked against the parser); resuming at the position
 //! after an event gives exactly the remaining events; a line's diagnostic lies inside the line
 //! (`1 <= column <= chars + 1`, span within the line and on character boundaries); a line
 //! starting with a byte-order mark is an error at column 1 (only the reader skips one, at the

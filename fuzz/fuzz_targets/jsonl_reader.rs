@@ -1,8 +1,9 @@
-//! The `.jsonl` reader: `EventFileReader` over a file of fuzzed bytes, and
-//! `varpulis_engine::source::parse_json_line`.
+//! The `.jsonl` reader: `EventFileReader` over a file of fuzzed bytes (its line scanner), and
+//! `varpulis_engine::source::parse_json_line`, the reference it falls back to.
 //!
 //! Asserts: never panics; reading the file gives exactly the events, resumable positions and
-//! first error (line and column) that `parse_json_line` gives line by line; resuming at the
+//! first error (line and column) that `parse_json_line` gives line by line (so the scanner's
+//! fast path is checked against it); resuming at the
 //! position after an event gives exactly the remaining events; an error's column lies inside
 //! its line (`column <= bytes + 1`).
 #![no_main]

@@ -26,13 +26,20 @@ struct Rule {
     not_directly: &'static [&'static str],
 }
 
-const NATIVE: &[&str] = &["librocksdb-sys", "rocksdb", "aes-gcm", "argon2", "aes"];
+const NATIVE: &[&str] = &[
+    "librocksdb-sys",
+    "rocksdb",
+    "aes-gcm",
+    "ring",
+    "argon2",
+    "aes",
+];
 
 const LAYERING: &[Rule] = &[
     Rule {
         krate: "varpulis-runtime",
         features: "--no-default-features",
-        never: &["librocksdb-sys", "aes-gcm", "argon2"],
+        never: &["librocksdb-sys", "aes-gcm", "ring", "argon2"],
         not_directly: &[],
     },
     Rule {
@@ -44,7 +51,13 @@ const LAYERING: &[Rule] = &[
     Rule {
         krate: "varpulis-core",
         features: "--all-features",
-        never: &["tokio", "varpulis-store", "librocksdb-sys", "aes-gcm"],
+        never: &[
+            "tokio",
+            "varpulis-store",
+            "librocksdb-sys",
+            "aes-gcm",
+            "ring",
+        ],
         not_directly: &[],
     },
     // The checkpoint data model: serde types over `varpulis-core`, no I/O and no encoding (the
@@ -61,6 +74,7 @@ const LAYERING: &[Rule] = &[
             "librocksdb-sys",
             "rocksdb",
             "aes-gcm",
+            "ring",
             "argon2",
             "aes",
         ],
@@ -85,6 +99,7 @@ const LAYERING: &[Rule] = &[
             "librocksdb-sys",
             "rocksdb",
             "aes-gcm",
+            "ring",
             "argon2",
             "aes",
         ],
@@ -100,6 +115,7 @@ const LAYERING: &[Rule] = &[
             "varpulis-windows",
             "librocksdb-sys",
             "aes-gcm",
+            "ring",
         ],
         not_directly: &[],
     },

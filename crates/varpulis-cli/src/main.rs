@@ -70,7 +70,7 @@ struct RunArgs {
     #[command(flatten)]
     store: StoreArgs,
     /// Checkpoint every N input events (`500`) or every DURATION (`10s`). Default with a
-    /// state directory: 10000 events.
+    /// state directory: every 10s.
     #[arg(long, value_name = "N|DURATION", value_parser = parse_every)]
     checkpoint_every: Option<CheckpointEvery>,
     /// Checkpoints kept in the store (older ones are pruned).
@@ -329,7 +329,9 @@ impl RunObserver for Observer {
         self.checkpoints += 1;
         tracing::info!(
             id = taken.id,
-            took_ms = taken.took.as_millis() as u64,
+            stall_us = taken.took.as_micros() as u64,
+            total_ms = taken.total.as_millis() as u64,
+            bytes = taken.bytes_written,
             events = taken.events_processed,
             "checkpoint"
         );
@@ -420,6 +422,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         elapsed_ms = report.elapsed.as_millis() as u64,
         checkpoint_ms = report.checkpoint_time.as_millis() as u64,
         max_checkpoint_us = report.max_checkpoint_time.as_micros() as u64,
+        checkpoints_waited = report.checkpoints_waited,
         "run finished"
     );
     if report.interrupted {

@@ -83,6 +83,33 @@ impl Event {
         }
     }
 
+    /// An event whose `fields` the caller has already checked to have distinct names, taken
+    /// as they are: no name is compared and no buffer is copied, so a reader that interns its
+    /// names and rejects repeated ones builds an event with no allocation beyond the shared
+    /// field list. Equal to [`Event::from_fields`] over the same fields.
+    ///
+    /// Distinct names are the caller's promise (checked in debug builds only): with a name
+    /// twice, [`get`](Event::get) and [`set`](Event::set) see its first occurrence.
+    #[must_use]
+    pub fn from_unique_fields(
+        event_type: Arc<str>,
+        timestamp_ms: EventTime,
+        fields: Vec<(Arc<str>, Value)>,
+    ) -> Self {
+        debug_assert!(
+            {
+                let mut seen = std::collections::HashSet::with_capacity(fields.len());
+                fields.iter().all(|(n, _)| seen.insert(&**n))
+            },
+            "from_unique_fields: a field name appears twice"
+        );
+        Self {
+            event_type,
+            timestamp_ms,
+            fields: Arc::new(fields),
+        }
+    }
+
     /// Builder: sets `name` to `value`.
     #[must_use]
     pub fn with_field(mut self, name: impl Into<Arc<str>>, value: impl Into<Value>) -> Self {
@@ -206,6 +233,17 @@ mod tests {
         assert_eq!(first, ("f0", &Value::Int(0)));
         assert_eq!(last, ("f99999", &Value::Int(-99_999)));
         assert_eq!(e.get("f500"), Some(&Value::Int(-500)));
+    }
+
+    #[test]
+    fn from_unique_fields_equals_from_fields() {
+        let fields = vec![
+            (Arc::from("b"), Value::Int(1)),
+            (Arc::from("a"), Value::from("x")),
+        ];
+        let built = Event::from_unique_fields(Arc::from("T"), 3, fields.clone());
+        assert_eq!(built, Event::from_fields("T", 3, fields));
+        assert_eq!(built.get("a"), Some(&Value::from("x")));
     }
 
     #[test]

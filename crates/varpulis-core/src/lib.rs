@@ -17,12 +17,14 @@
 mod agg;
 mod duration;
 mod event;
+mod intern;
 mod value;
 mod window;
 
 pub use agg::AggFunc;
 pub use duration::{DurationError, format_duration_ms, parse_duration, parse_duration_ms};
 pub use event::Event;
+pub use intern::Interner;
 pub use value::Value;
 pub use window::WindowKind;
 

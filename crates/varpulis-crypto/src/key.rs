@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use aes::Aes256;
 use aes::cipher::{BlockEncrypt, KeyInit as _};
-use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::OsRng;
 use aes_gcm::aead::rand_core::RngCore as _;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::CryptoError;
+use crate::cipher::{Aead as _, Backend};
 
 /// Length of an [`EncryptionKey`] in bytes (AES-256).
 pub const KEY_LEN: usize = 32;
@@ -178,8 +178,8 @@ impl EncryptionKey {
             == 0
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(&self.bytes.into())
+    fn cipher(&self) -> Backend {
+        Backend::new(&self.bytes)
     }
 }
 
@@ -189,13 +189,14 @@ impl fmt::Debug for EncryptionKey {
     }
 }
 
+/// A key and its expanded cipher (see `cipher.rs` for what each backend clears on drop).
 pub(crate) struct KeyEntry {
     key: EncryptionKey,
-    cipher: Aes256Gcm,
+    cipher: Backend,
 }
 
 impl KeyEntry {
-    pub(crate) fn cipher(&self) -> &Aes256Gcm {
+    pub(crate) fn cipher(&self) -> &Backend {
         &self.cipher
     }
 }

@@ -8,8 +8,8 @@
 //!
 //! It is **not** a storage engine and **not** a general-purpose crypto library: it stores
 //! nothing itself and only knows the `StateStore` trait. It must never depend on RocksDB (or any
-//! other backend crate); only `varpulis-store` and the RustCrypto crates (`aes`, `aes-gcm`,
-//! `argon2`, `zeroize`).
+//! other backend crate); only `varpulis-store`, `ring` (optional) and the RustCrypto crates
+//! (`aes`, `aes-gcm`, `argon2`, `zeroize`).
 //!
 //! **What is protected:** the contents of values, against reading and against undetected
 //! modification (tampering, truncation, swapping values between keys, a wrong key: all are
@@ -19,6 +19,13 @@
 //! older envelope of the same key (no rollback protection).
 //!
 //! The byte layout is in `docs/design/encryption.md` and [`envelope`]'s constants.
+//!
+//! # Features
+//! - `ring` (default): AES-256-GCM through `ring`, whose assembly kernels (VAES and VPCLMULQDQ
+//!   with AVX2, AES-NI and PCLMULQDQ, ARMv8 crypto extensions) are chosen at run time.
+//!   Without it (`default-features = false`) the portable, pure-Rust `aes-gcm` seals and opens,
+//!   for targets `ring` does not build on. Both write and read the same bytes: a store written
+//!   with one opens with the other.
 //!
 //! # Example
 //! ```
@@ -49,6 +56,7 @@
 //! # }).unwrap();
 //! ```
 
+mod cipher;
 pub mod envelope;
 mod error;
 #[doc(hidden)]

@@ -16,14 +16,16 @@ use crate::{CryptoError, EncryptionKey, KdfParams, KeyId, Keyring};
 /// First segment of the keys the wrapper keeps its own records under. Hidden from `list` and
 /// refused by `get`/`put`/`delete`/`write_batch` of the wrapper.
 pub const RESERVED_SEGMENT: &str = "__varpulis-crypto";
-/// The key-check record: the encryption of [`CHECK_PLAINTEXT`] under the active key.
+/// The key-check record: the encryption of the constant `varpulis-crypto key check v1` under the
+/// active key.
 pub const CHECK_KEY: &str = "__varpulis-crypto:check";
 /// The plaintext Argon2 record (salt and parameters) of a passphrase store.
 pub const KDF_KEY: &str = "__varpulis-crypto:kdf";
 /// What the key-check record decrypts to.
 pub(crate) const CHECK_PLAINTEXT: &[u8] = b"varpulis-crypto key check v1";
 /// Values larger than this are encrypted and decrypted on tokio's blocking pool (when called
-/// inside a tokio runtime) so a 16 MiB value does not stall an executor thread for ~15 ms.
+/// inside a tokio runtime) so a large value does not stall an executor thread (16 MiB: about
+/// 2.5 ms with `ring` on an AVX2 + VAES core, about 14 ms with the portable `aes-gcm`).
 pub(crate) const BLOCKING_THRESHOLD: usize = 1024 * 1024;
 
 /// What [`EncryptedStateStore::rotate`] did.
@@ -136,14 +138,40 @@ where
     Ok(f())
 }
 
+/// Seals a borrowed plaintext. Above [`BLOCKING_THRESHOLD`] the envelope is framed here (the one
+/// copy of the plaintext) and encrypted in place on the blocking pool.
 async fn seal(keyring: Arc<Keyring>, key: &Key, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let sealed = if plaintext.len() > BLOCKING_THRESHOLD {
-        let (k, pt) = (key.clone(), Zeroizing::new(plaintext.to_vec()));
-        maybe_blocking(true, move || envelope::seal(&keyring, &k, &pt)).await?
-    } else {
-        envelope::seal(&keyring, key, plaintext)
-    };
-    sealed.map_err(|()| too_large(key))
+    if plaintext.len() <= BLOCKING_THRESHOLD {
+        return envelope::seal(&keyring, key, plaintext).map_err(|()| too_large(key));
+    }
+    // Zeroized if the task is dropped before it runs; empty (nothing to zeroize) once sealed.
+    let mut framed = Zeroizing::new(envelope::frame(&keyring, plaintext));
+    let k = key.clone();
+    maybe_blocking(true, move || {
+        envelope::seal_framed(&keyring, &k, &mut framed).map(|()| std::mem::take(&mut *framed))
+    })
+    .await?
+    .map_err(|()| too_large(key))
+}
+
+/// Seals an owned plaintext (a batch value, a value being rotated) in place, so no copy of it is
+/// left to zeroize.
+async fn seal_owned(
+    keyring: Arc<Keyring>,
+    key: &Key,
+    plaintext: Vec<u8>,
+) -> Result<Vec<u8>, StoreError> {
+    if plaintext.len() <= BLOCKING_THRESHOLD {
+        return envelope::seal_owned(&keyring, key, plaintext).map_err(|()| too_large(key));
+    }
+    // Zeroized if the task is dropped before it runs.
+    let mut plaintext = Zeroizing::new(plaintext);
+    let k = key.clone();
+    maybe_blocking(true, move || {
+        envelope::seal_owned(&keyring, &k, std::mem::take(&mut *plaintext))
+    })
+    .await?
+    .map_err(|()| too_large(key))
 }
 
 async fn unseal(
@@ -425,12 +453,10 @@ impl<S: StateStore> EncryptedStateStore<S> {
                 report.unchanged += 1;
                 continue;
             }
-            let plain = Zeroizing::new(
-                unseal(Arc::clone(&ring), &key, raw)
-                    .await?
-                    .map_err(|e| StoreError::corrupt(&key, e.reason()))?,
-            );
-            let sealed = seal(Arc::clone(&ring), &key, &plain).await?;
+            let plain = unseal(Arc::clone(&ring), &key, raw)
+                .await?
+                .map_err(|e| StoreError::corrupt(&key, e.reason()))?;
+            let sealed = seal_owned(Arc::clone(&ring), &key, plain).await?;
             self.inner.put(&key, &sealed).await?;
             report.rewritten += 1;
         }
@@ -497,8 +523,7 @@ impl<S: StateStore> StateStore for EncryptedStateStore<S> {
         for op in batch.into_ops() {
             match op {
                 BatchOp::Put(key, value) => {
-                    let value = Zeroizing::new(value);
-                    let envelope = seal(Arc::clone(&keyring), &key, &value).await?;
+                    let envelope = seal_owned(Arc::clone(&keyring), &key, value).await?;
                     sealed.put(key, envelope);
                 }
                 BatchOp::Delete(key) => {

@@ -8,7 +8,9 @@ use varpulis_core::{Event, Value, WindowKind};
 pub struct WindowCheckpoint {
     /// The definition the state was taken under; restoring into another definition is an error.
     pub spec: WindowSpecState,
-    /// Open state per partition, sorted by key (one entry, key `Null`, when unpartitioned).
+    /// Open state per partition, sorted by key (one entry, key `Null`, when unpartitioned);
+    /// an unsorted snapshot is sorted by [`sort_partitions`](Self::sort_partitions) before it is
+    /// compared or encoded.
     pub partitions: Vec<PartitionState>,
     /// Late events dropped so far.
     pub late_events_dropped: u64,
@@ -16,6 +18,16 @@ pub struct WindowCheckpoint {
     pub watermark_ms: Option<i64>,
     /// Arrival sequence number the next event will get (orders `first`/`last` ties).
     pub next_seq: u64,
+}
+
+impl WindowCheckpoint {
+    /// Sorts the partitions by key, the order a checkpoint is compared and encoded in. (A
+    /// snapshot can be taken unsorted and sorted later, off the event loop; the sort is
+    /// stable, so keys that compare equal but differ, `Int(1)` and `Float(1.0)`, keep the
+    /// order they were taken in.)
+    pub fn sort_partitions(&mut self) {
+        self.partitions.sort_by(|a, b| a.key.cmp(&b.key));
+    }
 }
 
 /// The definition of a window operator, as recorded in its checkpoint.

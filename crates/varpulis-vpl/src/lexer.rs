@@ -163,7 +163,7 @@ pub(crate) fn lex(source: &str, whole_file: bool) -> (Vec<Token>, Vec<Diagnostic
 
 /// Digits, an optional fraction, an optional exponent, then any identifier characters (a unit
 /// or garbage, judged by the parser).
-fn lex_number(source: &str, start: usize) -> usize {
+pub(crate) fn lex_number(source: &str, start: usize) -> usize {
     let b = source.as_bytes();
     let digits = |mut i: usize| {
         while i < b.len() && b[i].is_ascii_digit() {

@@ -6,7 +6,8 @@
 //! expression type-checked where the types are known. Anything wrong is reported as
 //! [`Diagnostics`] — line, column, the offending text and what was expected — never replaced
 //! by a default. [`Expr::eval`] is the pure evaluator for the plan's expressions, and
-//! [`parse_evt_line`] parses one line of an `.evt` event file.
+//! [`parse_evt_line`] parses one line of an `.evt` event file ([`EvtScanner`] gives the same
+//! result faster, for readers).
 //!
 //! What this crate is not: it does no I/O (sources come in as `&str`, files are read by the
 //! engine), never reads a clock, and runs nothing — the engine compiles plans to operators.
@@ -49,6 +50,7 @@
 mod check;
 mod diagnostic;
 mod evt;
+mod evt_scan;
 mod expr;
 mod lexer;
 mod parser;
@@ -56,6 +58,7 @@ mod plan;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use evt::{EvtLine, parse_evt_line};
+pub use evt_scan::EvtScanner;
 pub use expr::{BinaryOp, EvalContext, Expr, ExprKind, Scope, UnaryOp};
 pub use plan::{
     AggFunc, AggregatePlan, Assignment, EmitField, EventDecl, FieldDecl, Program, Source,

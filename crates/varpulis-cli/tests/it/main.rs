@@ -9,6 +9,7 @@ mod examples;
 mod mistakes;
 mod phases;
 mod signals;
+mod streams;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -74,6 +74,40 @@ fn large_values_round_trip_outside_a_runtime_and_inside_one() {
     });
 }
 
+#[test]
+fn large_batch_values_round_trip_and_are_rotated() {
+    // Above the 1 MiB threshold, batch values and rotated values are sealed in place on the
+    // blocking pool: same envelope, same bytes out.
+    let value: Vec<u8> = (0..3 * 1024 * 1024_u32).map(|i| (i % 253) as u8).collect();
+    run(async {
+        let store = EncryptedStateStore::new(MemoryStore::new(), key(3));
+        let mut batch = WriteBatch::new();
+        batch
+            .put(k("big:1"), value.clone())
+            .put(k("big:2"), b"small".to_vec());
+        store.write_batch(batch).await.unwrap();
+        let raw = store.inner().get(&k("big:1")).await.unwrap().unwrap();
+        assert_eq!(raw.len(), value.len() + OVERHEAD);
+        assert_eq!(envelope_key_id(&raw), Some(key(3).key_id()));
+        assert_eq!(
+            store.get(&k("big:1")).await.unwrap().as_deref(),
+            Some(&value[..])
+        );
+
+        store.rotate(key(4)).await.unwrap();
+        let raw = store.inner().get(&k("big:1")).await.unwrap().unwrap();
+        assert_eq!(envelope_key_id(&raw), Some(key(4).key_id()));
+        assert_eq!(
+            store.get(&k("big:1")).await.unwrap().as_deref(),
+            Some(&value[..])
+        );
+        assert_eq!(
+            store.get(&k("big:2")).await.unwrap().as_deref(),
+            Some(&b"small"[..])
+        );
+    });
+}
+
 /// Bytes written by version 1 of the envelope (key = 0x01 * 32, storage key `golden:v1`,
 /// plaintext `varpulis`). Today's code must keep reading them.
 const GOLDEN_V1: &str =

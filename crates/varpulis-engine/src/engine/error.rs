@@ -4,7 +4,7 @@ use varpulis_checkpoint::state::ENGINE_CHECKPOINT_VERSION;
 use varpulis_core::EventTime;
 use varpulis_windows::WindowError;
 
-/// Errors of building or restoring an [`Engine`].
+/// Errors of building or restoring an [`Engine`](super::Engine).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {

@@ -303,11 +303,20 @@ impl Engine {
     /// counters.
     #[must_use]
     pub fn create_checkpoint(&self) -> EngineCheckpoint {
+        let mut cp = self.create_checkpoint_unsorted();
+        sort_checkpoint(&mut cp);
+        cp
+    }
+
+    /// [`create_checkpoint`](Self::create_checkpoint) without sorting what the operators keep
+    /// in their own order (window partitions, by hash): the runner's snapshot on the event
+    /// loop, put in order by [`sort_checkpoint`] in the background, before it is encoded.
+    pub(crate) fn create_checkpoint_unsorted(&self) -> EngineCheckpoint {
         EngineCheckpoint {
             window_states: self
                 .streams
                 .iter()
-                .filter_map(|s| Some((s.plan.name.clone(), s.window.as_ref()?.snapshot())))
+                .filter_map(|s| Some((s.plan.name.clone(), s.window.as_ref()?.snapshot_unsorted())))
                 .collect(),
             variables: (*self.variables).clone(),
             watermark_state: Some(self.watermarks.snapshot()),
@@ -391,4 +400,12 @@ impl Engine {
         self.output_events_emitted = cp.output_events_emitted;
         Ok(())
     }
+}
+
+/// Puts a checkpoint of [`Engine::create_checkpoint_unsorted`] in the order
+/// [`Engine::create_checkpoint`] returns (the bytes encoded are those of a sorted one).
+pub(crate) fn sort_checkpoint(cp: &mut EngineCheckpoint) {
+    cp.window_states
+        .values_mut()
+        .for_each(varpulis_checkpoint::WindowCheckpoint::sort_partitions);
 }

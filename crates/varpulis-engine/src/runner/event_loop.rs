@@ -1,14 +1,25 @@
 //! The event loop: read, process, write, checkpoint when the schedule says so, and end with a
 //! final checkpoint.
+//!
+//! A scheduled checkpoint stalls the loop only for its snapshot: the output's buffered bytes
+//! go to the OS, the engine state is copied, the input position and output length recorded,
+//! and the rest (output `fsync`, encoding, store commit) is handed to the background
+//! (`background.rs`) while the loop goes on. At most one checkpoint is in flight: the next one
+//! first waits for it. The first checkpoint of a new output and the last one of a run are
+//! waited for (the first must own the output before anything is written to it), and every
+//! way out of the run waits for the one in flight, whose failure fails the run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use varpulis_checkpoint::{Checkpoint, CheckpointManager, CheckpointSchedule};
+use varpulis_checkpoint::{
+    CLOCK_STRIDE, Checkpoint, CheckpointManager, CheckpointSchedule, CommitReport,
+};
 use varpulis_core::Event;
 use varpulis_store::StateStore;
 
+use super::background::{InFlight, Job};
 use super::output::Sink;
 use super::position::{INPUT_PREFIX_BYTES, Input, InputIdentity, InputRecord, meta};
 use super::recover::Recovered;
@@ -34,13 +45,24 @@ enum End {
     Error { error: RunError, at: SourcePosition },
 }
 
+/// Whether a checkpoint returns once handed to the background or once committed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// The loop goes on while it commits (scheduled checkpoints).
+    HandOff,
+    /// The loop waits for the commit (a new output's first checkpoint, the final one).
+    Commit,
+}
+
 /// The running state of a run.
 pub(super) struct Loop<'a> {
     engine: &'a mut Engine,
     config: &'a RunConfig,
     clock: &'a dyn Clock,
-    manager: Option<CheckpointManager<Arc<dyn StateStore>>>,
+    manager: Option<Arc<CheckpointManager<Arc<dyn StateStore>>>>,
     schedule: CheckpointSchedule,
+    /// The checkpoint handed to the background and not yet seen to end (at most one).
+    in_flight: Option<InFlight>,
     sink: Sink,
     /// Bytes in the output file (what the next checkpoint records).
     output_len: u64,
@@ -75,7 +97,8 @@ impl<'a> Loop<'a> {
             schedule: CheckpointSchedule::new(config.checkpoint.every(), clock.monotonic()),
             output_is_new: matches!(sink, Sink::File { .. }) && recovered.output_at.is_none(),
             output_len: recovered.info.output_truncated_to.unwrap_or(0),
-            manager: recovered.manager,
+            manager: recovered.manager.map(Arc::new),
+            in_flight: None,
             sink,
             input,
             reader,
@@ -97,12 +120,31 @@ impl<'a> Loop<'a> {
         shutdown: &AtomicBool,
         observer: &mut dyn RunObserver,
     ) -> Result<RunReport, RunError> {
+        let ended = self.drive(shutdown, observer).await;
+        // However the run ended, the checkpoint still in flight is waited for: nothing writes
+        // to the store once the run has returned, and its failure fails the run (it came
+        // first: a synchronous checkpoint would have stopped the run there).
+        let settled = self.settle(observer).await;
+        match (ended, settled) {
+            (_, Err(e)) | (Err(e), Ok(())) => Err(e),
+            (Ok(()), Ok(())) => Ok(self.finish(started)),
+        }
+    }
+
+    /// [`run`](Self::run) up to the end of the final checkpoint; the error of an input that
+    /// ended in error comes after that checkpoint.
+    async fn drive(
+        &mut self,
+        shutdown: &AtomicBool,
+        observer: &mut dyn RunObserver,
+    ) -> Result<(), RunError> {
         if self.output_is_new {
             // The output starts (over) now: make the store know it before anything is
             // written, so a crash before the first scheduled checkpoint leaves a checkpoint
             // that owns the output, and the next run resumes instead of refusing an unknown
             // non-empty output.
-            self.checkpoint(self.reader.position(), observer).await?;
+            self.checkpoint(self.reader.position(), Wait::Commit, observer)
+                .await?;
         }
         let end = self.events(shutdown, observer).await?;
         observer.progress(self.reader.position(), self.file_len);
@@ -116,7 +158,7 @@ impl<'a> Loop<'a> {
                     self.report.interrupted = true;
                     self.report.flush_interrupted = true;
                     self.sink.sync().map_err(|e| self.sink.error(e))?;
-                    return Ok(self.finish(started));
+                    return Ok(());
                 }
                 (None, self.reader.position())
             }
@@ -124,9 +166,10 @@ impl<'a> Loop<'a> {
             End::Shutdown => {
                 self.report.interrupted = true;
                 if !self.config.checkpoint.checkpoint_on_shutdown {
-                    // Asked not to: the last checkpoint stands, as after a crash.
+                    // Asked not to: the last checkpoint stands, as after a crash (the one in
+                    // flight, if any, is a scheduled one: it commits).
                     self.sink.sync().map_err(|e| self.sink.error(e))?;
-                    return Ok(self.finish(started));
+                    return Ok(());
                 }
                 (None, self.reader.position())
             }
@@ -138,13 +181,10 @@ impl<'a> Loop<'a> {
             || recovery.resumed_from.is_none()
             || recovery.previous_input.is_some();
         if changed {
-            self.checkpoint(at, observer).await?;
+            self.checkpoint(at, Wait::Commit, observer).await?;
         }
         self.sink.sync().map_err(|e| self.sink.error(e))?;
-        match error {
-            Some(e) => Err(e),
-            None => Ok(self.finish(started)),
-        }
+        error.map_or(Ok(()), Err)
     }
 
     /// The loop over input events.
@@ -195,7 +235,12 @@ impl<'a> Loop<'a> {
             }
             let clock = self.clock;
             if self.schedule.event(|| clock.monotonic()) && self.manager.is_some() {
-                self.checkpoint(self.reader.position(), observer).await?;
+                self.checkpoint(self.reader.position(), Wait::HandOff, observer)
+                    .await?;
+            } else if self.in_flight.is_some()
+                && self.report.events_read.is_multiple_of(CLOCK_STRIDE)
+            {
+                self.poll_in_flight(observer).await?;
             }
         }
     }
@@ -215,8 +260,8 @@ impl<'a> Loop<'a> {
     }
 
     /// The report of a run that ends now.
-    fn finish(self, started: Duration) -> RunReport {
-        let mut report = self.report;
+    fn finish(&mut self, started: Duration) -> RunReport {
+        let mut report = std::mem::take(&mut self.report);
         report.events_processed = self.engine.events_processed();
         report.output_events_emitted = self.engine.output_events_emitted();
         report.late_events_dropped = self.engine.late_events_dropped();
@@ -240,20 +285,125 @@ impl<'a> Loop<'a> {
         Ok(())
     }
 
-    /// Takes a checkpoint at `position` (nothing without a store).
+    /// Takes a checkpoint at `position` (nothing without a store): waits for the one in flight,
+    /// snapshots, hands the commit to the background, and with [`Wait::Commit`] waits for it.
+    ///
+    /// The clock is read twice (the stall's start and end), plus once after waiting for a
+    /// previous checkpoint that was still in flight.
     async fn checkpoint(
         &mut self,
         position: SourcePosition,
+        wait: Wait,
         observer: &mut dyn RunObserver,
     ) -> Result<(), RunError> {
         let Some(manager) = &self.manager else {
             return Ok(());
         };
+        let manager = Arc::clone(manager);
         let started = self.clock.monotonic();
-        // The output must be on disk up to the recorded length before the checkpoint commits.
-        self.sink.sync().map_err(|e| self.sink.error(e))?;
+        let mut waited = Duration::ZERO;
+        if let Some(mut previous) = self.in_flight.take() {
+            let finished = previous.is_finished();
+            let outcome = previous.wait().await;
+            let seen = if finished {
+                started
+            } else {
+                // Still committing: at most one checkpoint is in flight.
+                self.report.checkpoints_waited += 1;
+                let now = self.clock.monotonic();
+                waited = now.saturating_sub(started);
+                now
+            };
+            self.completed(&previous, outcome, seen, observer)?;
+        }
+        // What the checkpoint records of the output is in the file (the background makes it
+        // durable before the commit).
+        let output = self.sink.hand_off().map_err(|e| self.sink.error(e))?;
+        let job = Job {
+            manager,
+            checkpoint: self.snapshot(position)?,
+            output,
+        };
+        let mut in_flight = InFlight::start(job, started, self.engine.events_processed()).await;
+        let outcome = match wait {
+            Wait::Commit => Some(in_flight.wait().await),
+            Wait::HandOff if in_flight.is_finished() => Some(in_flight.wait().await),
+            Wait::HandOff => None,
+        };
+        let now = self.clock.monotonic();
+        let took = now.saturating_sub(started);
+        self.schedule.taken(now);
+        self.report.checkpoint_time += took;
+        self.report.max_checkpoint_time = self.report.max_checkpoint_time.max(took);
+        in_flight.took = took;
+        in_flight.waited = waited;
+        match outcome {
+            Some(outcome) => self.completed(&in_flight, outcome, now, observer),
+            None => {
+                self.in_flight = Some(in_flight);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reports the checkpoint in flight if it has ended (looked at every [`CLOCK_STRIDE`]
+    /// events, so its end is seen soon and a failure stops the run soon).
+    async fn poll_in_flight(&mut self, observer: &mut dyn RunObserver) -> Result<(), RunError> {
+        let Some(mut done) = self.in_flight.take_if(|f| f.is_finished()) else {
+            return Ok(());
+        };
+        let outcome = done.wait().await;
+        let now = self.clock.monotonic();
+        self.completed(&done, outcome, now, observer)
+    }
+
+    /// Waits for the checkpoint in flight, if any.
+    async fn settle(&mut self, observer: &mut dyn RunObserver) -> Result<(), RunError> {
+        let Some(mut last) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let outcome = last.wait().await;
+        let now = self.clock.monotonic();
+        self.completed(&last, outcome, now, observer)
+    }
+
+    /// A checkpoint's commit ended, as the loop saw at `seen` (monotonic): counts and reports
+    /// it, or returns its error.
+    fn completed(
+        &mut self,
+        checkpoint: &InFlight,
+        outcome: Result<CommitReport, RunError>,
+        seen: Duration,
+        observer: &mut dyn RunObserver,
+    ) -> Result<(), RunError> {
+        let commit = outcome?;
+        self.report.checkpoints += 1;
+        let taken = CheckpointTaken {
+            id: commit.id,
+            took: checkpoint.took,
+            waited: checkpoint.waited,
+            total: seen.saturating_sub(checkpoint.started).max(checkpoint.took),
+            bytes_written: commit.bytes_written(),
+            events_processed: checkpoint.events_processed,
+        };
+        tracing::debug!(
+            id = taken.id,
+            took_us = taken.took.as_micros() as u64,
+            waited_us = taken.waited.as_micros() as u64,
+            total_us = taken.total.as_micros() as u64,
+            bytes = taken.bytes_written,
+            events = taken.events_processed,
+            "checkpoint committed"
+        );
+        observer.checkpointed(&taken);
+        Ok(())
+    }
+
+    /// What a checkpoint at `position` records: the engine state (a copy, not yet sorted:
+    /// the job sorts it), the input's position and identity, and the output's length.
+    fn snapshot(&mut self, position: SourcePosition) -> Result<Checkpoint, RunError> {
         let mut cp = Checkpoint::new(self.clock.now_ms())
-            .with_context(CONTEXT, self.engine.create_checkpoint());
+            .with_context(CONTEXT, self.engine.create_checkpoint_unsorted());
         cp.metadata.insert(
             meta::ENGINE_VERSION.to_owned(),
             env!("CARGO_PKG_VERSION").to_owned(),
@@ -278,32 +428,20 @@ impl<'a> Loop<'a> {
         if prefix == INPUT_PREFIX_BYTES {
             self.input_identity = Some(identity);
         }
-        if let Sink::File { path, key, .. } = &self.sink {
-            cp.source_offsets.insert(key.clone(), self.output_len);
-            cp.metadata
-                .insert(meta::OUTPUT.to_owned(), path.display().to_string());
+        match &self.sink {
+            Sink::File { path, key, .. } => {
+                cp.source_offsets.insert(key.clone(), self.output_len);
+                cp.metadata
+                    .insert(meta::OUTPUT.to_owned(), path.display().to_string());
+            }
+            // Named (for the message when a file is used next), with no length: a stream is
+            // never cut back.
+            Sink::Stream { path, .. } => {
+                cp.metadata
+                    .insert(meta::OUTPUT.to_owned(), path.display().to_string());
+            }
+            Sink::Stdout(_) => {}
         }
-        let commit = manager.checkpoint(&cp).await?;
-        let now = self.clock.monotonic();
-        let took = now.saturating_sub(started);
-        self.schedule.taken(now);
-        self.report.checkpoints += 1;
-        self.report.checkpoint_time += took;
-        self.report.max_checkpoint_time = self.report.max_checkpoint_time.max(took);
-        let taken = CheckpointTaken {
-            id: commit.id,
-            took,
-            bytes_written: commit.bytes_written(),
-            events_processed: self.engine.events_processed(),
-        };
-        tracing::debug!(
-            id = taken.id,
-            took_us = took.as_micros() as u64,
-            bytes = taken.bytes_written,
-            events = taken.events_processed,
-            "checkpoint committed"
-        );
-        observer.checkpointed(&taken);
-        Ok(())
+        Ok(cp)
     }
 }

@@ -15,7 +15,32 @@
 //! of its first bytes, recorded in each checkpoint) and the reader use that one handle.
 //!
 //! Without an output file (stdout) outputs after the last checkpoint are written again after a
-//! restart: at least once, not exactly once.
+//! restart: at least once, not exactly once. The same holds for an output that is not a regular
+//! file (`/dev/null`, a FIFO, a terminal, `/dev/stdout` on a pipe): it cannot be cut back, so it
+//! is never truncated, locked or `fsync`ed, and checkpoints record its path but no length; each
+//! checkpoint still hands the bytes before it to the OS before committing (so nothing before a
+//! checkpoint is lost), and a resumed run simply writes on, repeating what came after the last
+//! checkpoint. Exactly once needs a regular file.
+//!
+//! # Checkpoints off the event loop
+//! A checkpoint stalls the loop only while it snapshots: the output's buffered bytes are
+//! written to the OS (not synced), the engine state is copied (what
+//! [`Engine::create_checkpoint`] returns, but not yet sorted), the input position and identity
+//! and the output length recorded. The sort, the output's `fsync`, the encoding and hashing of
+//! the state and the store commit
+//! (through [`CheckpointManager`](varpulis_checkpoint::CheckpointManager), parts then manifest)
+//! run in the background while the loop goes on; the order inside (output durable, then the
+//! manifest) keeps the contract above, and output written after the snapshot is cut back at
+//! recovery as any output after a checkpoint is. At most one checkpoint is in flight: the next
+//! one waits for it ([`CheckpointTaken::waited`], [`RunReport::checkpoints_waited`]). A failed
+//! background commit fails the run with the error a synchronous one had, at the next checkpoint,
+//! within [`CLOCK_STRIDE`](varpulis_checkpoint::CLOCK_STRIDE) events, or at the end. The first
+//! checkpoint of a new output (it must own the output before anything is written to it) and the
+//! final one are waited for, and no way out of [`run`] leaves a commit running. On a
+//! multi-thread tokio runtime the commit runs on a blocking-pool thread; on a current-thread
+//! runtime it is a task that runs when the loop yields (once after each hand-off, so a store
+//! that never blocks commits there, deterministically); without a runtime, at the hand-off. See
+//! `docs/design/hot-path.md`.
 //!
 //! # Phases of a run
 //! [`run`] is four steps, each in its own module:
@@ -25,8 +50,9 @@
 //! 3. `output`: resolve the output, then cut it back, refuse it or start it over;
 //! 4. `event_loop`: read, process, write, checkpoint on the
 //!    [`CheckpointSchedule`](varpulis_checkpoint::CheckpointSchedule), and end with a final
-//!    checkpoint.
+//!    checkpoint; `background` commits each checkpoint beside the loop.
 
+mod background;
 mod event_loop;
 mod output;
 mod position;
@@ -47,8 +73,12 @@ use crate::clock::Clock;
 use crate::engine::{Engine, EngineError, LateEvent};
 use crate::source::{ReadError, SourcePosition};
 
-/// Checkpoint interval used when a store is given and nothing else is asked for.
-pub const DEFAULT_CHECKPOINT_EVERY: CheckpointEvery = CheckpointEvery::Events(10_000);
+/// Checkpoint interval used when a store is given and nothing else is asked for: every 10 s
+/// of the run's monotonic clock, as a time-based interval (Flink's practice): a count of events
+/// would mean hundreds of commits a second at millions of events per second, and a handful an
+/// hour on a slow input. 10 s bounds the input replayed after a crash to about 10 s of work.
+pub const DEFAULT_CHECKPOINT_EVERY: CheckpointEvery =
+    CheckpointEvery::Interval(Duration::from_secs(10));
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -108,16 +138,28 @@ pub struct RecoveryInfo {
     pub input_replaced: Option<String>,
 }
 
-/// One checkpoint taken during the run.
+/// One checkpoint taken during the run, reported once committed.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckpointTaken {
     /// Its id.
     pub id: u64,
-    /// Time the event loop was stalled by it (output sync + snapshot + commit).
+    /// Time the event loop was stalled by it, its *stall*: waiting for the previous checkpoint
+    /// if it was still in flight ([`waited`](Self::waited)), handing the output's buffered
+    /// bytes to the OS, and the snapshot (engine state, input position, output length). For a
+    /// checkpoint the loop waits for (a new output's first, the final one) also the output
+    /// sync and the commit.
     pub took: Duration,
+    /// Of [`took`](Self::took), the time spent waiting for the previous checkpoint's commit.
+    pub waited: Duration,
+    /// From the start of the stall until the loop saw the commit done (output `fsync`,
+    /// encoding, store commit and retention ran in the background meanwhile): an upper bound
+    /// of the checkpoint's whole time, as exact as how often the loop looks (every
+    /// [`CLOCK_STRIDE`](varpulis_checkpoint::CLOCK_STRIDE) events, at the next checkpoint, at
+    /// the end). At least `took`.
+    pub total: Duration,
     /// Bytes written to the store.
     pub bytes_written: u64,
-    /// Input events processed when it was taken.
+    /// Input events processed when it was taken (snapshotted).
     pub events_processed: u64,
 }
 
@@ -127,7 +169,8 @@ pub trait RunObserver {
     fn recovered(&mut self, _info: &RecoveryInfo) {}
     /// Called every few thousand events with the input position and the file's length.
     fn progress(&mut self, _position: SourcePosition, _file_len: u64) {}
-    /// Called after each checkpoint.
+    /// Called after each checkpoint has committed (from the loop, soon after the background
+    /// commit ended).
     fn checkpointed(&mut self, _taken: &CheckpointTaken) {}
     /// Called for each event a window dropped as late (the engine's side output).
     fn late_event(&mut self, _late: &LateEvent) {}
@@ -152,12 +195,17 @@ pub struct RunReport {
     pub output_events_emitted: u64,
     /// Late events dropped, all runs together.
     pub late_events_dropped: u64,
-    /// Checkpoints taken by this run.
+    /// Checkpoints committed by this run.
     pub checkpoints: u64,
-    /// Total time the event loop spent in checkpoints.
+    /// Total time the event loop was stalled by checkpoints (the sum of
+    /// [`CheckpointTaken::took`]; the commits of scheduled checkpoints are not in it: they ran
+    /// beside the loop).
     pub checkpoint_time: Duration,
-    /// Longest single checkpoint.
+    /// Longest single stall.
     pub max_checkpoint_time: Duration,
+    /// Checkpoints that found the previous one still committing and waited for it: when this
+    /// grows, the interval is shorter than a commit takes.
+    pub checkpoints_waited: u64,
     /// What recovery found.
     pub recovery: RecoveryInfo,
     /// The run stopped on a shutdown request (SIGINT/SIGTERM), not at end of input.

@@ -4,7 +4,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::background::DurableOutput;
 use super::position::{Input, output_offset_key};
 use super::recover::Recovered;
 use super::{RunConfig, RunError};
@@ -14,6 +16,9 @@ pub(super) enum Sink {
     /// A regular file: exactly once (cut back at restart, synced before each checkpoint).
     File {
         w: BufWriter<File>,
+        /// A second handle on the same open file, for the `fsync` a checkpoint does in the
+        /// background while `w` goes on writing.
+        durable: Arc<File>,
         path: PathBuf,
         /// `output:<absolute path>`, the key of its length in checkpoints.
         key: String,
@@ -39,6 +44,25 @@ impl Sink {
         match self {
             Self::File { w, .. } | Self::Stream { w, .. } => w.write_all(bytes),
             Self::Stdout(w) => w.write_all(bytes),
+        }
+    }
+
+    /// Hands every byte written so far to the OS (a checkpoint records the length written),
+    /// and returns what must then be made durable before the checkpoint commits: the file, for
+    /// a regular file; nothing for stdout and streams (at least once).
+    pub(super) fn hand_off(&mut self) -> io::Result<Option<DurableOutput>> {
+        match self {
+            Self::File {
+                w, durable, path, ..
+            } => {
+                w.flush()?;
+                Ok(Some(DurableOutput {
+                    file: Arc::clone(durable),
+                    path: path.clone(),
+                }))
+            }
+            Self::Stream { w, .. } => w.flush().map(|()| None),
+            Self::Stdout(w) => w.flush().map(|()| None),
         }
     }
 
@@ -184,8 +208,10 @@ pub(super) fn open(
     file.set_len(keep).map_err(err)?;
     file.seek(SeekFrom::Start(keep)).map_err(err)?;
     file.sync_data().map_err(err)?;
+    let durable = Arc::new(file.try_clone().map_err(err)?);
     Ok(Sink::File {
         w: BufWriter::with_capacity(1 << 16, file),
+        durable,
         key: output_offset_key(&abs),
         path: abs,
     })

@@ -20,7 +20,8 @@ pub(super) mod meta {
     pub(crate) const INPUT_LINE: &str = "input_line";
     /// Event time of the last input event read (`.evt` lines without `@` inherit it).
     pub(crate) const INPUT_LAST_TIME_MS: &str = "input_last_time_ms";
-    /// Absolute path of the output file, if any.
+    /// Absolute path of the output, if any (a file, or a stream such as `/dev/null`: then no
+    /// length is recorded).
     pub(crate) const OUTPUT: &str = "output";
     /// Version of the engine that wrote the checkpoint.
     pub(crate) const ENGINE_VERSION: &str = "engine_version";

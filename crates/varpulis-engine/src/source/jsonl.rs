@@ -1,5 +1,7 @@
 //! The `.jsonl` line decoder: one JSON object per line into an [`Event`], with the same
 //! limits and errors as `.evt` lines (duplicate names, floats beyond `f64`, nesting depth).
+//! The reader tries its byte scanner (`jsonl_scan.rs`) first and comes here for every line
+//! the scanner does not take, so this decoder is the reference for events and messages.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -82,7 +84,7 @@ pub fn parse_json_line(line: &str, previous_ms: EventTime) -> Result<Option<Even
 }
 
 /// A step from a JSON value to one inside it.
-enum Step {
+pub(super) enum Step {
     Key(String),
     Index(usize),
 }
@@ -96,10 +98,10 @@ const TOO_DEEP: &str = "\u{0}too deep";
 /// [`MAX_NESTING`]. On an error, `path` holds the steps to the failing value, innermost first
 /// (filled in as the error propagates: nothing is spent on success).
 #[derive(Clone, Copy)]
-struct JsonSeed<'p> {
-    path: &'p RefCell<Vec<Step>>,
+pub(super) struct JsonSeed<'p> {
+    pub(super) path: &'p RefCell<Vec<Step>>,
     /// Nesting level of the value to read (the line's object is 1).
-    depth: usize,
+    pub(super) depth: usize,
 }
 
 impl JsonSeed<'_> {
@@ -236,7 +238,7 @@ fn json_error(line: &str, e: &serde_json::Error, mut path: Vec<Step>) -> (u64, S
     (column, message)
 }
 
-fn parse_rfc3339_ms(s: &str) -> Option<EventTime> {
+pub(super) fn parse_rfc3339_ms(s: &str) -> Option<EventTime> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }

@@ -47,7 +47,17 @@ impl WindowOperator {
     /// The operator's state, in checkpoint form (partitions sorted by key).
     #[must_use]
     pub fn snapshot(&self) -> WindowCheckpoint {
-        let mut partitions: Vec<PartitionState> = self
+        let mut cp = self.snapshot_unsorted();
+        cp.sort_partitions();
+        cp
+    }
+
+    /// [`snapshot`](Self::snapshot) without its sort: the partitions in the operator's own
+    /// order, until [`WindowCheckpoint::sort_partitions`] (the sort of many partitions by key
+    /// costs more than copying them, so a caller that must return fast sorts later, elsewhere).
+    #[must_use]
+    pub fn snapshot_unsorted(&self) -> WindowCheckpoint {
+        let partitions: Vec<PartitionState> = self
             .partitions
             .iter()
             .map(|(k, p)| PartitionState {
@@ -65,7 +75,6 @@ impl WindowOperator {
                 events: Vec::new(),
             })
             .collect();
-        partitions.sort_by(|a, b| a.key.cmp(&b.key));
         WindowCheckpoint {
             spec: self.spec_state.clone(),
             partitions,
