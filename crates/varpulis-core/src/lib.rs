@@ -15,6 +15,7 @@
 //! ```
 
 mod agg;
+mod decimal;
 mod duration;
 mod event;
 mod intern;
@@ -22,6 +23,7 @@ mod value;
 mod window;
 
 pub use agg::AggFunc;
+pub use decimal::exact_decimal;
 pub use duration::{DurationError, format_duration_ms, parse_duration, parse_duration_ms};
 pub use event::Event;
 pub use intern::Interner;

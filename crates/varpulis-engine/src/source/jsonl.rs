@@ -1,6 +1,6 @@
 //! The `.jsonl` line decoder: one JSON object per line into an [`Event`], with the same
 //! limits and errors as `.evt` lines (duplicate names, floats beyond `f64`, nesting depth).
-//! The reader tries its byte scanner (`jsonl_scan.rs`) first and comes here for every line
+//! The reader tries its byte scanner (`jsonl_scan/`) first and comes here for every line
 //! the scanner does not take, so this decoder is the reference for events and messages.
 
 use std::cell::RefCell;
