@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,12 +16,17 @@ use crate::{EventTime, Value};
 /// order; setting an existing field replaces it in place.
 ///
 /// [`Event::set`] and [`Event::get`] scan the fields, which is the fastest for the usual
-/// handful; build an event with many fields with [`Event::from_fields`] (linear time).
+/// handful; build an event with many fields with [`Event::from_fields`] (linear time). Code
+/// that reads the same field of many events (compiled expressions, partition keys) reads it
+/// through a [`FieldRef`], which remembers where the field was.
+///
+/// The fields live in one shared allocation (`Arc<[..]>`): building an event from an exact-size
+/// iterator ([`Event::from_unique_iter`]) allocates once, cloning allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     event_type: Arc<str>,
     timestamp_ms: EventTime,
-    fields: Arc<Vec<(Arc<str>, Value)>>,
+    fields: Arc<[(Arc<str>, Value)]>,
 }
 
 impl Event {
@@ -28,7 +35,7 @@ impl Event {
         Self {
             event_type: event_type.into(),
             timestamp_ms,
-            fields: Arc::new(Vec::new()),
+            fields: Arc::new([]),
         }
     }
 
@@ -79,14 +86,15 @@ impl Event {
         Self {
             event_type: event_type.into(),
             timestamp_ms,
-            fields: Arc::new(out),
+            fields: Arc::from(out),
         }
     }
 
     /// An event whose `fields` the caller has already checked to have distinct names, taken
-    /// as they are: no name is compared and no buffer is copied, so a reader that interns its
-    /// names and rejects repeated ones builds an event with no allocation beyond the shared
-    /// field list. Equal to [`Event::from_fields`] over the same fields.
+    /// as they are: no name is compared. Equal to [`Event::from_fields`] over the same fields.
+    /// The vector is copied into the event's shared allocation; a reader that builds events in
+    /// a loop keeps one vector and passes `drain(..)` to [`Event::from_unique_iter`] instead,
+    /// which allocates once per event.
     ///
     /// Distinct names are the caller's promise (checked in debug builds only): with a name
     /// twice, [`get`](Event::get) and [`set`](Event::set) see its first occurrence.
@@ -96,17 +104,31 @@ impl Event {
         timestamp_ms: EventTime,
         fields: Vec<(Arc<str>, Value)>,
     ) -> Self {
+        Self::from_unique_iter(event_type, timestamp_ms, fields)
+    }
+
+    /// An event whose fields, in order and with distinct names (the caller's promise, checked
+    /// in debug builds), come from an exact-size iterator: one allocation for all of them
+    /// (`vec.drain(..)`, a mapped slice or a zip of two are exact; see
+    /// [`Arc`]'s `FromIterator`). Equal to [`Event::from_fields`] over the same fields.
+    #[must_use]
+    pub fn from_unique_iter<I>(event_type: Arc<str>, timestamp_ms: EventTime, fields: I) -> Self
+    where
+        I: IntoIterator<Item = (Arc<str>, Value)>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let fields: Arc<[(Arc<str>, Value)]> = fields.into_iter().collect();
         debug_assert!(
             {
                 let mut seen = std::collections::HashSet::with_capacity(fields.len());
                 fields.iter().all(|(n, _)| seen.insert(&**n))
             },
-            "from_unique_fields: a field name appears twice"
+            "from_unique_iter: a field name appears twice"
         );
         Self {
             event_type,
             timestamp_ms,
-            fields: Arc::new(fields),
+            fields,
         }
     }
 
@@ -123,10 +145,14 @@ impl Event {
     pub fn set(&mut self, name: impl Into<Arc<str>>, value: impl Into<Value>) {
         let name = name.into();
         let value = value.into();
-        let fields = Arc::make_mut(&mut self.fields);
-        match fields.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = value,
-            None => fields.push((name, value)),
+        match self.fields.iter().position(|(n, _)| *n == name) {
+            Some(i) => Arc::make_mut(&mut self.fields)[i].1 = value,
+            None => {
+                let mut fields = Vec::with_capacity(self.fields.len() + 1);
+                fields.extend(self.fields.iter().cloned());
+                fields.push((name, value));
+                self.fields = Arc::from(fields);
+            }
         }
     }
 
@@ -184,6 +210,83 @@ impl Event {
                 .sum::<usize>()
     }
 }
+
+/// A field name that remembers where it found the field last: reading the same field of
+/// events of one shape (every event of a reader, every output of a stream) is one comparison of
+/// the name at the remembered position instead of a scan.
+///
+/// What it gives is always [`Event::get`]'s answer: the position is only a hint, checked against
+/// the name on every read, and a miss scans and moves the hint. (Field names of an event are
+/// distinct, which every constructor ensures and [`Event::from_unique_iter`]'s caller
+/// promises; were one repeated, `get` would give its first occurrence and this any of them.)
+/// The hint is an atomic with relaxed ordering, so a `FieldRef` is `Sync` and shared readers
+/// can only make each other scan, never read a wrong field.
+pub struct FieldRef {
+    name: Arc<str>,
+    hint: AtomicU32,
+}
+
+impl FieldRef {
+    /// A reference to field `name`.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self {
+            name: name.into(),
+            hint: AtomicU32::new(0),
+        }
+    }
+
+    /// The field's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The shared name.
+    #[must_use]
+    pub fn name_arc(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The value of this field of `event`, if present: `event.get(self.name())`.
+    #[inline]
+    #[must_use]
+    pub fn get<'e>(&self, event: &'e Event) -> Option<&'e Value> {
+        let fields = &*event.fields;
+        let hint = self.hint.load(Ordering::Relaxed) as usize;
+        if let Some((n, v)) = fields.get(hint)
+            && (Arc::ptr_eq(n, &self.name) || **n == *self.name)
+        {
+            return Some(v);
+        }
+        let i = fields.iter().position(|(n, _)| **n == *self.name)?;
+        self.hint
+            .store(u32::try_from(i).unwrap_or(0), Ordering::Relaxed);
+        Some(&fields[i].1)
+    }
+}
+
+impl Clone for FieldRef {
+    fn clone(&self) -> Self {
+        Self {
+            name: Arc::clone(&self.name),
+            hint: AtomicU32::new(self.hint.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl fmt::Debug for FieldRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("FieldRef").field(&self.name).finish()
+    }
+}
+
+impl PartialEq for FieldRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for FieldRef {}
 
 #[cfg(test)]
 mod tests {
@@ -244,6 +347,38 @@ mod tests {
         let built = Event::from_unique_fields(Arc::from("T"), 3, fields.clone());
         assert_eq!(built, Event::from_fields("T", 3, fields));
         assert_eq!(built.get("a"), Some(&Value::from("x")));
+    }
+
+    #[test]
+    fn field_ref_reads_what_get_reads_whatever_the_shape() {
+        let f = FieldRef::new("b");
+        let shapes = [
+            Event::new("T", 0).with_field("a", 1).with_field("b", 2),
+            Event::new("T", 0).with_field("b", 3),
+            Event::new("T", 0).with_field("c", 4),
+            Event::new("T", 0)
+                .with_field("x", 5)
+                .with_field("y", 6)
+                .with_field("b", 7),
+            Event::new("T", 0).with_field("a", 1).with_field("b", 8),
+        ];
+        for _ in 0..2 {
+            for e in &shapes {
+                assert_eq!(f.get(e), e.get("b"), "{e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn from_unique_iter_equals_from_fields() {
+        let mut scratch = vec![
+            (Arc::from("b"), Value::Int(1)),
+            (Arc::from("a"), Value::from("x")),
+        ];
+        let expected = Event::from_fields("T", 3, scratch.clone());
+        let built = Event::from_unique_iter(Arc::from("T"), 3, scratch.drain(..));
+        assert_eq!(built, expected);
+        assert!(scratch.is_empty());
     }
 
     #[test]

@@ -45,7 +45,7 @@ fn spine_len(e: &Expr, limit: usize) -> usize {
 
 /// The left spine of `e`: its leftmost operand (not a binary operation) and the binary
 /// nodes from the bottom up, as `(node, op, rhs)`.
-fn spine(e: &Expr) -> (&Expr, Vec<(&Expr, BinaryOp, &Expr)>) {
+pub(crate) fn spine(e: &Expr) -> (&Expr, Vec<(&Expr, BinaryOp, &Expr)>) {
     let mut nodes = Vec::new();
     let mut cur = e;
     while let ExprKind::Binary { op, lhs, rhs } = &cur.kind {
@@ -537,7 +537,7 @@ impl Expr {
 }
 
 /// `lhs op rhs`, evaluating `rhs` only when `and`/`or` need it.
-fn apply(op: BinaryOp, lhs: Value, rhs: impl FnOnce() -> Value) -> Value {
+pub(crate) fn apply(op: BinaryOp, lhs: Value, rhs: impl FnOnce() -> Value) -> Value {
     match op {
         BinaryOp::And => match lhs {
             Value::Bool(false) => Value::Bool(false),
@@ -559,7 +559,7 @@ fn apply(op: BinaryOp, lhs: Value, rhs: impl FnOnce() -> Value) -> Value {
     }
 }
 
-fn negate(v: &Value) -> Value {
+pub(crate) fn negate(v: &Value) -> Value {
     match *v {
         Value::Int(i) => i
             .checked_neg()
@@ -575,7 +575,7 @@ fn int_as_f64(i: i64) -> f64 {
     i as f64
 }
 
-fn binary(op: BinaryOp, a: &Value, b: &Value) -> Value {
+pub(crate) fn binary(op: BinaryOp, a: &Value, b: &Value) -> Value {
     use BinaryOp as B;
     use Value as V;
     if op.is_comparison() {

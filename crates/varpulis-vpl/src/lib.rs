@@ -48,6 +48,7 @@
 //! ```
 
 mod check;
+mod compiled;
 mod diagnostic;
 mod evt;
 mod evt_scan;
@@ -56,6 +57,7 @@ mod lexer;
 mod parser;
 mod plan;
 
+pub use compiled::{Bindings, CompiledExpr, Row};
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use evt::{EvtLine, parse_evt_line};
 pub use evt_scan::EvtScanner;

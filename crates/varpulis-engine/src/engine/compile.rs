@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use varpulis_core::{Event, Value};
-use varpulis_vpl::{Scope, Source, StreamPlan, WindowKind};
+use varpulis_vpl::{Bindings, CompiledExpr, Source, StreamPlan, WindowKind};
 use varpulis_windows::{Aggregate, WindowOperator, WindowSpec};
 
 use super::accepts::{Accepts, stream_accepts};
@@ -33,6 +33,10 @@ pub(super) struct CompiledStream {
     pub(super) output_type: Arc<str>,
     /// The `.emit` field names, in order (empty without `.emit`).
     pub(super) emit_names: Vec<Arc<str>>,
+    /// `.where`, `.having` and the `.emit` values, compiled once (fields read by position).
+    pub(super) filter: Option<CompiledExpr>,
+    pub(super) having: Option<CompiledExpr>,
+    pub(super) emit: Vec<CompiledExpr>,
     /// Whether a later stream reads this one's outputs (else they are moved to the output,
     /// not copied).
     pub(super) has_readers: bool,
@@ -42,20 +46,18 @@ pub(super) struct CompiledStream {
 /// variables.
 #[derive(Debug)]
 struct VplExpr {
-    expr: varpulis_vpl::Expr,
+    compiled: CompiledExpr,
+    signature: String,
     variables: Arc<BTreeMap<String, Value>>,
 }
 
 impl varpulis_windows::Expr for VplExpr {
     fn eval(&self, event: &Event) -> Value {
-        self.expr.eval(
-            &Scope::empty()
-                .with_event(event)
-                .with_variables(&self.variables),
-        )
+        self.compiled
+            .eval(&Bindings::event(event, &self.variables))
     }
     fn signature(&self) -> String {
-        self.expr.to_string()
+        self.signature.clone()
     }
 }
 
@@ -79,7 +81,8 @@ fn window_operator(
                 agg.alias.as_str(),
                 agg.func,
                 VplExpr {
-                    expr: arg.clone(),
+                    compiled: CompiledExpr::new(arg),
+                    signature: arg.to_string(),
                     variables: Arc::clone(variables),
                 },
             ),
@@ -127,6 +130,14 @@ impl Engine {
                     .iter()
                     .flatten()
                     .map(|f| Arc::from(f.name.as_str()))
+                    .collect(),
+                filter: plan.filter.as_ref().map(CompiledExpr::new),
+                having: plan.having.as_ref().map(CompiledExpr::new),
+                emit: plan
+                    .emit
+                    .iter()
+                    .flatten()
+                    .map(|f| CompiledExpr::new(&f.expr))
                     .collect(),
                 plan: plan.clone(),
                 input,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use varpulis_core::{Event, Value};
-use varpulis_vpl::Scope;
+use varpulis_vpl::Bindings;
 use varpulis_windows::{Outcome, WindowResult};
 
 use super::LateEvent;
@@ -29,7 +29,11 @@ impl Step<'_> {
         out: &mut Vec<Event>,
     ) {
         let variables = self.variables;
-        if !stream.plan.accepts(event, variables) {
+        if stream
+            .filter
+            .as_ref()
+            .is_some_and(|f| !f.matches(&Bindings::event(event, variables)))
+        {
             return;
         }
         match stream.window.as_mut() {
@@ -67,18 +71,20 @@ impl Step<'_> {
             None => {
                 let ts = event.timestamp_ms();
                 let output_type = Arc::clone(&stream.output_type);
-                out.push(match &stream.plan.emit {
-                    Some(emit) => {
-                        let scope = Scope::empty().with_event(event).with_variables(variables);
-                        Event::from_fields(
-                            output_type,
-                            ts,
-                            emit.iter()
-                                .zip(&stream.emit_names)
-                                .map(|(f, name)| (Arc::clone(name), f.expr.eval(&scope))),
-                        )
-                    }
-                    None => event.with_event_type(output_type),
+                out.push(if stream.plan.emit.is_some() {
+                    let row = Bindings::event(event, variables);
+                    // `.emit` names are distinct (checked at load time).
+                    Event::from_unique_iter(
+                        output_type,
+                        ts,
+                        stream
+                            .emit
+                            .iter()
+                            .zip(&stream.emit_names)
+                            .map(|(f, name)| (Arc::clone(name), f.eval(&row))),
+                    )
+                } else {
+                    event.with_event_type(output_type)
                 });
             }
         }
@@ -93,25 +99,25 @@ impl Step<'_> {
                 out.push(r.event);
                 continue;
             }
-            let row: BTreeMap<String, Value> = r
-                .event
-                .fields()
-                .map(|(n, v)| (n.to_owned(), v.clone()))
-                .collect();
-            let scope = Scope::empty().with_aliases(&row).with_variables(variables);
-            if plan.having.as_ref().is_some_and(|h| !h.matches(&scope)) {
+            // The row's columns are the result event's fields (distinct names).
+            let row = Bindings::row(&r.event, variables);
+            if stream.having.as_ref().is_some_and(|h| !h.matches(&row)) {
                 continue;
             }
-            match &plan.emit {
-                None => out.push(r.event),
-                Some(emit) => out.push(Event::from_fields(
-                    Arc::clone(&stream.output_type),
-                    r.end_ms,
-                    emit.iter()
-                        .zip(&stream.emit_names)
-                        .map(|(f, name)| (Arc::clone(name), f.expr.eval(&scope))),
-                )),
+            if plan.emit.is_none() {
+                out.push(r.event);
+                continue;
             }
+            let emitted = Event::from_unique_iter(
+                Arc::clone(&stream.output_type),
+                r.end_ms,
+                stream
+                    .emit
+                    .iter()
+                    .zip(&stream.emit_names)
+                    .map(|(f, name)| (Arc::clone(name), f.eval(&row))),
+            );
+            out.push(emitted);
         }
     }
 }

@@ -67,6 +67,9 @@ pub struct EvtScanner {
     shape: Vec<(Arc<str>, bool)>,
     /// Names of a line with more than [`SCAN`] fields (empty otherwise).
     wide: HashSet<Arc<str>>,
+    /// The fields of the line being scanned: kept from line to line, drained into each event
+    /// (which then allocates once, for its shared field list).
+    scratch: Vec<(Arc<str>, Value)>,
 }
 
 impl Default for EvtScanner {
@@ -85,6 +88,7 @@ impl EvtScanner {
             last_type: None,
             shape: Vec::new(),
             wide: HashSet::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -135,21 +139,25 @@ impl EvtScanner {
         if !c.eat(b'{') {
             return None;
         }
-        let fields = self.fields(&mut c)?;
-        c.ws();
-        if !c.at_end_or_comment()? {
-            return None;
+        let mut fields = std::mem::take(&mut self.scratch);
+        fields.clear();
+        let whole = self.fields(&mut c, &mut fields).is_some() && {
+            c.ws();
+            c.at_end_or_comment() == Some(true)
+        };
+        let event = whole.then(|| {
+            Event::from_unique_iter(event_type, time.unwrap_or(previous_time), fields.drain(..))
+        });
+        fields.clear();
+        if fields.capacity() <= 1 << 10 {
+            // Keep the buffer, unless a very wide line made it large.
+            self.scratch = fields;
         }
-        Some(Some(Event::from_unique_fields(
-            event_type,
-            time.unwrap_or(previous_time),
-            fields,
-        )))
+        Some(Some(event?))
     }
 
-    /// The event's `name: value, ... }` after its `{`.
-    fn fields(&mut self, c: &mut Cursor<'_>) -> Option<Vec<(Arc<str>, Value)>> {
-        let mut out: Vec<(Arc<str>, Value)> = Vec::with_capacity(self.shape.len());
+    /// The event's `name: value, ... }` after its `{`, into `out` (empty).
+    fn fields(&mut self, c: &mut Cursor<'_>, out: &mut Vec<(Arc<str>, Value)>) -> Option<()> {
         if !self.wide.is_empty() {
             // Give back the memory of a very wide earlier line.
             if self.wide.capacity() > 1 << 12 {
@@ -203,10 +211,7 @@ impl EvtScanner {
         if self.shape.capacity() > 1 << 12 && self.shape.len() < 1 << 10 {
             self.shape.shrink_to(1 << 10);
         }
-        if out.capacity() > out.len() {
-            out.shrink_to_fit();
-        }
-        Some(out)
+        Some(())
     }
 
     /// A value inside `depth` open braces or brackets.

@@ -1,5 +1,6 @@
 //! Integration tests for `varpulis-vpl`: one binary, a module per behaviour.
 
+mod compiled;
 mod diagnostics;
 mod eval;
 mod evt;

@@ -10,7 +10,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use varpulis_core::{Event, EventTime, Value};
+use varpulis_core::{Event, EventTime, FieldRef, Value};
 use varpulis_state::WindowSpecState;
 
 use crate::WindowError;
@@ -94,6 +94,8 @@ pub struct WindowOperator {
     vals: Vec<Value>,
     /// Sliding windows of more than one slice keep a [`Running`](crate::running::Running) aggregate per partition.
     running: bool,
+    /// The `partition_by` field, read by position (`spec.partition_by`'s name).
+    partition_field: Option<FieldRef>,
 }
 
 impl WindowOperator {
@@ -112,6 +114,7 @@ impl WindowOperator {
         check_output_names(&spec.aggregates)?;
         let (inputs, input_of) = shared_inputs(&spec.aggregates);
         let running = matches!(mode, Mode::Sliced { size, slide, .. } if slide != size);
+        let spec_partition_field = spec.partition_by.as_ref().map(|f| FieldRef::new(Arc::clone(f)));
         let (lo, hi) =
             accepted_times(mode, spec.allowed_lateness_ms, (i64::MIN, i64::MAX)).unwrap_or((1, 0));
         Ok(Self {
@@ -132,6 +135,7 @@ impl WindowOperator {
             input_of,
             vals: Vec::new(),
             running,
+            partition_field: spec_partition_field,
         })
     }
 
@@ -256,8 +260,8 @@ impl WindowOperator {
     #[inline]
     fn partition_key<'e>(&self, event: &'e Event) -> &'e Value {
         static NULL: Value = Value::Null;
-        match &self.spec.partition_by {
-            Some(f) => event.get(f).unwrap_or(&NULL),
+        match &self.partition_field {
+            Some(f) => f.get(event).unwrap_or(&NULL),
             None => &NULL,
         }
     }

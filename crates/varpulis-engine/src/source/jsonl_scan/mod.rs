@@ -37,6 +37,9 @@ pub(crate) struct JsonlScanner {
     /// quotes): a line of the same shape matches each with one comparison of bytes.
     last_type: Option<(Arc<str>, bool)>,
     shape: Vec<(Arc<str>, bool)>,
+    /// The fields of the line being scanned: kept from line to line, drained into each event
+    /// (which then allocates once, for its shared field list).
+    scratch: Vec<(Arc<str>, Value)>,
 }
 
 /// A key of the line's object.
@@ -54,6 +57,7 @@ impl JsonlScanner {
             values: Interner::adaptive(VALUES.0, VALUES.1),
             last_type: None,
             shape: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -75,6 +79,24 @@ impl JsonlScanner {
     /// The fast path: the event `parse_json_line` gives, or `None` to let it decide (blank
     /// lines included).
     pub(crate) fn fast(&mut self, line: &str, previous_ms: EventTime) -> Option<Event> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let event = self.fast_into(line, previous_ms, &mut scratch);
+        scratch.clear();
+        if scratch.capacity() <= 1 << 10 {
+            // Keep the buffer, unless a very wide line made it large.
+            self.scratch = scratch;
+        }
+        event
+    }
+
+    /// [`JsonlScanner::fast`] with its field buffer `scratch` (empty).
+    fn fast_into(
+        &mut self,
+        line: &str,
+        previous_ms: EventTime,
+        scratch: &mut Vec<(Arc<str>, Value)>,
+    ) -> Option<Event> {
         let mut c = Cursor {
             s: line,
             b: line.as_bytes(),
@@ -87,8 +109,9 @@ impl JsonlScanner {
         let mut event_type: Option<Arc<str>> = None;
         // `Some(None)`: `"timestamp": null`, which takes the previous time like no timestamp.
         let mut timestamp: Option<Option<EventTime>> = None;
-        let mut wrapped: Option<Vec<(Arc<str>, Value)>> = None;
-        let mut flat: Vec<(Arc<str>, Value)> = Vec::new();
+        let mut wrapped = false;
+        // The fields, wrapped (`"fields": {..}`) or flat: never both.
+        let flat = scratch;
         c.ws();
         if c.eat(b'}') {
             return None;
@@ -132,22 +155,22 @@ impl JsonlScanner {
                         },
                     });
                 }
-                Key::Fields if wrapped.is_none() => {
-                    if !c.eat(b'{') {
+                Key::Fields if !wrapped => {
+                    if !c.eat(b'{') || !flat.is_empty() {
                         return None;
                     }
-                    let mut fields = Vec::with_capacity(self.shape.len());
                     c.ws();
                     if !c.eat(b'}') {
-                        self.entries(&mut c, &mut fields)?;
+                        self.entries(&mut c, flat)?;
                     }
-                    wrapped = Some(fields);
+                    wrapped = true;
                 }
                 Key::Type | Key::Time | Key::Fields => return None,
+                Key::Field(_) if wrapped => return None,
                 Key::Field(name) => {
                     let value = self.value(&mut c, 2)?;
                     if flat.is_empty() {
-                        flat.reserve_exact(self.shape.len().max(1));
+                        flat.reserve(self.shape.len().max(1));
                     }
                     flat.push((name, value));
                 }
@@ -166,27 +189,20 @@ impl JsonlScanner {
             return None;
         }
         let event_type = event_type?;
-        let mut fields = match wrapped {
-            Some(fields) if flat.is_empty() => fields,
-            Some(_) => return None,
-            None => flat,
-        };
+        let fields = flat;
         self.shape.truncate(fields.len());
         if self.shape.capacity() > 1 << 12 && self.shape.len() < 1 << 10 {
             // Give back the memory of a very wide earlier line.
             self.shape.shrink_to(1 << 10);
         }
         // `parse_json_line`'s fields come from a map: in the order of their names, each once.
-        if !sort_distinct(&mut fields) {
+        if !sort_distinct(fields) {
             return None;
         }
-        if fields.capacity() > fields.len() {
-            fields.shrink_to_fit();
-        }
-        Some(Event::from_unique_fields(
+        Some(Event::from_unique_iter(
             event_type,
             timestamp.flatten().unwrap_or(previous_ms),
-            fields,
+            fields.drain(..),
         ))
     }
 
