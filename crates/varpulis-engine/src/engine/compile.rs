@@ -53,8 +53,7 @@ struct VplExpr {
 
 impl varpulis_windows::Expr for VplExpr {
     fn eval(&self, event: &Event) -> Value {
-        self.compiled
-            .eval(&Bindings::event(event, &self.variables))
+        self.compiled.eval(&Bindings::event(event, &self.variables))
     }
     fn signature(&self) -> String {
         self.signature.clone()
