@@ -37,6 +37,14 @@ pub enum BlobKind {
     Manifest,
     /// A checkpoint part (the state of one context or operator).
     Part,
+    /// A tenant record of the server (`varpulis-tenant`).
+    Tenant,
+    /// A pipeline record of the server (`varpulis-tenant`).
+    Pipeline,
+    /// An entry of a pipeline's ingest log: one acknowledged batch of events.
+    IngestLog,
+    /// An engine state exported to a client (the server's `checkpoint` / `restore` bodies).
+    Export,
 }
 
 impl BlobKind {
@@ -44,6 +52,10 @@ impl BlobKind {
         match self {
             Self::Manifest => 1,
             Self::Part => 2,
+            Self::Tenant => 3,
+            Self::Pipeline => 4,
+            Self::IngestLog => 5,
+            Self::Export => 6,
         }
     }
 
@@ -51,6 +63,10 @@ impl BlobKind {
         match self {
             Self::Manifest => "manifest",
             Self::Part => "part",
+            Self::Tenant => "tenant record",
+            Self::Pipeline => "pipeline record",
+            Self::IngestLog => "ingest log entry",
+            Self::Export => "exported engine state",
         }
     }
 }

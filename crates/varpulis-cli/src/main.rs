@@ -3,12 +3,15 @@
 //! - `varpulis run PROGRAM.vpl --events FILE [--output FILE] [--state-dir DIR] ...` runs a
 //!   program; with a state directory it checkpoints and resumes after a crash or a stop.
 //! - `varpulis check PROGRAM.vpl` parses and checks a program.
+//! - `varpulis server [--port P] [--api-key KEY] [--state-dir DIR] ...` serves the multi-tenant
+//!   HTTP API (`docs/server.md`).
 //! - `varpulis checkpoint list|inspect --state-dir DIR` shows the checkpoints in a store.
 //!
 //! Commands, flags and the exactly-once contract are documented in `docs/cli.md`. Features:
 //! `encryption` (default: `--encrypt`), `persistence` (`--store rocksdb`).
 
 mod inspect;
+mod server;
 mod store;
 
 use std::io::IsTerminal;
@@ -50,6 +53,8 @@ enum Command {
         /// The program (.vpl).
         program: PathBuf,
     },
+    /// Serve the multi-tenant HTTP API (tenants, pipelines, events) over a state directory.
+    Server(server::ServerArgs),
     /// Inspect the checkpoints in a state directory.
     Checkpoint {
         #[command(subcommand)]
@@ -145,6 +150,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check { program } => check(&program),
         Command::Run(args) => runtime()?.block_on(run(args)),
+        Command::Server(args) => runtime()?.block_on(server::serve(args)),
         Command::Checkpoint { command } => runtime()?.block_on(async {
             let (store, text) = match command {
                 CheckpointCommand::List { store } => {

@@ -51,7 +51,10 @@ pub fn write_json_value(w: &mut impl Write, value: &Value) -> io::Result<()> {
 
 /// Writes `s` as a JSON string: `"` and `\` escaped, control characters as `\n`, `\t`, ... or
 /// `\u00XX`, everything else (all of Unicode) as is, the way `serde_json` writes it.
-fn write_json_str(w: &mut impl Write, s: &str) -> io::Result<()> {
+///
+/// # Errors
+/// The writer's errors.
+pub fn write_json_str(w: &mut impl Write, s: &str) -> io::Result<()> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     w.write_all(b"\"")?;

@@ -8,6 +8,7 @@ mod crash_loop;
 mod examples;
 mod mistakes;
 mod phases;
+mod server;
 mod signals;
 mod streams;
 

@@ -168,15 +168,19 @@ impl Engine {
         std::mem::take(&mut self.late)
     }
 
-    /// Processes one input event; appends the output events it causes to `out`, upstream
-    /// streams before downstream ones. Late events go to [`Engine::take_late_events`].
+    /// Whether [`process`](Self::process) would take `event`: `Err` exactly when it would
+    /// refuse it ([`EngineError::UnrepresentableTime`]), with nothing changed. A caller that
+    /// checks every event of a batch first can then apply the batch all or nothing.
     ///
     /// # Errors
-    /// [`EngineError::UnrepresentableTime`] when the event's time cannot be represented by a
-    /// window it would reach, directly or through the results it leads to (`.where` filters
-    /// are not consulted: the check depends on the time alone). It is checked before anything
-    /// changes: the engine is then exactly as before the call.
-    pub fn process(&mut self, event: &Event, out: &mut Vec<Event>) -> Result<(), EngineError> {
+    /// [`EngineError::UnrepresentableTime`], as [`process`](Self::process).
+    pub fn check_event(&self, event: &Event) -> Result<(), EngineError> {
+        self.source_of(event).map(|_| ())
+    }
+
+    /// The index of `event`'s type among the source types (`None`: no stream reads it), or
+    /// the error [`process`](Self::process) refuses it with.
+    fn source_of(&self, event: &Event) -> Result<Option<usize>, EngineError> {
         let ts = event.timestamp_ms();
         let source = self
             .source_types
@@ -204,6 +208,19 @@ impl Engine {
                     .map_or_else(String::new, |op| op.spec().describe_window()),
             });
         }
+        Ok(source)
+    }
+
+    /// Processes one input event; appends the output events it causes to `out`, upstream
+    /// streams before downstream ones. Late events go to [`Engine::take_late_events`].
+    ///
+    /// # Errors
+    /// [`EngineError::UnrepresentableTime`] when the event's time cannot be represented by a
+    /// window it would reach, directly or through the results it leads to (`.where` filters
+    /// are not consulted: the check depends on the time alone). It is checked before anything
+    /// changes: the engine is then exactly as before the call.
+    pub fn process(&mut self, event: &Event, out: &mut Vec<Event>) -> Result<(), EngineError> {
+        let source = self.source_of(event)?;
         self.flush = None;
         self.events_processed += 1;
         let wm = if source.is_some() {

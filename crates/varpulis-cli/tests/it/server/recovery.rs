@@ -1,0 +1,203 @@
+//! The seed's recovery flow: tenants, keys, quotas, usage, pipelines and half-full windows
+//! survive a kill -9 (and a graceful stop), and the next events complete the windows exactly
+//! as in a run that never stopped.
+
+use serde_json::{Value as Json, json};
+
+use super::{ADMIN, Auth, Flags, Server, events};
+
+const COUNT: &str = "stream Totals = Txn .window(5) .aggregate(sum: sum(amount), n: count())";
+const SESSION: &str = "stream Sessions = Click .partition_by(user) .window(session: 10s) \
+                       .aggregate(n: count(), sum: sum(amount))";
+
+fn txns(rows: &[(i64, i64)]) -> Json {
+    events(
+        "Txn",
+        &rows
+            .iter()
+            .map(|&(ts, amount)| (ts, json!({ "amount": amount })))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn clicks(rows: &[(i64, i64)]) -> Json {
+    events(
+        "Click",
+        &rows
+            .iter()
+            .map(|&(ts, amount)| (ts, json!({ "user": "ann", "amount": amount })))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// What the flow sets up before the stop.
+struct Before {
+    acme: (String, String),
+    globex: (String, String),
+    count: String,
+    session: String,
+    tenants: Json,
+}
+
+fn first_half(server: &Server) -> Before {
+    let acme = server.tenant("acme", Some("pro"));
+    let globex = server.tenant("globex", Some("free"));
+    let count = server.pipeline(&acme.1, "totals", COUNT);
+    let session = server.pipeline(&acme.1, "sessions", SESSION);
+    let other = server.pipeline(&globex.1, "totals", COUNT);
+    assert!(
+        server
+            .batch(
+                &acme.1,
+                &count,
+                txns(&[(1_000, 10), (2_000, 20), (3_000, 30)])
+            )
+            .is_empty()
+    );
+    assert!(
+        server
+            .batch(&acme.1, &session, clicks(&[(1_000, 100), (2_000, 100)]))
+            .is_empty()
+    );
+    assert!(
+        server
+            .batch(&globex.1, &other, txns(&[(1_000, 1)]))
+            .is_empty()
+    );
+    let tenants = server
+        .call("GET", "/tenants", None, Auth::Admin(ADMIN))
+        .json;
+    Before {
+        acme,
+        globex,
+        count,
+        session,
+        tenants,
+    }
+}
+
+/// The rest of the events; returns (count outputs, session outputs).
+fn second_half(server: &Server, b: &Before) -> (Vec<Json>, Vec<Json>) {
+    let count = server.batch(&b.acme.1, &b.count, txns(&[(4_000, 40), (5_000, 50)]));
+    let session = server.batch(&b.acme.1, &b.session, clicks(&[(3_000, 100), (60_000, 1)]));
+    (count, session)
+}
+
+fn assert_windows_completed(count: &[Json], session: &[Json]) {
+    assert_eq!(count.len(), 1, "{count:?}");
+    assert_eq!(count[0]["fields"]["sum"].as_f64(), Some(150.0), "{count:?}");
+    assert_eq!(count[0]["fields"]["n"], 5, "{count:?}");
+    assert_eq!(session.len(), 1, "{session:?}");
+    assert_eq!(session[0]["fields"]["n"], 3, "{session:?}");
+    assert_eq!(
+        session[0]["fields"]["sum"].as_f64(),
+        Some(300.0),
+        "{session:?}"
+    );
+}
+
+/// Outputs of the flow on a server that never stops.
+fn uninterrupted() -> (Vec<Json>, Vec<Json>) {
+    let server = Server::start(&Flags::default());
+    let b = first_half(&server);
+    second_half(&server, &b)
+}
+
+fn tenants_without_usage(list: &Json) -> Json {
+    let mut list = list["tenants"].clone();
+    for t in list.as_array_mut().expect("tenants") {
+        t.as_object_mut().expect("tenant").remove("usage");
+    }
+    list
+}
+
+fn stop_and_restart(flags: &Flags, stop: impl FnOnce(Server)) {
+    let server = Server::start(flags);
+    let b = first_half(&server);
+    stop(server);
+    let server = Server::start(flags);
+    // Tenants with their ids, names and quotas.
+    let tenants = server
+        .call("GET", "/tenants", None, Auth::Admin(ADMIN))
+        .json;
+    assert_eq!(
+        tenants_without_usage(&tenants),
+        tenants_without_usage(&b.tenants)
+    );
+    // Keys still authenticate, and still name the same tenant.
+    let r = server.call("GET", "/pipelines", None, Auth::Key(&b.acme.1));
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut names: Vec<&str> = r.json["pipelines"]
+        .as_array()
+        .expect("pipelines")
+        .iter()
+        .map(|p| {
+            assert_eq!(p["status"], "running", "{p}");
+            p["name"].as_str().expect("name")
+        })
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["sessions", "totals"]);
+    let r = server.call("GET", "/pipelines", None, Auth::Key(&b.globex.1));
+    assert_eq!(r.json["total"], 1, "{r:?}");
+    // Usage: every acknowledged event is counted.
+    let usage = server
+        .call("GET", "/usage", None, Auth::Key(&b.acme.1))
+        .json;
+    assert_eq!(usage["events_in"], 5, "{usage}");
+    assert_eq!(usage["active_pipelines"], 2, "{usage}");
+    assert_eq!(usage["quota"]["max_pipelines"], 20, "{usage}");
+    let (count, session) = second_half(&server, &b);
+    assert_windows_completed(&count, &session);
+    assert_eq!((count, session), uninterrupted());
+    let _ = b.globex.0;
+}
+
+fn kill_9(flags: &Flags) {
+    stop_and_restart(flags, Server::kill_9);
+}
+
+#[test]
+fn a_kill_9_loses_no_tenant_pipeline_usage_or_window_on_the_file_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    kill_9(&Flags::dir(&dir.path().join("state")));
+}
+
+#[test]
+fn a_kill_9_loses_nothing_on_the_encrypted_file_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    kill_9(&Flags {
+        encrypt: true,
+        ..Flags::dir(&dir.path().join("state"))
+    });
+}
+
+#[cfg(feature = "persistence")]
+#[test]
+fn a_kill_9_loses_nothing_on_rocksdb() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    kill_9(&Flags {
+        store: Some("rocksdb"),
+        ..Flags::dir(&dir.path().join("state"))
+    });
+}
+
+#[test]
+fn a_sigterm_stops_with_status_0_after_checkpointing_and_the_restart_continues() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    stop_and_restart(&Flags::dir(&dir.path().join("state")), |server| {
+        let (status, stderr) = server.terminate();
+        assert!(status.success(), "{status:?}\n{stderr}");
+    });
+}
+
+#[test]
+fn a_second_server_on_the_same_state_dir_fails_at_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = Flags::dir(&dir.path().join("state"));
+    let _first = Server::start(&flags);
+    let Err(why) = Server::try_start(&flags) else {
+        panic!("a second server started on the same state directory");
+    };
+    assert!(why.contains("in use") || why.contains("lock"), "{why}");
+}

@@ -1,0 +1,30 @@
+//! Tenants, pipelines, quotas and usage of the Varpulis server, persisted through any
+//! [`StateStore`](varpulis_store::StateStore) (memory, file, RocksDB, encrypted).
+//!
+//! What it is: the [`Registry`] of every tenant (name, quota tier, key hash, usage) and
+//! pipeline (name, VPL source, status), each pipeline with its own [`Engine`] whose state is
+//! checkpointed through its own `CheckpointManager`, and an ingest log that makes every
+//! accepted batch durable before it is acknowledged, replayed after the newest checkpoint at
+//! the next start. Keys are 256 random bits, shown once, stored as SHA-256, compared in
+//! constant time. Decisions: `docs/design/tenants.md`; bytes: `docs/design/state-format.md`.
+//!
+//! What it is not: no HTTP (that is `varpulis-server`), no store of its own (the caller opens
+//! one), no wall clock (time comes from the [`Clock`](varpulis_engine::clock::Clock) it is
+//! given). It must never depend on an HTTP crate, RocksDB or a cipher.
+//!
+//! [`Engine`]: varpulis_engine::Engine
+
+mod error;
+mod ids;
+mod pipeline;
+mod quota;
+mod record;
+mod registry;
+
+pub use error::TenantError;
+pub use ids::{ApiKey, PipelineId, TenantId};
+pub use quota::{Quota, QuotaTier, Usage};
+pub use registry::{
+    Batch, DEFAULT_TENANT, MAX_NAME_BYTES, PipelineInfo, PipelineMetrics, PipelineStatus, Registry,
+    RegistryConfig, TenantInfo,
+};

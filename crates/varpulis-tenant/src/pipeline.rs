@@ -1,0 +1,270 @@
+//! One pipeline: its record, its engine (or why it does not run), its ingest log position and
+//! its checkpoints.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Mutex, broadcast};
+use varpulis_checkpoint::codec::BlobKind;
+use varpulis_checkpoint::{Checkpoint, CheckpointConfig, CheckpointManager};
+use varpulis_core::Event;
+use varpulis_engine::{CONTEXT, Engine};
+use varpulis_store::StateStore;
+use varpulis_vpl::Program;
+
+use crate::error::TenantError;
+use crate::record::{self, Layout, LogEntry, PipelineRecord, RECORD_VERSION};
+
+/// The source offset that records the last ingest-log entry a checkpoint includes.
+pub(crate) const LOG_OFFSET: &str = "ingest-log";
+const META_EVENTS_IN: &str = "events_in";
+const META_OUTPUTS: &str = "output_events";
+
+/// Output events kept for slow `logs` readers before they are told they lagged.
+const BROADCAST_CAPACITY: usize = 1024;
+
+/// Counters read without the pipeline's lock (listing, metrics, usage).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) events_in: AtomicU64,
+    pub(crate) output_events: AtomicU64,
+    pub(crate) state_bytes: AtomicU64,
+    pub(crate) late_events_dropped: AtomicU64,
+    /// Watermark + 1 (0: none).
+    pub(crate) watermark: AtomicU64,
+    pub(crate) checkpoints: AtomicU64,
+    /// Last checkpoint id + 1 (0: none).
+    pub(crate) last_checkpoint: AtomicU64,
+}
+
+/// What listing shows of a pipeline, kept beside its lock.
+#[derive(Debug, Clone)]
+pub(crate) struct Shown {
+    pub(crate) record: PipelineRecord,
+    pub(crate) error: Option<String>,
+    pub(crate) started_ms: i64,
+}
+
+/// A pipeline as the registry holds it.
+pub(crate) struct Entry {
+    pub(crate) shown: RwLock<Shown>,
+    pub(crate) stats: Stats,
+    pub(crate) outputs: broadcast::Sender<Event>,
+    pub(crate) runtime: Mutex<Runtime>,
+}
+
+impl Entry {
+    pub(crate) fn shown(&self) -> Shown {
+        self.shown.read().expect("not poisoned").clone()
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.shown.read().expect("not poisoned").error.is_none()
+    }
+}
+
+/// The part of a pipeline behind its lock.
+pub(crate) struct Runtime {
+    /// The engine, or the error that keeps the pipeline from running.
+    pub(crate) engine: Result<Engine, String>,
+    pub(crate) manager: CheckpointManager<Arc<dyn StateStore>>,
+    /// Counters of accepted events and their outputs (kept in checkpoints).
+    pub(crate) events_in: u64,
+    pub(crate) output_events: u64,
+    /// Seq of the next ingest-log entry.
+    pub(crate) next_seq: u64,
+    /// Entries since the last checkpoint (a checkpoint is only due if there are some).
+    pub(crate) dirty: bool,
+    /// Monotonic time of the last checkpoint (or of the start).
+    pub(crate) last_checkpoint_at: Duration,
+}
+
+/// Compiles `source` into a program, rendering errors as `varpulis check` does.
+pub(crate) fn compile(source: &str, name: &str) -> Result<Program, TenantError> {
+    varpulis_vpl::parse_program(source).map_err(|d| TenantError::Compile {
+        diagnostics: d
+            .render(source, &format!("pipeline {name}"))
+            .trim_end()
+            .to_owned(),
+    })
+}
+
+impl Runtime {
+    pub(crate) fn new(
+        store: Arc<dyn StateStore>,
+        layout: &Layout,
+        record: &PipelineRecord,
+        config: &CheckpointConfig,
+        engine: Result<Engine, String>,
+        now: Duration,
+    ) -> Result<Self, TenantError> {
+        let config = CheckpointConfig {
+            key_prefix: layout.checkpoints(&record.tenant, &record.id),
+            ..config.clone()
+        };
+        Ok(Self {
+            engine,
+            manager: CheckpointManager::new(store, config)?,
+            events_in: 0,
+            output_events: 0,
+            next_seq: 1,
+            dirty: false,
+            last_checkpoint_at: now,
+        })
+    }
+
+    pub(crate) fn engine_mut(&mut self) -> Result<&mut Engine, TenantError> {
+        self.engine
+            .as_mut()
+            .map_err(|e| TenantError::NotRunning { message: e.clone() })
+    }
+
+    /// Applies `events` (already checked) to the engine, returning the outputs.
+    pub(crate) fn apply(&mut self, events: &[Event], stats: &Stats) -> Vec<Event> {
+        let mut outputs = Vec::new();
+        if let Ok(engine) = self.engine.as_mut() {
+            for event in events {
+                // Checked before: process refuses only what check_event refuses.
+                if let Err(e) = engine.process(event, &mut outputs) {
+                    tracing::error!("an event checked before was refused: {e}");
+                }
+            }
+            // Late events are counted by the engine; the server has no side output for them.
+            engine.take_late_events();
+        }
+        self.events_in += events.len() as u64;
+        self.output_events += outputs.len() as u64;
+        self.publish(stats);
+        outputs
+    }
+
+    /// Copies the counters into `stats`.
+    pub(crate) fn publish(&self, stats: &Stats) {
+        stats.events_in.store(self.events_in, Ordering::Relaxed);
+        stats
+            .output_events
+            .store(self.output_events, Ordering::Relaxed);
+        if let Ok(engine) = &self.engine {
+            stats
+                .state_bytes
+                .store(engine.approximate_state_bytes() as u64, Ordering::Relaxed);
+            stats
+                .late_events_dropped
+                .store(engine.late_events_dropped(), Ordering::Relaxed);
+            let wm = engine
+                .watermark()
+                .map_or(0, |w| u64::try_from(w).map_or(0, |w| w.saturating_add(1)));
+            stats.watermark.store(wm, Ordering::Relaxed);
+        } else {
+            stats.state_bytes.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Commits a checkpoint of the engine, the counters and the log position, then deletes the
+    /// log entries it includes.
+    pub(crate) async fn checkpoint(
+        &mut self,
+        store: &Arc<dyn StateStore>,
+        layout: &Layout,
+        record: &PipelineRecord,
+        stats: &Stats,
+        now_ms: i64,
+        now: Duration,
+    ) -> Result<Option<u64>, TenantError> {
+        let Ok(engine) = &self.engine else {
+            return Ok(None);
+        };
+        let mut cp = Checkpoint::new(now_ms);
+        cp.context_states = HashMap::from([(CONTEXT.to_owned(), engine.create_checkpoint())]);
+        cp.source_offsets = BTreeMap::from([(LOG_OFFSET.to_owned(), self.next_seq - 1)]);
+        cp.metadata = BTreeMap::from([
+            (META_EVENTS_IN.to_owned(), self.events_in.to_string()),
+            (META_OUTPUTS.to_owned(), self.output_events.to_string()),
+        ]);
+        let report = self.manager.checkpoint(&cp).await?;
+        let id = report.id;
+        // The checkpoint holds every entry so far: they can go.
+        for key in store.list(&layout.log(&record.tenant, &record.id)).await? {
+            store.delete(&key).await?;
+        }
+        self.dirty = false;
+        self.last_checkpoint_at = now;
+        stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        stats.last_checkpoint.store(id + 1, Ordering::Relaxed);
+        Ok(Some(id))
+    }
+
+    /// Restores the newest valid checkpoint, then replays the log entries after it. Returns a
+    /// note for the log when something could not be restored.
+    pub(crate) async fn recover(
+        &mut self,
+        store: &Arc<dyn StateStore>,
+        layout: &Layout,
+        record: &PipelineRecord,
+    ) -> Result<(), TenantError> {
+        let recovery = self.manager.recover().await?;
+        for s in &recovery.skipped {
+            tracing::warn!(
+                "pipeline {}: skipped damaged checkpoint {} ({}: {})",
+                record.id,
+                s.id,
+                s.key,
+                s.reason
+            );
+        }
+        let mut applied = 0;
+        if let Some(cp) = recovery.checkpoint {
+            applied = cp.source_offsets.get(LOG_OFFSET).copied().unwrap_or(0);
+            let count = |k: &str| cp.metadata.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+            self.events_in = count(META_EVENTS_IN);
+            self.output_events = count(META_OUTPUTS);
+            if let (Ok(engine), Some(state)) =
+                (self.engine.as_mut(), cp.context_states.get(CONTEXT))
+            {
+                // A pipeline reloaded with a program its old state does not fit starts fresh,
+                // as the reload itself did.
+                if let Err(e) = engine.restore_checkpoint(state) {
+                    tracing::warn!(
+                        "pipeline {}: checkpoint {} does not fit its program ({e}); starting from an empty state",
+                        record.id,
+                        cp.id
+                    );
+                    *engine = Engine::new(engine.program().clone()).map_err(|e| {
+                        TenantError::Compile {
+                            diagnostics: e.to_string(),
+                        }
+                    })?;
+                }
+            }
+        }
+        self.next_seq = applied + 1;
+        let mut entries = Vec::new();
+        for key in store.list(&layout.log(&record.tenant, &record.id)).await? {
+            let Some(blob) = store.get(&key).await? else {
+                continue;
+            };
+            let entry: LogEntry = record::decode(BlobKind::IngestLog, &key, &blob)?;
+            entries.push(entry);
+        }
+        entries.sort_by_key(|e| e.seq);
+        let stats = Stats::default();
+        for entry in entries {
+            self.next_seq = self.next_seq.max(entry.seq + 1);
+            if entry.seq <= applied || entry.version != RECORD_VERSION {
+                continue;
+            }
+            if self.engine.is_ok() {
+                self.apply(&entry.events, &stats);
+                self.dirty = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A new broadcast channel for a pipeline's outputs.
+pub(crate) fn outputs_channel() -> broadcast::Sender<Event> {
+    broadcast::channel(BROADCAST_CAPACITY).0
+}

@@ -1,0 +1,132 @@
+//! What is persisted, and where (`docs/design/state-format.md`, "Tenant and pipeline records").
+//!
+//! Under the registry's prefix `P` (default `varpulis-server`):
+//! - `P:tenant:{tenant}`: a [`TenantRecord`];
+//! - `P:pipeline:{tenant}:{pipeline}`: a [`PipelineRecord`];
+//! - `P:log:{tenant}:{pipeline}:{seq}`: a [`LogEntry`], one acknowledged batch (seq 20 digits);
+//! - `P:cp:{tenant}:{pipeline}:...`: the pipeline's checkpoints ([`CheckpointManager`] layout).
+//!
+//! Every value is a checkpoint envelope (`varpulis_checkpoint::codec`) of its own blob kind,
+//! with a record version inside, so a record can never be read as another.
+//!
+//! [`CheckpointManager`]: varpulis_checkpoint::CheckpointManager
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use varpulis_checkpoint::codec::{self, BlobKind};
+use varpulis_core::Event;
+use varpulis_store::{Key, StoreError};
+
+use crate::error::TenantError;
+use crate::ids::{KeyHash, PipelineId, TenantId};
+use crate::quota::{Quota, QuotaTier};
+
+/// Version of the records below.
+pub(crate) const RECORD_VERSION: u32 = 1;
+
+/// A tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TenantRecord {
+    pub(crate) version: u32,
+    pub(crate) id: TenantId,
+    pub(crate) name: String,
+    pub(crate) tier: Option<QuotaTier>,
+    pub(crate) quota: Quota,
+    pub(crate) key_hash: KeyHash,
+    pub(crate) created_ms: i64,
+    /// Events and outputs of pipelines since deleted (usage keeps counting them).
+    pub(crate) retired_events_in: u64,
+    pub(crate) retired_output_events: u64,
+}
+
+/// A pipeline. Its status is not stored: it is what compiling the source under the tenant's
+/// quota gives at every start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PipelineRecord {
+    pub(crate) version: u32,
+    pub(crate) id: PipelineId,
+    pub(crate) tenant: TenantId,
+    pub(crate) name: String,
+    pub(crate) source: String,
+    pub(crate) created_ms: i64,
+}
+
+/// One acknowledged batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LogEntry {
+    pub(crate) version: u32,
+    pub(crate) seq: u64,
+    pub(crate) events: Vec<Event>,
+}
+
+pub(crate) fn encode<T: Serialize>(kind: BlobKind, value: &T) -> Result<Vec<u8>, TenantError> {
+    codec::encode(kind, value).map_err(|e| TenantError::Corrupt {
+        key: String::from("(new record)"),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(
+    kind: BlobKind,
+    key: &Key,
+    blob: &[u8],
+) -> Result<T, TenantError> {
+    codec::decode(kind, blob).map_err(|e| TenantError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The keys of a registry.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    prefix: String,
+}
+
+impl Layout {
+    pub(crate) fn new(prefix: &str) -> Result<Self, StoreError> {
+        Key::new(prefix)?;
+        Ok(Self {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn key(&self, rest: &str) -> Key {
+        Key::new(format!("{}:{rest}", self.prefix))
+            .expect("ids and fixed segments make valid keys under a valid prefix")
+    }
+
+    pub(crate) fn tenants(&self) -> Key {
+        self.key("tenant")
+    }
+
+    pub(crate) fn tenant(&self, t: &TenantId) -> Key {
+        self.key(&format!("tenant:{t}"))
+    }
+
+    pub(crate) fn pipelines(&self) -> Key {
+        self.key("pipeline")
+    }
+
+    pub(crate) fn pipeline(&self, t: &TenantId, p: &PipelineId) -> Key {
+        self.key(&format!("pipeline:{t}:{p}"))
+    }
+
+    pub(crate) fn log(&self, t: &TenantId, p: &PipelineId) -> Key {
+        self.key(&format!("log:{t}:{p}"))
+    }
+
+    pub(crate) fn log_entry(&self, t: &TenantId, p: &PipelineId, seq: u64) -> Key {
+        self.key(&format!("log:{t}:{p}:{seq:020}"))
+    }
+
+    /// The `key_prefix` of the pipeline's checkpoints.
+    pub(crate) fn checkpoints(&self, t: &TenantId, p: &PipelineId) -> String {
+        format!("{}:cp:{t}:{p}", self.prefix)
+    }
+
+    /// Every key prefix of a pipeline's data (log and checkpoints).
+    pub(crate) fn pipeline_data(&self, t: &TenantId, p: &PipelineId) -> [Key; 2] {
+        [self.log(t, p), self.key(&format!("cp:{t}:{p}"))]
+    }
+}
