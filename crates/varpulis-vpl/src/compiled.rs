@@ -202,9 +202,9 @@ impl Node {
 #[inline]
 fn apply<R: Row + ?Sized>(op: BinaryOp, lhs: &Node, rhs: &Node, row: &R) -> Value {
     match op {
-        BinaryOp::And | BinaryOp::Or => {
-            expr::apply(op, lhs.value(row).into_owned(), || rhs.value(row).into_owned())
-        }
+        BinaryOp::And | BinaryOp::Or => expr::apply(op, lhs.value(row).into_owned(), || {
+            rhs.value(row).into_owned()
+        }),
         op => expr::binary(op, &lhs.value(row), &rhs.value(row)),
     }
 }

@@ -42,7 +42,11 @@ fn expression() -> impl Strategy<Value = String> {
     ];
     atom().prop_recursive(4, 24, 3, move |inner| {
         prop_oneof![
-            (inner.clone(), proptest::sample::select(&OPS[..]), inner.clone())
+            (
+                inner.clone(),
+                proptest::sample::select(&OPS[..]),
+                inner.clone()
+            )
                 .prop_map(|(l, op, r)| format!("{l} {op} {r}")),
             inner.clone().prop_map(|e| format!("({e})")),
             inner.clone().prop_map(|e| format!("not ({e})")),
@@ -65,20 +69,18 @@ fn value() -> impl Strategy<Value = Option<Value>> {
 /// An event with fields `a`, `b`, `c` (each possibly missing), in a generated order, so that
 /// consecutive events have different shapes and the compiled field positions must move.
 fn event() -> impl Strategy<Value = Event> {
-    (value(), value(), value(), 0..6usize).prop_map(
-        |(a, b, c, order)| {
-            let mut fields: Vec<(&str, Value)> = [("a", a), ("b", b), ("c", c)]
-                .into_iter()
-                .filter_map(|(n, v)| v.map(|v| (n, v)))
-                .collect();
-            let n = fields.len().max(1);
-            fields.rotate_left(order % n);
-            if order >= 3 {
-                fields.reverse();
-            }
-            Event::from_fields("E", 0, fields)
-        },
-    )
+    (value(), value(), value(), 0..6usize).prop_map(|(a, b, c, order)| {
+        let mut fields: Vec<(&str, Value)> = [("a", a), ("b", b), ("c", c)]
+            .into_iter()
+            .filter_map(|(n, v)| v.map(|v| (n, v)))
+            .collect();
+        let n = fields.len().max(1);
+        fields.rotate_left(order % n);
+        if order >= 3 {
+            fields.reverse();
+        }
+        Event::from_fields("E", 0, fields)
+    })
 }
 
 proptest! {
@@ -115,11 +117,12 @@ fn aliases_read_the_aggregated_row() {
     let p = parse_program(src).unwrap();
     let having = p.streams[0].having.clone().unwrap();
     let emit = p.streams[0].emit.as_ref().unwrap()[0].expr.clone();
-    let row = Event::new("S", 0)
-        .with_field("n", 3)
-        .with_field("m", 4.5);
+    let row = Event::new("S", 0).with_field("n", 3).with_field("m", 4.5);
     let vars = BTreeMap::new();
-    let map: BTreeMap<String, Value> = row.fields().map(|(n, v)| (n.to_owned(), v.clone())).collect();
+    let map: BTreeMap<String, Value> = row
+        .fields()
+        .map(|(n, v)| (n.to_owned(), v.clone()))
+        .collect();
     let scope = Scope::empty().with_aliases(&map).with_variables(&vars);
     assert!(CompiledExpr::new(&having).matches(&Bindings::row(&row, &vars)));
     assert!(having.matches(&scope));
@@ -137,7 +140,13 @@ fn a_chain_of_twenty_thousand_terms_compiles_evaluates_and_drops_without_recursi
     let vars = BTreeMap::new();
     let hit = Event::new("E", 0).with_field("a", 1);
     let miss = Event::new("E", 0).with_field("a", "x");
-    assert_eq!(compiled.eval(&Bindings::event(&hit, &vars)), Value::Bool(true));
-    assert_eq!(compiled.eval(&Bindings::event(&miss, &vars)), Value::Bool(false));
+    assert_eq!(
+        compiled.eval(&Bindings::event(&hit, &vars)),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        compiled.eval(&Bindings::event(&miss, &vars)),
+        Value::Bool(false)
+    );
     drop(compiled);
 }

@@ -114,7 +114,10 @@ impl WindowOperator {
         check_output_names(&spec.aggregates)?;
         let (inputs, input_of) = shared_inputs(&spec.aggregates);
         let running = matches!(mode, Mode::Sliced { size, slide, .. } if slide != size);
-        let spec_partition_field = spec.partition_by.as_ref().map(|f| FieldRef::new(Arc::clone(f)));
+        let spec_partition_field = spec
+            .partition_by
+            .as_ref()
+            .map(|f| FieldRef::new(Arc::clone(f)));
         let (lo, hi) =
             accepted_times(mode, spec.allowed_lateness_ms, (i64::MIN, i64::MAX)).unwrap_or((1, 0));
         Ok(Self {
