@@ -105,6 +105,28 @@ const LAYERING: &[Rule] = &[
         ],
         not_directly: &["varpulis-vpl", "varpulis-engine"],
     },
+    // Tenants and pipelines over any store: no HTTP, and no native store or cipher of its own
+    // (the binary picks those).
+    Rule {
+        krate: "varpulis-tenant",
+        features: "--all-features",
+        never: &[
+            "axum",
+            "hyper",
+            "tower",
+            "librocksdb-sys",
+            "aes-gcm",
+            "ring",
+        ],
+        not_directly: &["varpulis-store-rocks", "varpulis-crypto"],
+    },
+    // The HTTP layer links no store backend or cipher: it works over the registry it is given.
+    Rule {
+        krate: "varpulis-server",
+        features: "--all-features",
+        never: &["librocksdb-sys", "aes-gcm", "ring", "argon2"],
+        not_directly: &["varpulis-store", "varpulis-checkpoint"],
+    },
     Rule {
         krate: "varpulis-vpl",
         features: "--all-features",
@@ -130,6 +152,7 @@ fn main() -> Result<()> {
         "clippy" => clippy(),
         "layering" => layering(),
         "test" => test(),
+        "client" => client(),
         "fuzz" => {
             let seconds = match args.get(1) {
                 Some(s) => s
@@ -143,7 +166,7 @@ fn main() -> Result<()> {
         "bench-build" => bench_build(),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask [ci|fmt|clippy|layering|test|fuzz [SECONDS [TARGET...]]|doc|bench-build]"
+                "usage: cargo xtask [ci|fmt|clippy|layering|test|client|fuzz [SECONDS [TARGET...]]|doc|bench-build]"
             );
             Ok(())
         }
@@ -158,6 +181,7 @@ fn ci() -> Result<()> {
     clippy()?;
     layering()?;
     test()?;
+    client()?;
     doc()?;
     bench_build()?;
     fuzz::fuzz(fuzz::CI_SECONDS, &[])?;
@@ -254,6 +278,35 @@ fn test() -> Result<()> {
         &["test", "--workspace", "--all-features", "--no-fail-fast"],
         &[],
     )
+}
+
+/// The server's Python client (`tests/server/client_flows.py`, standard library only) against
+/// the binary the test step built, over the file store, encrypted, and RocksDB.
+fn client() -> Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives in the workspace")?;
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let binary = target.join("debug").join("varpulis");
+    let script = root.join("tests/server/client_flows.py");
+    for flags in [&[][..], &["--encrypt"], &["--store", "rocksdb"]] {
+        step(&format!(
+            "python3 tests/server/client_flows.py {}",
+            flags.join(" ")
+        ));
+        let status = Command::new("python3")
+            .arg(&script)
+            .arg("--binary")
+            .arg(&binary)
+            .args(flags)
+            .status()
+            .context("running python3 (apt-get install python3)")?;
+        if !status.success() {
+            bail!("the server's Python client failed with {}", flags.join(" "));
+        }
+    }
+    Ok(())
 }
 
 fn doc() -> Result<()> {
