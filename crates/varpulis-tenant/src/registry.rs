@@ -450,6 +450,25 @@ impl Registry {
         Ok(())
     }
 
+    /// Commits a checkpoint of `entry` (whose lock `runtime` is) now.
+    async fn commit(
+        &self,
+        entry: &Entry,
+        runtime: &mut Runtime,
+    ) -> Result<Option<u64>, TenantError> {
+        let rec = entry.shown().record;
+        runtime
+            .checkpoint(
+                &self.store,
+                &self.layout,
+                &rec,
+                &entry.stats,
+                self.clock.now_ms(),
+                self.clock.monotonic(),
+            )
+            .await
+    }
+
     /// Whether every tenant and pipeline has been loaded and restored.
     #[must_use]
     pub fn ready(&self) -> bool {
@@ -836,17 +855,7 @@ impl Registry {
         let (_, entry) = self.pipeline_entry(tenant, id)?;
         let mut runtime = entry.runtime.lock().await;
         let state = runtime.engine_mut()?.create_checkpoint();
-        let rec = entry.shown().record;
-        runtime
-            .checkpoint(
-                &self.store,
-                &self.layout,
-                &rec,
-                &entry.stats,
-                self.clock.now_ms(),
-                self.clock.monotonic(),
-            )
-            .await?;
+        self.commit(&entry, &mut runtime).await?;
         let blob = record::encode(BlobKind::Export, &state)?;
         Ok(hex::encode(blob))
     }
@@ -887,17 +896,7 @@ impl Registry {
         )?;
         runtime.engine = Ok(engine);
         runtime.dirty = true;
-        let rec = entry.shown().record;
-        runtime
-            .checkpoint(
-                &self.store,
-                &self.layout,
-                &rec,
-                &entry.stats,
-                self.clock.now_ms(),
-                self.clock.monotonic(),
-            )
-            .await?;
+        self.commit(&entry, &mut runtime).await?;
         runtime.publish(&entry.stats);
         Ok(())
     }
@@ -926,16 +925,7 @@ impl Registry {
         let now_ms = self.clock.now_ms();
         // Everything accepted so far goes into a checkpoint of the old program first, so the
         // log is empty when the source changes.
-        runtime
-            .checkpoint(
-                &self.store,
-                &self.layout,
-                &rec,
-                &entry.stats,
-                now_ms,
-                self.clock.monotonic(),
-            )
-            .await?;
+        self.commit(&entry, &mut runtime).await?;
         if let Ok(old) = &runtime.engine
             && engine.restore_checkpoint(&old.create_checkpoint()).is_err()
         {
@@ -953,16 +943,7 @@ impl Registry {
             shown.started_ms = now_ms;
         }
         runtime.dirty = true;
-        runtime
-            .checkpoint(
-                &self.store,
-                &self.layout,
-                &rec,
-                &entry.stats,
-                now_ms,
-                self.clock.monotonic(),
-            )
-            .await?;
+        self.commit(&entry, &mut runtime).await?;
         runtime.publish(&entry.stats);
         Ok(())
     }
@@ -1027,17 +1008,7 @@ impl Registry {
                 continue;
             }
             let rec = entry.shown().record;
-            if let Err(e) = runtime
-                .checkpoint(
-                    &self.store,
-                    &self.layout,
-                    &rec,
-                    &entry.stats,
-                    self.clock.now_ms(),
-                    now,
-                )
-                .await
-            {
+            if let Err(e) = self.commit(&entry, &mut runtime).await {
                 tracing::warn!("pipeline {}: checkpoint failed: {e}", rec.id);
                 first_error.get_or_insert(e);
             }
@@ -1058,17 +1029,7 @@ impl Registry {
                 continue;
             }
             let rec = entry.shown().record;
-            if let Err(e) = runtime
-                .checkpoint(
-                    &self.store,
-                    &self.layout,
-                    &rec,
-                    &entry.stats,
-                    self.clock.now_ms(),
-                    self.clock.monotonic(),
-                )
-                .await
-            {
+            if let Err(e) = self.commit(&entry, &mut runtime).await {
                 tracing::warn!("pipeline {}: final checkpoint failed: {e}", rec.id);
                 first_error.get_or_insert(e);
             }
