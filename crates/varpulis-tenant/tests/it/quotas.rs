@@ -270,3 +270,46 @@ async fn a_pipeline_that_no_longer_compiles_comes_back_in_error_with_its_source(
         PipelineStatus::Running
     );
 }
+
+#[tokio::test]
+async fn a_restore_that_would_take_the_tenant_over_its_state_quota_is_refused() {
+    let c = clock();
+    let r = open(&memory(), &c).await;
+    let (t, _) = r
+        .create_tenant("free", Some(QuotaTier::Free))
+        .await
+        .expect("tenant");
+    let program = "stream W = Txn .partition_by(k) .window(1h) .aggregate(n: count())";
+    let p = r.create_pipeline(&t.id, "p", program).await.expect("p").id;
+    let q = r.create_pipeline(&t.id, "q", program).await.expect("q").id;
+    let half = t.quota.max_state_bytes / 2;
+    let mut sent = 0;
+    while r.usage(&t.id).expect("usage").state_bytes <= half {
+        c.advance(second());
+        r.process(&t.id, &p, wide(sent, 100, 4096))
+            .await
+            .expect("batch");
+        sent += 100;
+    }
+    let text = r.checkpoint(&t.id, &p).await.expect("checkpoint");
+    let empty = r.metrics(&t.id, &q).expect("q").state_bytes;
+    let err = r.restore(&t.id, &q, &text).await.expect_err("over quota");
+    assert!(
+        matches!(
+            err,
+            TenantError::QuotaExceeded {
+                what: "state_bytes",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        r.metrics(&t.id, &q).expect("q").state_bytes,
+        empty,
+        "nothing restored"
+    );
+    // The same state fits once p is gone.
+    r.delete_pipeline(&t.id, &p).await.expect("delete");
+    r.restore(&t.id, &q, &text).await.expect("restore");
+}
