@@ -189,7 +189,7 @@ def run(a, host, port):
     beside, stop = [], threading.Event()
     th = threading.Thread(target=quiet, args=(host, port, qkey, qpid, stop, beside))
     flood = [threading.Thread(target=send_all,
-                              args=(host, port, fkey, fpid, batches(n // 2, size, 100 + i), []))
+                              args=(host, port, fkey, fpid, batches(n, size, 100 + i), []))
              for i in range(a.clients)]
     th.start()
     for f in flood:

@@ -1,65 +1,139 @@
 //! Events in and out of JSON.
 //!
 //! In: `{"event_type": "T", "fields": {..}, "timestamp": 5000 | "2026-01-01T00:00:00Z"}`
-//! (`fields` and `timestamp` optional; without a timestamp the event's time is the server's
-//! receive time). Out: the shape `varpulis run` writes,
+//! (`fields` and `timestamp` optional; without a timestamp, or with `null`, the event's time is
+//! the server's receive time; a field name given twice is refused). Out: the shape `varpulis run` writes,
 //! `{"event_type":"T","timestamp":5000,"fields":{..}}`, so an output can be posted back as input.
 
+use std::collections::HashSet;
+use std::fmt;
 use std::sync::Arc;
 
-use serde_json::{Map, Value as Json};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value as Json;
 use varpulis_core::{Event, EventTime, Value};
 use varpulis_engine::output::{write_json_line, write_json_str, write_json_value};
 use varpulis_engine::source::json_to_value;
 
-/// Builds an event from its JSON object, or says what is wrong with it. `now_ms` is the time
-/// given to an event without a `timestamp`.
-pub(crate) fn event_from_json(json: Json, now_ms: EventTime) -> Result<Event, String> {
-    let Json::Object(object) = json else {
-        return Err(format!(
-            "an event must be a JSON object, got {}",
-            kind(&json)
-        ));
+/// Builds an event from the JSON text of one event, or says what is wrong with it (a field
+/// name given twice is refused, as the `.jsonl` reader does: keeping one of two values would
+/// lose data). `now_ms` is the time given to an event without a `timestamp` (or with `null`).
+pub(crate) fn event_from_json(text: &str, now_ms: EventTime) -> Result<Event, String> {
+    let event: EventIn = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let timestamp = match &event.timestamp {
+        None | Some(Json::Null) => now_ms,
+        Some(t) => timestamp_ms(t)?,
     };
-    let mut event_type = None;
-    let mut fields = Map::new();
-    let mut timestamp = None;
-    for (key, value) in object {
-        match key.as_str() {
-            "event_type" => match value {
-                Json::String(s) if !s.is_empty() => event_type = Some(s),
-                other => {
-                    return Err(format!(
-                        "event_type: expected a non-empty string, got {}",
-                        kind(&other)
-                    ));
-                }
-            },
-            "fields" => match value {
-                Json::Object(map) => fields = map,
-                Json::Null => {}
-                other => {
-                    return Err(format!("fields: expected an object, got {}", kind(&other)));
-                }
-            },
-            "timestamp" => timestamp = Some(timestamp_ms(&value)?),
-            other => {
-                return Err(format!(
-                    "unknown key {other:?} (an event has event_type, fields and timestamp)"
-                ));
-            }
-        }
-    }
-    let event_type = event_type.ok_or("missing event_type")?;
-    let fields: Vec<(Arc<str>, Value)> = fields
+    let fields: Vec<(Arc<str>, Value)> = event
+        .fields
         .into_iter()
         .map(|(name, value)| (Arc::from(name), json_to_value(value)))
         .collect();
-    Ok(Event::from_fields(
-        event_type,
-        timestamp.unwrap_or(now_ms),
-        fields,
-    ))
+    Ok(Event::from_fields(event.event_type, timestamp, fields))
+}
+
+/// One event as a client sends it.
+struct EventIn {
+    event_type: String,
+    fields: Vec<(String, Json)>,
+    timestamp: Option<Json>,
+}
+
+impl<'de> Deserialize<'de> for EventIn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(EventVisitor)
+    }
+}
+
+struct EventVisitor;
+
+impl<'de> Visitor<'de> for EventVisitor {
+    type Value = EventIn;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object {\"event_type\", \"fields\", \"timestamp\"}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EventIn, A::Error> {
+        let mut event_type = None;
+        let mut fields = None;
+        let mut timestamp = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let twice = || de::Error::custom(format!("key {key:?} appears twice"));
+            match key.as_str() {
+                "event_type" => {
+                    if event_type.is_some() {
+                        return Err(twice());
+                    }
+                    match map.next_value::<Json>()? {
+                        Json::String(s) if !s.is_empty() => event_type = Some(s),
+                        other => {
+                            return Err(de::Error::custom(format!(
+                                "event_type: expected a non-empty string, got {}",
+                                kind(&other)
+                            )));
+                        }
+                    }
+                }
+                "fields" => {
+                    if fields.is_some() {
+                        return Err(twice());
+                    }
+                    fields = Some(
+                        map.next_value::<Option<Fields>>()?
+                            .map_or_else(Vec::new, |f| f.0),
+                    );
+                }
+                "timestamp" => {
+                    if timestamp.is_some() {
+                        return Err(twice());
+                    }
+                    timestamp = Some(map.next_value::<Json>()?);
+                }
+                other => {
+                    return Err(de::Error::custom(format!(
+                        "unknown key {other:?} (an event has event_type, fields and timestamp)"
+                    )));
+                }
+            }
+        }
+        Ok(EventIn {
+            event_type: event_type.ok_or_else(|| de::Error::custom("missing event_type"))?,
+            fields: fields.unwrap_or_default(),
+            timestamp,
+        })
+    }
+}
+
+/// An event's fields in order, each name once.
+struct Fields(Vec<(String, Json)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("fields as an object of names to values")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut seen = HashSet::new();
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(name) = map.next_key::<String>()? {
+                    if !seen.insert(name.clone()) {
+                        return Err(de::Error::custom(format!(
+                            "fields: field {name:?} appears twice"
+                        )));
+                    }
+                    out.push((name, map.next_value::<Json>()?));
+                }
+                Ok(Fields(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 fn timestamp_ms(value: &Json) -> Result<EventTime, String> {

@@ -10,6 +10,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value as Json_, json};
 use tokio::sync::broadcast::error::RecvError;
 use varpulis_tenant::{
@@ -167,7 +168,7 @@ pub(crate) struct Restore {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsBatch {
-    events: Vec<Json_>,
+    events: Vec<Box<RawValue>>,
 }
 
 fn pipeline_id(id: &str) -> Result<PipelineId> {
@@ -247,12 +248,12 @@ pub(crate) async fn post_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(event): JsonBody<Json_>,
+    JsonBody(event): JsonBody<Box<RawValue>>,
 ) -> Result<Response> {
     let id = pipeline_id(&id)?;
     // The pipeline must be the caller's before the body is judged: no other tenant's 400s.
     state.registry.pipeline(&tenant, &id)?;
-    let event = event_from_json(event, state.clock.now_ms())
+    let event = event_from_json(event.get(), state.clock.now_ms())
         .map_err(|m| ApiError::invalid_event(None, m))?;
     let batch = state.registry.process(&tenant, &id, vec![event]).await?;
     let mut out = Vec::with_capacity(64 + 64 * batch.outputs.len());
@@ -278,7 +279,7 @@ pub(crate) async fn post_events_batch(
         .into_iter()
         .enumerate()
         .map(|(i, e)| {
-            event_from_json(e, now)
+            event_from_json(e.get(), now)
                 .map_err(|m| ApiError::invalid_event(Some(i), format!("events[{i}]: {m}")))
         })
         .collect::<Result<Vec<_>>>()?;

@@ -236,6 +236,20 @@ fn bad_requests_get_a_4xx_and_a_json_error_that_says_what_and_where() {
         Auth::Key(&key),
     );
     assert_error(&r, 400, "invalid_event", "a bad timestamp");
+    // A field given twice: refused, not one of the values silently kept.
+    let r = server.call_raw(
+        "POST",
+        &events_path,
+        br#"{"event_type": "Txn", "fields": {"amount": 1, "amount": 2}}"#.to_vec(),
+        Auth::Key(&key),
+    );
+    assert_error(&r, 400, "invalid_event", "a field given twice");
+    assert!(
+        r.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"amount\" appears twice")),
+        "{r:?}"
+    );
     // VPL errors: the line:column diagnostics.
     let r = server.call(
         "POST",
