@@ -79,7 +79,10 @@ impl Row for Bindings<'_> {
     }
 }
 
-/// An [`Expr`] lowered for evaluation; see the [module docs](self).
+/// An [`Expr`] lowered once, at load time, for the hot path: fields are read through a
+/// [`FieldRef`] (one comparison at the position where the field was last found), operands by
+/// reference, and a left-leaning chain (`a or b or c ...`, any length) is one node evaluated in
+/// a loop. [`eval`](Self::eval) always gives what [`Expr::eval`] gives for the same inputs.
 #[derive(Debug, Clone)]
 pub struct CompiledExpr {
     node: Node,
