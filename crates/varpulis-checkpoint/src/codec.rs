@@ -45,6 +45,8 @@ pub enum BlobKind {
     IngestLog,
     /// An engine state exported to a client (the server's `checkpoint` / `restore` bodies).
     Export,
+    /// A pipeline's remembered idempotency keys and their answers (the server).
+    Idempotency,
 }
 
 impl BlobKind {
@@ -56,6 +58,7 @@ impl BlobKind {
             Self::Pipeline => 4,
             Self::IngestLog => 5,
             Self::Export => 6,
+            Self::Idempotency => 7,
         }
     }
 
@@ -67,6 +70,7 @@ impl BlobKind {
             Self::Pipeline => "pipeline record",
             Self::IngestLog => "ingest log entry",
             Self::Export => "exported engine state",
+            Self::Idempotency => "idempotency window",
         }
     }
 }

@@ -16,19 +16,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "request body is over the server's limit (--max-body-bytes)",
-                )
-            } else {
-                ApiError::bad_request("invalid_request", rejection.body_text())
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// A JSON body as [`JsonBody`] judges it, with the bytes it was parsed from (the fingerprint of
+/// a request that may be retried).
+pub(crate) struct JsonWithBytes<T>(pub(crate) T, pub(crate) Bytes);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonWithBytes<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, state).await?;
+        let value = parse_json(&bytes)?;
+        Ok(Self(value, bytes))
+    }
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body is over the server's limit (--max-body-bytes)",
+            )
+        } else {
+            ApiError::bad_request("invalid_request", rejection.body_text())
+        }
+    })
 }
 
 /// Parses `bytes` as `T`, classifying the error as [`JsonBody`] does.

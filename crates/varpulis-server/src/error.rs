@@ -135,7 +135,14 @@ impl From<TenantError> for ApiError {
             TenantError::NotRunning { .. } => {
                 Self::new(StatusCode::CONFLICT, "pipeline_not_running", message)
             }
-            TenantError::InvalidName { .. } => Self::bad_request("invalid_request", message),
+            TenantError::InvalidName { .. } | TenantError::InvalidIdempotencyKey { .. } => {
+                Self::bad_request("invalid_request", message)
+            }
+            TenantError::IdempotencyConflict { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                message,
+            ),
             _ => Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_error", message),
         }
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
@@ -14,12 +14,13 @@ use serde_json::value::RawValue;
 use serde_json::{Value as Json_, json};
 use tokio::sync::broadcast::error::RecvError;
 use varpulis_tenant::{
-    PipelineId, PipelineInfo, PipelineStatus, Quota, QuotaTier, TenantId, TenantInfo, Usage,
+    Idempotency, PipelineId, PipelineInfo, PipelineStatus, Quota, QuotaTier, TenantId, TenantInfo,
+    Usage,
 };
 
 use crate::AppState;
 use crate::auth::{Admin, Tenant};
-use crate::body::{JsonBody, Page};
+use crate::body::{JsonBody, JsonWithBytes, Page};
 use crate::convert::{event_from_json, log_line, write_events};
 use crate::error::ApiError;
 
@@ -169,6 +170,25 @@ pub(crate) struct Restore {
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsBatch {
     events: Vec<Box<RawValue>>,
+    /// The batch's idempotency key, as an alternative to the `Idempotency-Key` header.
+    #[serde(default)]
+    batch_id: Option<String>,
+}
+
+/// Header of a request that may be retried.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Header of an answer that is the original answer to a retried request.
+const REPLAYED: &str = "idempotent-replayed";
+
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<&str>> {
+    headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::bad_request("invalid_request", "Idempotency-Key: not visible ASCII")
+            })
+        })
+        .transpose()
 }
 
 fn pipeline_id(id: &str) -> Result<PipelineId> {
@@ -244,36 +264,62 @@ fn json_response(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// An events answer; a retry's original answer says so in `Idempotent-Replayed: true`.
+fn answer(body: Vec<u8>, replayed: bool) -> Response {
+    let mut response = json_response(body);
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED, axum::http::HeaderValue::from_static("true"));
+    }
+    response
+}
+
 pub(crate) async fn post_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(event): JsonBody<Box<RawValue>>,
+    headers: HeaderMap,
+    JsonWithBytes(event, bytes): JsonWithBytes<Box<RawValue>>,
 ) -> Result<Response> {
     let id = pipeline_id(&id)?;
     // The pipeline must be the caller's before the body is judged: no other tenant's 400s.
     state.registry.pipeline(&tenant, &id)?;
     let event = event_from_json(event.get(), state.clock.now_ms())
         .map_err(|m| ApiError::invalid_event(None, m))?;
-    let batch = state.registry.process(&tenant, &id, vec![event]).await?;
+    let key = idempotency_header(&headers)?;
+    let retry = key.map(|k| Idempotency::of_bytes(k, &bytes));
+    let batch = state
+        .registry
+        .process(&tenant, &id, vec![event], retry)
+        .await?;
     let mut out = Vec::with_capacity(64 + 64 * batch.outputs.len());
     out.extend_from_slice(b"{\"accepted\":true,\"output_events\":");
     write_events(&mut out, &batch.outputs);
     out.push(b'}');
-    Ok(json_response(out))
+    Ok(answer(out, batch.replayed))
 }
 
 pub(crate) async fn post_events_batch(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<EventsBatch>,
+    headers: HeaderMap,
+    JsonWithBytes(body, bytes): JsonWithBytes<EventsBatch>,
 ) -> Result<Response> {
     let id = pipeline_id(&id)?;
     state.registry.pipeline(&tenant, &id)?;
     let started = state.clock.monotonic();
     let now = state.clock.now_ms();
-    let n = body.events.len();
+    let key = match (idempotency_header(&headers)?, body.batch_id.as_deref()) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "the Idempotency-Key header and batch_id differ: send one of them",
+            ));
+        }
+        (h, b) => h.or(b).map(str::to_owned),
+    };
     let events = body
         .events
         .into_iter()
@@ -283,13 +329,16 @@ pub(crate) async fn post_events_batch(
                 .map_err(|m| ApiError::invalid_event(Some(i), format!("events[{i}]: {m}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let batch = state.registry.process(&tenant, &id, events).await?;
+    let retry = key.as_deref().map(|k| Idempotency::of_bytes(k, &bytes));
+    let batch = state.registry.process(&tenant, &id, events, retry).await?;
     let micros = state.clock.monotonic().saturating_sub(started).as_micros();
     let mut out = Vec::with_capacity(96 + 64 * batch.outputs.len());
-    out.extend_from_slice(format!("{{\"accepted\":{n},\"output_events\":").as_bytes());
+    out.extend_from_slice(
+        format!("{{\"accepted\":{},\"output_events\":", batch.accepted).as_bytes(),
+    );
     write_events(&mut out, &batch.outputs);
     out.extend_from_slice(format!(",\"processing_time_us\":{micros}}}").as_bytes());
-    Ok(json_response(out))
+    Ok(answer(out, batch.replayed))
 }
 
 pub(crate) async fn checkpoint(

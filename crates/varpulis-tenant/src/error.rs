@@ -62,6 +62,18 @@ pub enum TenantError {
         /// Why.
         message: String,
     },
+    /// An idempotency key that is empty, too long or not visible ASCII.
+    #[error("{message}")]
+    InvalidIdempotencyKey {
+        /// Why.
+        message: String,
+    },
+    /// An idempotency key already used for other events.
+    #[error("idempotency key {key:?} was already used for a different batch")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+    },
     /// The store failed; what was asked may not have happened.
     #[error("state store error")]
     Store(#[source] StoreError),

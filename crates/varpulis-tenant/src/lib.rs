@@ -23,8 +23,9 @@ mod registry;
 
 pub use error::TenantError;
 pub use ids::{ApiKey, PipelineId, TenantId};
+pub use pipeline::{IDEMPOTENCY_KEYS, IDEMPOTENCY_WINDOW_MS};
 pub use quota::{Quota, QuotaTier, Usage};
 pub use registry::{
-    Batch, DEFAULT_TENANT, MAX_NAME_BYTES, PipelineInfo, PipelineMetrics, PipelineStatus, Registry,
-    RegistryConfig, TenantInfo,
+    Batch, DEFAULT_TENANT, Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_BYTES, PipelineInfo,
+    PipelineMetrics, PipelineStatus, Registry, RegistryConfig, TenantInfo,
 };

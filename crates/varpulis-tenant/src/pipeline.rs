@@ -1,7 +1,7 @@
 //! One pipeline: its record, its engine (or why it does not run), its ingest log position and
 //! its checkpoints.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -15,12 +15,74 @@ use varpulis_store::StateStore;
 use varpulis_vpl::Program;
 
 use crate::error::TenantError;
-use crate::record::{self, Layout, LogEntry, PipelineRecord, RECORD_VERSION};
+use crate::record::{
+    self, IdempotencyRecord, IdempotencyStamp, Layout, LogEntry, PipelineRecord, RECORD_VERSION,
+    Remembered,
+};
 
 /// The source offset that records the last ingest-log entry a checkpoint includes.
 pub(crate) const LOG_OFFSET: &str = "ingest-log";
 const META_EVENTS_IN: &str = "events_in";
 const META_OUTPUTS: &str = "output_events";
+
+/// Idempotency keys remembered per pipeline, at most (the oldest are forgotten first).
+pub const IDEMPOTENCY_KEYS: usize = 1000;
+/// How long an idempotency key is remembered: 24 hours.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// The remembered requests of a pipeline, oldest first, bounded by count and age.
+#[derive(Debug, Default)]
+pub(crate) struct Window {
+    order: VecDeque<String>,
+    map: HashMap<String, Remembered>,
+    /// Changed since it was last written.
+    dirty: bool,
+}
+
+impl Window {
+    pub(crate) fn get(&self, key: &str) -> Option<&Remembered> {
+        self.map.get(key)
+    }
+
+    pub(crate) fn insert(&mut self, r: Remembered, now_ms: i64) {
+        let key = r.stamp.key.clone();
+        if self.map.insert(key.clone(), r).is_some() {
+            self.order.retain(|k| *k != key);
+        }
+        self.order.push_back(key);
+        while let Some(oldest) = self.order.front() {
+            let expired = self
+                .map
+                .get(oldest)
+                .is_none_or(|r| r.stamp.at_ms < now_ms.saturating_sub(IDEMPOTENCY_WINDOW_MS));
+            if self.order.len() <= IDEMPOTENCY_KEYS && !expired {
+                break;
+            }
+            if let Some(k) = self.order.pop_front() {
+                self.map.remove(&k);
+            }
+        }
+        self.dirty = true;
+    }
+
+    fn record(&self) -> IdempotencyRecord {
+        IdempotencyRecord {
+            version: RECORD_VERSION,
+            remembered: self
+                .order
+                .iter()
+                .filter_map(|k| self.map.get(k).cloned())
+                .collect(),
+        }
+    }
+
+    fn load(&mut self, rec: IdempotencyRecord) {
+        for r in rec.remembered {
+            self.order.push_back(r.stamp.key.clone());
+            self.map.insert(r.stamp.key.clone(), r);
+        }
+    }
+}
 
 /// Output events kept for slow `logs` readers before they are told they lagged.
 const BROADCAST_CAPACITY: usize = 1024;
@@ -79,6 +141,8 @@ pub(crate) struct Runtime {
     pub(crate) dirty: bool,
     /// Monotonic time of the last checkpoint (or of the start).
     pub(crate) last_checkpoint_at: Duration,
+    /// Requests that may be retried, with their answers.
+    pub(crate) idempotency: Window,
 }
 
 /// Compiles `source` into a program, rendering errors as `varpulis check` does.
@@ -112,6 +176,7 @@ impl Runtime {
             next_seq: 1,
             dirty: false,
             last_checkpoint_at: now,
+            idempotency: Window::default(),
         })
     }
 
@@ -138,6 +203,22 @@ impl Runtime {
         self.output_events += outputs.len() as u64;
         self.publish(stats);
         outputs
+    }
+
+    /// Remembers the answer to a request with an idempotency key.
+    pub(crate) fn remember(
+        &mut self,
+        stamp: IdempotencyStamp,
+        accepted: usize,
+        outputs: Vec<Event>,
+        now_ms: i64,
+    ) {
+        let r = Remembered {
+            stamp,
+            accepted: accepted as u64,
+            outputs,
+        };
+        self.idempotency.insert(r, now_ms);
     }
 
     /// Copies the counters into `stats`.
@@ -183,6 +264,15 @@ impl Runtime {
             (META_EVENTS_IN.to_owned(), self.events_in.to_string()),
             (META_OUTPUTS.to_owned(), self.output_events.to_string()),
         ]);
+        // The window goes first: once the checkpoint commits, the log entries that carry its
+        // newest keys are deleted.
+        if self.idempotency.dirty {
+            let blob = record::encode(BlobKind::Idempotency, &self.idempotency.record())?;
+            store
+                .put(&layout.idempotency(&record.tenant, &record.id), &blob)
+                .await?;
+            self.idempotency.dirty = false;
+        }
         let report = self.manager.checkpoint(&cp).await?;
         let id = report.id;
         // The checkpoint holds every entry so far: they can go.
@@ -240,23 +330,32 @@ impl Runtime {
             }
         }
         self.next_seq = applied + 1;
+        let idem_key = layout.idempotency(&record.tenant, &record.id);
+        if let Some(blob) = store.get(&idem_key).await? {
+            let rec: IdempotencyRecord = record::decode(BlobKind::Idempotency, &idem_key, &blob)?;
+            self.idempotency.load(rec);
+        }
         let mut entries = Vec::new();
         for key in store.list(&layout.log(&record.tenant, &record.id)).await? {
             let Some(blob) = store.get(&key).await? else {
                 continue;
             };
-            let entry: LogEntry = record::decode(BlobKind::IngestLog, &key, &blob)?;
+            let entry = LogEntry::decode(&key, &blob)?;
             entries.push(entry);
         }
         entries.sort_by_key(|e| e.seq);
         let stats = Stats::default();
         for entry in entries {
             self.next_seq = self.next_seq.max(entry.seq + 1);
-            if entry.seq <= applied || entry.version != RECORD_VERSION {
+            if entry.seq <= applied {
                 continue;
             }
             if self.engine.is_ok() {
-                self.apply(&entry.events, &stats);
+                let outputs = self.apply(&entry.events, &stats);
+                if let Some(stamp) = entry.idempotency {
+                    let at_ms = stamp.at_ms;
+                    self.remember(stamp, entry.events.len(), outputs, at_ms);
+                }
                 self.dirty = true;
             }
         }

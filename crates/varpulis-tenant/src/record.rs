@@ -4,6 +4,7 @@
 //! - `P:tenant:{tenant}`: a [`TenantRecord`];
 //! - `P:pipeline:{tenant}:{pipeline}`: a [`PipelineRecord`];
 //! - `P:log:{tenant}:{pipeline}:{seq}`: a [`LogEntry`], one acknowledged batch (seq 20 digits);
+//! - `P:idem:{tenant}:{pipeline}`: an [`IdempotencyRecord`], the remembered retry keys;
 //! - `P:cp:{tenant}:{pipeline}:...`: the pipeline's checkpoints ([`CheckpointManager`] layout).
 //!
 //! Every value is a checkpoint envelope (`varpulis_checkpoint::codec`) of its own blob kind,
@@ -51,12 +52,67 @@ pub(crate) struct PipelineRecord {
     pub(crate) created_ms: i64,
 }
 
+/// Version of [`LogEntry`] (1 had no idempotency key).
+pub(crate) const LOG_VERSION: u32 = 2;
+
 /// One acknowledged batch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct LogEntry {
     pub(crate) version: u32,
     pub(crate) seq: u64,
     pub(crate) events: Vec<Event>,
+    /// The request's idempotency key, if it had one.
+    pub(crate) idempotency: Option<IdempotencyStamp>,
+}
+
+/// A log entry of version 1.
+#[derive(Debug, Clone, Deserialize)]
+struct LogEntryV1 {
+    version: u32,
+    seq: u64,
+    events: Vec<Event>,
+}
+
+impl LogEntry {
+    /// Decodes an entry of any version.
+    pub(crate) fn decode(key: &Key, blob: &[u8]) -> Result<Self, TenantError> {
+        decode::<Self>(BlobKind::IngestLog, key, blob).or_else(|e| {
+            let v1: LogEntryV1 = decode(BlobKind::IngestLog, key, blob).map_err(|_| e)?;
+            Ok(Self {
+                version: v1.version,
+                seq: v1.seq,
+                events: v1.events,
+                idempotency: None,
+            })
+        })
+    }
+}
+
+/// What identifies a request that may be retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IdempotencyStamp {
+    /// The client's key.
+    pub(crate) key: String,
+    /// The request's fingerprint (SHA-256 of its bytes): the same key with another is refused.
+    pub(crate) body_hash: [u8; 32],
+    /// When it was first applied (ms since the epoch).
+    pub(crate) at_ms: i64,
+}
+
+/// A remembered request: its stamp and its original answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Remembered {
+    pub(crate) stamp: IdempotencyStamp,
+    pub(crate) accepted: u64,
+    pub(crate) outputs: Vec<Event>,
+}
+
+/// The idempotency window of a pipeline, written before each checkpoint commits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct IdempotencyRecord {
+    pub(crate) version: u32,
+    /// Oldest first.
+    pub(crate) remembered: Vec<Remembered>,
 }
 
 pub(crate) fn encode<T: Serialize>(kind: BlobKind, value: &T) -> Result<Vec<u8>, TenantError> {
@@ -125,8 +181,16 @@ impl Layout {
         format!("{}:cp:{t}:{p}", self.prefix)
     }
 
-    /// Every key prefix of a pipeline's data (log and checkpoints).
-    pub(crate) fn pipeline_data(&self, t: &TenantId, p: &PipelineId) -> [Key; 2] {
-        [self.log(t, p), self.key(&format!("cp:{t}:{p}"))]
+    pub(crate) fn idempotency(&self, t: &TenantId, p: &PipelineId) -> Key {
+        self.key(&format!("idem:{t}:{p}"))
+    }
+
+    /// Every key prefix of a pipeline's data (log, idempotency window and checkpoints).
+    pub(crate) fn pipeline_data(&self, t: &TenantId, p: &PipelineId) -> [Key; 3] {
+        [
+            self.log(t, p),
+            self.idempotency(t, p),
+            self.key(&format!("cp:{t}:{p}")),
+        ]
     }
 }

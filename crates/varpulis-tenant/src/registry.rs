@@ -18,7 +18,12 @@ use crate::error::TenantError;
 use crate::ids::{ApiKey, KeyHash, PipelineId, TenantId};
 use crate::pipeline::{self, Entry, Runtime, Shown, Stats};
 use crate::quota::{Quota, QuotaTier, RateLimiter, Usage};
-use crate::record::{self, Layout, LogEntry, PipelineRecord, RECORD_VERSION, TenantRecord};
+use sha2::{Digest, Sha256};
+
+use crate::record::{
+    self, IdempotencyStamp, LOG_VERSION, Layout, LogEntry, PipelineRecord, RECORD_VERSION,
+    TenantRecord,
+};
 
 /// The name of the tenant `--api-key` creates.
 pub const DEFAULT_TENANT: &str = "default";
@@ -123,11 +128,55 @@ pub struct PipelineMetrics {
     pub last_checkpoint_id: Option<u64>,
 }
 
-/// The outputs of an accepted batch.
+/// The answer to an accepted batch.
 #[derive(Debug, Clone)]
 pub struct Batch {
+    /// Events accepted.
+    pub accepted: u64,
     /// Output events, in order.
     pub outputs: Vec<Event>,
+    /// `true` when this is a retry of a request already applied (same idempotency key, same
+    /// events): nothing was applied, and this is the original answer.
+    pub replayed: bool,
+}
+
+/// A request that may be retried: the client's key, and a fingerprint of what it asked (the
+/// same key with another fingerprint is a conflict, not a retry).
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    /// The client's key (`Idempotency-Key`, or a batch's `batch_id`).
+    pub key: &'a str,
+    /// SHA-256 of the request as the client sent it.
+    pub fingerprint: [u8; 32],
+}
+
+impl<'a> Idempotency<'a> {
+    /// `key`, with the SHA-256 of `request` (the bytes the client sent) as its fingerprint:
+    /// a retry sends the same bytes, even when its events take their time on receipt.
+    #[must_use]
+    pub fn of_bytes(key: &'a str, request: &[u8]) -> Self {
+        Self {
+            key,
+            fingerprint: Sha256::digest(request).into(),
+        }
+    }
+}
+
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+fn check_idempotency_key(key: &str) -> Result<(), TenantError> {
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY_BYTES
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(TenantError::InvalidIdempotencyKey {
+            message: format!(
+                "an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ASCII characters"
+            ),
+        });
+    }
+    Ok(())
 }
 
 struct Tenant {
@@ -765,6 +814,13 @@ impl Registry {
     /// appended to the pipeline's ingest log first, so a crash right after the answer loses
     /// nothing (the log is replayed at the next start).
     ///
+    /// With an idempotency key, a retry of a batch already applied (same key, same request)
+    /// applies nothing and returns the original answer ([`Batch::replayed`]); the same key with
+    /// another request is [`TenantError::IdempotencyConflict`]. The last
+    /// [`IDEMPOTENCY_KEYS`](crate::IDEMPOTENCY_KEYS) keys of the last 24 hours are remembered,
+    /// across restarts too (they are in the log entry and in a record written with each
+    /// checkpoint).
+    ///
     /// # Errors
     /// Not found; [`TenantError::NotRunning`]; [`TenantError::InvalidEvent`] (the first event
     /// the engine refuses; nothing applied); [`TenantError::RateLimited`];
@@ -775,9 +831,36 @@ impl Registry {
         tenant: &TenantId,
         id: &PipelineId,
         events: Vec<Event>,
+        idempotency: Option<Idempotency<'_>>,
     ) -> Result<Batch, TenantError> {
         let (t, entry) = self.pipeline_entry(tenant, id)?;
         let mut runtime = entry.runtime.lock().await;
+        runtime.engine_mut()?;
+        let now_ms = self.clock.now_ms();
+        let stamp = match idempotency {
+            Some(Idempotency { key, fingerprint }) => {
+                check_idempotency_key(key)?;
+                let body_hash = fingerprint;
+                if let Some(r) = runtime.idempotency.get(key) {
+                    if r.stamp.body_hash != body_hash {
+                        return Err(TenantError::IdempotencyConflict {
+                            key: key.to_owned(),
+                        });
+                    }
+                    return Ok(Batch {
+                        accepted: r.accepted,
+                        outputs: r.outputs.clone(),
+                        replayed: true,
+                    });
+                }
+                Some(IdempotencyStamp {
+                    key: key.to_owned(),
+                    body_hash,
+                    at_ms: now_ms,
+                })
+            }
+            None => None,
+        };
         let engine = runtime.engine_mut()?;
         for (index, event) in events.iter().enumerate() {
             engine
@@ -789,7 +872,9 @@ impl Registry {
         }
         if events.is_empty() {
             return Ok(Batch {
+                accepted: 0,
                 outputs: Vec::new(),
+                replayed: false,
             });
         }
         let quota = t.record().quota;
@@ -803,9 +888,10 @@ impl Registry {
         let rec = entry.shown().record;
         let seq = runtime.next_seq;
         let log = LogEntry {
-            version: RECORD_VERSION,
+            version: LOG_VERSION,
             seq,
             events,
+            idempotency: stamp,
         };
         let stored = match record::encode(BlobKind::IngestLog, &log) {
             Ok(blob) => self
@@ -826,7 +912,14 @@ impl Registry {
             // Nobody listening is fine.
             let _ = entry.outputs.send(o.clone());
         }
-        Ok(Batch { outputs })
+        if let Some(stamp) = log.idempotency {
+            runtime.remember(stamp, log.events.len(), outputs.clone(), now_ms);
+        }
+        Ok(Batch {
+            accepted: n,
+            outputs,
+            replayed: false,
+        })
     }
 
     /// The pipeline's output events as they are produced (for a `logs` stream).

@@ -99,11 +99,11 @@ async fn deleting_a_tenant_removes_every_key_it_had_in_the_store() {
         )
         .await
         .expect("p");
-    r.process(&t.id, &p.id, vec![super::txn(1, 1)])
+    r.process(&t.id, &p.id, vec![super::txn(1, 1)], None)
         .await
         .expect("batch");
     r.checkpoint(&t.id, &p.id).await.expect("checkpoint");
-    r.process(&t.id, &p.id, vec![super::txn(2, 1)])
+    r.process(&t.id, &p.id, vec![super::txn(2, 1)], None)
         .await
         .expect("batch");
     r.delete_tenant(&t.id).await.expect("delete");

@@ -81,11 +81,11 @@ async fn events_over_the_rate_are_refused_until_the_bucket_refills() {
         .expect("pipeline")
         .id;
     let batch = |n: i64| (0..n).map(|i| txn(i, 1)).collect::<Vec<_>>();
-    r.process(&t.id, &p, batch(100))
+    r.process(&t.id, &p, batch(100), None)
         .await
         .expect("a second's worth");
     let err = r
-        .process(&t.id, &p, batch(1))
+        .process(&t.id, &p, batch(1), None)
         .await
         .expect_err("over the rate");
     assert!(
@@ -93,7 +93,9 @@ async fn events_over_the_rate_are_refused_until_the_bucket_refills() {
         "{err:?}"
     );
     c.advance(Duration::from_millis(10));
-    r.process(&t.id, &p, batch(1)).await.expect("refilled");
+    r.process(&t.id, &p, batch(1), None)
+        .await
+        .expect("refilled");
     assert_eq!(
         r.metrics(&t.id, &p).expect("metrics").events_in,
         101,
@@ -116,7 +118,7 @@ async fn a_batch_with_an_event_the_engine_refuses_changes_nothing() {
         .id;
     let bad = vec![txn(1_000, 1), txn(2_000, 1), txn(i64::MAX - 1, 1)];
     let err = r
-        .process(&t.id, &p, bad)
+        .process(&t.id, &p, bad, None)
         .await
         .expect_err("an unrepresentable time");
     assert!(
@@ -125,11 +127,11 @@ async fn a_batch_with_an_event_the_engine_refuses_changes_nothing() {
     );
     assert_eq!(r.metrics(&t.id, &p).expect("metrics").events_in, 0);
     // The window holds nothing of the refused batch: an hour of events counts only these.
-    r.process(&t.id, &p, vec![txn(3_000, 1)])
+    r.process(&t.id, &p, vec![txn(3_000, 1)], None)
         .await
         .expect("batch");
     let out = r
-        .process(&t.id, &p, vec![txn(3_600_000, 1)])
+        .process(&t.id, &p, vec![txn(3_600_000, 1)], None)
         .await
         .expect("closing batch");
     assert_eq!(out.outputs.len(), 1);
@@ -170,7 +172,7 @@ async fn state_over_the_quota_refuses_further_events_and_the_pipeline_at_a_resta
     let mut sent = 0;
     let refused = loop {
         c.advance(second());
-        match r.process(&t.id, &p, wide(sent, 100, 4096)).await {
+        match r.process(&t.id, &p, wide(sent, 100, 4096), None).await {
             Ok(_) => sent += 100,
             Err(e) => break e,
         }
@@ -200,7 +202,7 @@ async fn state_over_the_quota_refuses_further_events_and_the_pipeline_at_a_resta
         "{info:?}"
     );
     let err = r
-        .process(&t.id, &p, wide(0, 1, 1))
+        .process(&t.id, &p, wide(0, 1, 1), None)
         .await
         .expect_err("not running");
     assert!(matches!(err, TenantError::NotRunning { .. }), "{err:?}");
@@ -225,7 +227,7 @@ async fn a_pipeline_that_no_longer_compiles_comes_back_in_error_with_its_source(
     let r = open(&store, &c).await;
     let (t, _) = r.create_tenant("t", None).await.expect("tenant");
     let p = r.create_pipeline(&t.id, "a", ONE).await.expect("pipeline");
-    r.process(&t.id, &p.id, vec![txn(1, 5)])
+    r.process(&t.id, &p.id, vec![txn(1, 5)], None)
         .await
         .expect("batch");
     drop(r);
@@ -259,7 +261,7 @@ async fn a_pipeline_that_no_longer_compiles_comes_back_in_error_with_its_source(
         "{info:?}"
     );
     let err = r
-        .process(&t.id, &p.id, vec![txn(2, 5)])
+        .process(&t.id, &p.id, vec![txn(2, 5)], None)
         .await
         .expect_err("not running");
     assert!(matches!(err, TenantError::NotRunning { .. }), "{err:?}");
@@ -286,7 +288,7 @@ async fn a_restore_that_would_take_the_tenant_over_its_state_quota_is_refused() 
     let mut sent = 0;
     while r.usage(&t.id).expect("usage").state_bytes <= half {
         c.advance(second());
-        r.process(&t.id, &p, wide(sent, 100, 4096))
+        r.process(&t.id, &p, wide(sent, 100, 4096), None)
             .await
             .expect("batch");
         sent += 100;

@@ -32,7 +32,7 @@ async fn first_half(r: &Registry) -> Flow {
         .expect("session")
         .id;
     let out = r
-        .process(&acme.id, &count, vec![txn(1_000, 10), txn(2_000, 20)])
+        .process(&acme.id, &count, vec![txn(1_000, 10), txn(2_000, 20)], None)
         .await
         .expect("batch");
     assert!(out.outputs.is_empty());
@@ -41,6 +41,7 @@ async fn first_half(r: &Registry) -> Flow {
             &acme.id,
             &session,
             vec![click(1_000, 100), click(2_000, 100)],
+            None,
         )
         .await
         .expect("batch");
@@ -54,7 +55,7 @@ async fn first_half(r: &Registry) -> Flow {
 }
 
 async fn middle(r: &Registry, f: &Flow) {
-    r.process(&f.acme, &f.count, vec![txn(3_000, 30)])
+    r.process(&f.acme, &f.count, vec![txn(3_000, 30)], None)
         .await
         .expect("batch");
 }
@@ -64,7 +65,12 @@ async fn second_half(
     f: &Flow,
 ) -> (Vec<varpulis_core::Event>, Vec<varpulis_core::Event>) {
     let count = r
-        .process(&f.acme, &f.count, vec![txn(4_000, 40), txn(5_000, 50)])
+        .process(
+            &f.acme,
+            &f.count,
+            vec![txn(4_000, 40), txn(5_000, 50)],
+            None,
+        )
         .await
         .expect("batch");
     let session = r
@@ -72,6 +78,7 @@ async fn second_half(
             &f.acme,
             &f.session,
             vec![click(3_000, 100), click(60_000, 1)],
+            None,
         )
         .await
         .expect("batch");

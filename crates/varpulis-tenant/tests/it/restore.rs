@@ -27,10 +27,10 @@ async fn a_checkpoint_text_restores_and_a_crafted_one_is_refused_without_harm() 
         .await
         .expect("pipeline")
         .id;
-    r.process(&t.id, &other, vec![txn(1, 1).with_field("k", "x")])
+    r.process(&t.id, &other, vec![txn(1, 1).with_field("k", "x")], None)
         .await
         .expect("batch");
-    r.process(&t.id, &p, vec![txn(1, 1), txn(2, 1)])
+    r.process(&t.id, &p, vec![txn(1, 1), txn(2, 1)], None)
         .await
         .expect("batch");
     let text = r.checkpoint(&t.id, &p).await.expect("checkpoint");
@@ -54,11 +54,17 @@ async fn a_checkpoint_text_restores_and_a_crafted_one_is_refused_without_harm() 
         );
     }
     // Unchanged: the third event closes the window of three.
-    let out = r.process(&t.id, &p, vec![txn(3, 1)]).await.expect("batch");
+    let out = r
+        .process(&t.id, &p, vec![txn(3, 1)], None)
+        .await
+        .expect("batch");
     assert_eq!(out.outputs.len(), 1);
     // Back to two events in the window; one more closes it again.
     r.restore(&t.id, &p, &text).await.expect("restore");
-    let out = r.process(&t.id, &p, vec![txn(4, 1)]).await.expect("batch");
+    let out = r
+        .process(&t.id, &p, vec![txn(4, 1)], None)
+        .await
+        .expect("batch");
     assert_eq!(out.outputs.len(), 1);
     assert_eq!(out.outputs[0].get("n"), Some(&Value::Int(3)));
 }

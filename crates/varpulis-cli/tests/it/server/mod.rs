@@ -219,6 +219,8 @@ pub(crate) enum Auth<'a> {
     None,
     Key(&'a str),
     Admin(&'a str),
+    /// A tenant key and an `Idempotency-Key`.
+    Retry(&'a str, &'a str),
 }
 
 /// An answer: status, `Retry-After`, body as text and as JSON (`Null` if it is not JSON).
@@ -228,6 +230,8 @@ pub(crate) struct Reply {
     pub(crate) json: Json,
     pub(crate) text: String,
     pub(crate) retry_after: Option<String>,
+    /// `Idempotent-Replayed: true`: the original answer to a retried request.
+    pub(crate) replayed: bool,
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -242,6 +246,7 @@ fn request(url: &str, method: &str, body: Option<Vec<u8>>, auth: Auth<'_>) -> Re
     let mut req = client().request(method, url);
     match auth {
         Auth::None => {}
+        Auth::Retry(k, idem) => req = req.header("x-api-key", k).header("idempotency-key", idem),
         Auth::Key(k) => req = req.header("x-api-key", k),
         Auth::Admin(k) => req = req.header("x-admin-key", k),
     }
@@ -257,6 +262,7 @@ fn request(url: &str, method: &str, body: Option<Vec<u8>>, auth: Auth<'_>) -> Re
             .map(str::to_owned)
     };
     let retry_after = header("retry-after");
+    let replayed = header("idempotent-replayed").as_deref() == Some("true");
     let text = resp.text().expect("a body");
     let json = serde_json::from_str(&text).unwrap_or(Json::Null);
     Reply {
@@ -264,6 +270,7 @@ fn request(url: &str, method: &str, body: Option<Vec<u8>>, auth: Auth<'_>) -> Re
         json,
         text,
         retry_after,
+        replayed,
     }
 }
 

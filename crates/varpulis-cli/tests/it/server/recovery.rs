@@ -201,3 +201,53 @@ fn a_second_server_on_the_same_state_dir_fails_at_start_with_a_clear_message() {
     };
     assert!(why.contains("in use") || why.contains("lock"), "{why}");
 }
+
+#[test]
+fn a_retried_batch_is_applied_once_even_across_a_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = Flags::dir(&dir.path().join("state"));
+    let server = Server::start(&flags);
+    let (_, key) = server.tenant("acme", None);
+    let p = server.pipeline(&key, "totals", COUNT);
+    let path = format!("/pipelines/{p}/events-batch");
+    let first = json!({ "events": txns(&[(1_000, 10), (2_000, 20), (3_000, 30)]) });
+    let r = server.call("POST", &path, Some(&first), Auth::Retry(&key, "batch-1"));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!r.replayed);
+    // The answer was lost; the client retries after a crash.
+    server.kill_9();
+    let server = Server::start(&flags);
+    let r = server.call("POST", &path, Some(&first), Auth::Retry(&key, "batch-1"));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.replayed, "{r:?}");
+    assert_eq!(r.json["accepted"], 3);
+    // The same key with another batch is refused.
+    let other = json!({ "events": txns(&[(4_000, 40)]) });
+    let r = server.call("POST", &path, Some(&other), Auth::Retry(&key, "batch-1"));
+    assert_eq!(r.status, 422, "{r:?}");
+    assert_eq!(r.json["code"], "idempotency_key_reused");
+    // `batch_id` in the body works as the header does.
+    let second = json!({ "batch_id": "batch-2", "events": txns(&[(4_000, 40), (5_000, 50)]) });
+    let r = server.call("POST", &path, Some(&second), Auth::Key(&key));
+    assert_eq!(r.status, 200, "{r:?}");
+    let r2 = server.call("POST", &path, Some(&second), Auth::Key(&key));
+    assert!(r2.replayed, "{r2:?}");
+    assert_eq!(r2.json["output_events"], r.json["output_events"]);
+    assert_eq!(
+        r.json["output_events"][0]["fields"]["sum"].as_f64(),
+        Some(150.0),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.json["output_events"][0]["fields"]["sum"].as_f64(),
+        Some(150.0),
+        "{r:?}"
+    );
+    let m = server.call(
+        "GET",
+        &format!("/pipelines/{p}/metrics"),
+        None,
+        Auth::Key(&key),
+    );
+    assert_eq!(m.json["events_in"], 5, "each batch once: {m:?}");
+}
