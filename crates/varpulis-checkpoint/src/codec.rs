@@ -47,6 +47,8 @@ pub enum BlobKind {
     Export,
     /// A pipeline's remembered idempotency keys and their answers (the server).
     Idempotency,
+    /// A chunk of a pipeline's retained output events (the server).
+    Outputs,
 }
 
 impl BlobKind {
@@ -59,6 +61,7 @@ impl BlobKind {
             Self::IngestLog => 5,
             Self::Export => 6,
             Self::Idempotency => 7,
+            Self::Outputs => 8,
         }
     }
 
@@ -71,6 +74,7 @@ impl BlobKind {
             Self::IngestLog => "ingest log entry",
             Self::Export => "exported engine state",
             Self::Idempotency => "idempotency window",
+            Self::Outputs => "output chunk",
         }
     }
 }

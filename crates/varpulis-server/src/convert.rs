@@ -180,6 +180,13 @@ pub(crate) fn write_events(out: &mut Vec<u8>, events: &[Event]) {
     out.push(b']');
 }
 
+/// Appends one output event (the `.jsonl` shape) to `out`.
+pub(crate) fn write_events_one(out: &mut Vec<u8>, event: &Event) {
+    // Writing to a Vec cannot fail.
+    let _ = write_json_line(out, event);
+    out.pop();
+}
+
 /// An output event as a logs stream's `data:` line: `{"event_type","timestamp","data":{..}}`.
 pub(crate) fn log_line(event: &Event) -> String {
     let mut out = Vec::with_capacity(64);

@@ -107,6 +107,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/pipelines/{id}/reload", post(r::reload))
         .route("/pipelines/{id}/metrics", get(r::metrics))
         .route("/pipelines/{id}/logs", get(r::logs))
+        .route("/pipelines/{id}/outputs", get(r::outputs))
         .route("/usage", get(r::usage));
     Router::new()
         .nest("/api/v1", api)

@@ -21,7 +21,7 @@ use varpulis_tenant::{
 use crate::AppState;
 use crate::auth::{Admin, Tenant};
 use crate::body::{JsonBody, JsonWithBytes, Page};
-use crate::convert::{event_from_json, log_line, write_events};
+use crate::convert::{event_from_json, log_line, write_events, write_events_one};
 use crate::error::ApiError;
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -409,28 +409,146 @@ pub(crate) async fn usage(
     Ok(Json(v))
 }
 
+/// Where a `logs` stream or an `outputs` page starts: `Last-Event-ID: N` resumes after N,
+/// `?from=SEQ` starts at SEQ.
+fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Result<Option<u64>> {
+    let bad = |what: &str, v: &str| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("{what}: expected an output sequence number, got {v:?}"),
+        )
+    };
+    if let Some(v) = headers.get("last-event-id") {
+        let v = v.to_str().unwrap_or("");
+        let last: u64 = v.trim().parse().map_err(|_| bad("Last-Event-ID", v))?;
+        return Ok(Some(last.saturating_add(1)));
+    }
+    for pair in query.unwrap_or("").split('&') {
+        if let Some(v) = pair.strip_prefix("from=") {
+            return v
+                .parse()
+                .map(Some)
+                .map_err(|_| bad("query parameter from", v));
+        }
+    }
+    Ok(None)
+}
+
+fn output_sse(seq: u64, event: &varpulis_core::Event) -> SseEvent {
+    SseEvent::default()
+        .id(seq.to_string())
+        .data(log_line(event))
+}
+
 pub(crate) async fn logs(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let id = pipeline_id(&id)?;
-    let rx = state.registry.subscribe(&tenant, &id)?;
+    let from = resume_from(&headers, uri.query())?;
+    let sub = state.registry.subscribe(&tenant, &id, from).await?;
     let mut stopping = state.stopping.clone();
     let stopped = async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let item = match rx.recv().await {
-            Ok(event) => SseEvent::default().data(log_line(&event)),
-            // A slow reader skips what it missed and is told how much.
-            Err(RecvError::Lagged(n)) => SseEvent::default()
-                .event("lagged")
-                .data(format!("{{\"skipped\":{n}}}")),
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok(item), rx))
-    })
-    .take_until(stopped);
+    let gap = sub.gap.map(|g| {
+        Ok(SseEvent::default().event("gap").data(format!(
+            "{{\"requested\":{},\"first_available\":{}}}",
+            g.requested, g.first_available
+        )))
+    });
+    let backlog: Vec<_> = sub
+        .backlog
+        .iter()
+        .map(|(seq, e)| Ok(output_sse(*seq, e)))
+        .collect();
+    let live = futures::stream::unfold((sub.live, sub.next), |(mut rx, next)| async move {
+        loop {
+            let item = match rx.recv().await {
+                // Already sent from the backlog.
+                Ok((seq, _)) if seq < next => continue,
+                Ok((seq, event)) => output_sse(seq, &event),
+                // A slow reader skips what it missed and is told how much; it can reconnect
+                // with the last id it got to read them from the retained outputs.
+                Err(RecvError::Lagged(n)) => SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"skipped\":{n}}}")),
+                Err(RecvError::Closed) => return None,
+            };
+            return Some((Ok(item), (rx, next)));
+        }
+    });
+    let stream = futures::stream::iter(gap.into_iter().chain(backlog))
+        .chain(live)
+        .take_until(stopped);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Largest `limit` of an outputs page.
+const MAX_OUTPUTS_PAGE: usize = 1000;
+
+pub(crate) async fn outputs(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Response> {
+    let id = pipeline_id(&id)?;
+    let mut from = 1;
+    let mut limit = 100;
+    for pair in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match name {
+            "from" => &mut from,
+            "limit" => &mut limit,
+            _ => continue,
+        };
+        *slot = value.parse().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("query parameter {name}: expected a non-negative integer, got {value:?}"),
+            )
+        })?;
+    }
+    if limit == 0 || limit > MAX_OUTPUTS_PAGE as u64 {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("query parameter limit: must be between 1 and {MAX_OUTPUTS_PAGE}, got {limit}"),
+        ));
+    }
+    let page = state
+        .registry
+        .outputs(
+            &tenant,
+            &id,
+            from,
+            usize::try_from(limit).unwrap_or(MAX_OUTPUTS_PAGE),
+        )
+        .await?;
+    let mut out = Vec::with_capacity(128 + 96 * page.outputs.len());
+    out.extend_from_slice(b"{\"outputs\":[");
+    for (i, (seq, event)) in page.outputs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(format!("{{\"seq\":{seq},\"event\":").as_bytes());
+        write_events_one(&mut out, event);
+        out.push(b'}');
+    }
+    out.extend_from_slice(
+        format!(
+            "],\"first_available\":{},\"next\":{},\"gap\":{}}}",
+            page.first_available, page.next, page.gap
+        )
+        .as_bytes(),
+    );
+    Ok(json_response(out))
 }

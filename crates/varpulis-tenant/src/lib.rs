@@ -23,9 +23,12 @@ mod registry;
 
 pub use error::TenantError;
 pub use ids::{ApiKey, PipelineId, TenantId};
-pub use pipeline::{IDEMPOTENCY_KEYS, IDEMPOTENCY_WINDOW_MS};
+pub use pipeline::{
+    IDEMPOTENCY_KEYS, IDEMPOTENCY_WINDOW_MS, OUTPUT_RETENTION_BYTES, OUTPUT_RETENTION_EVENTS,
+};
 pub use quota::{Quota, QuotaTier, Usage};
 pub use registry::{
-    Batch, DEFAULT_TENANT, Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_BYTES, PipelineInfo,
-    PipelineMetrics, PipelineStatus, Registry, RegistryConfig, TenantInfo,
+    Batch, DEFAULT_TENANT, Gap, Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_BYTES,
+    OutputsPage, PipelineInfo, PipelineMetrics, PipelineStatus, Registry, RegistryConfig,
+    Subscription, TenantInfo,
 };

@@ -16,8 +16,8 @@ use varpulis_vpl::Program;
 
 use crate::error::TenantError;
 use crate::record::{
-    self, IdempotencyRecord, IdempotencyStamp, Layout, LogEntry, PipelineRecord, RECORD_VERSION,
-    Remembered,
+    self, IdempotencyRecord, IdempotencyStamp, Layout, LogEntry, OutputChunk, PipelineRecord,
+    RECORD_VERSION, Remembered,
 };
 
 /// The source offset that records the last ingest-log entry a checkpoint includes.
@@ -84,6 +84,70 @@ impl Window {
     }
 }
 
+/// Output events kept per pipeline for clients that resume (`logs` after `Last-Event-ID`,
+/// `outputs?from=`), at most this many ...
+pub const OUTPUT_RETENTION_EVENTS: usize = 10_000;
+/// ... and at most about this many bytes (JSON size, estimated).
+pub const OUTPUT_RETENTION_BYTES: usize = 8 << 20;
+
+/// The retained output events of a pipeline, by sequence number (1 = its first output ever).
+#[derive(Debug, Default)]
+pub(crate) struct OutputLog {
+    ring: VecDeque<(u64, Event, usize)>,
+    bytes: usize,
+    /// The last seq written to the store.
+    persisted_through: u64,
+}
+
+/// About the JSON size of an output event.
+fn estimated_bytes(e: &Event) -> usize {
+    fn value(v: &varpulis_core::Value) -> usize {
+        use varpulis_core::Value as V;
+        match v {
+            V::Str(s) => s.len() + 2,
+            V::Array(items) => 2 + items.iter().map(|i| value(i) + 1).sum::<usize>(),
+            V::Map(m) => 2 + m.iter().map(|(k, v)| k.len() + 4 + value(v)).sum::<usize>(),
+            _ => 20,
+        }
+    }
+    48 + e.event_type().len()
+        + e.fields()
+            .map(|(n, v)| n.len() + 4 + value(v))
+            .sum::<usize>()
+}
+
+impl OutputLog {
+    fn push(&mut self, seq: u64, e: Event) {
+        let size = estimated_bytes(&e);
+        self.ring.push_back((seq, e, size));
+        self.bytes += size;
+        while self.ring.len() > OUTPUT_RETENTION_EVENTS
+            || (self.bytes > OUTPUT_RETENTION_BYTES && self.ring.len() > 1)
+        {
+            if let Some((_, _, size)) = self.ring.pop_front() {
+                self.bytes -= size;
+            }
+        }
+    }
+
+    /// The first seq still retained (`next` when none is).
+    pub(crate) fn first(&self, next: u64) -> u64 {
+        self.ring.front().map_or(next, |(s, _, _)| *s)
+    }
+
+    /// Up to `limit` retained outputs from `from` on.
+    pub(crate) fn from(&self, from: u64, limit: usize) -> Vec<(u64, Event)> {
+        let first = self.ring.front().map_or(u64::MAX, |(s, _, _)| *s);
+        let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
+        self.ring
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .map(|(s, e, _)| (*s, e.clone()))
+            .collect()
+    }
+}
+
 /// Output events kept for slow `logs` readers before they are told they lagged.
 const BROADCAST_CAPACITY: usize = 1024;
 
@@ -113,7 +177,7 @@ pub(crate) struct Shown {
 pub(crate) struct Entry {
     pub(crate) shown: RwLock<Shown>,
     pub(crate) stats: Stats,
-    pub(crate) outputs: broadcast::Sender<Event>,
+    pub(crate) outputs: broadcast::Sender<(u64, Event)>,
     pub(crate) runtime: Mutex<Runtime>,
 }
 
@@ -143,6 +207,8 @@ pub(crate) struct Runtime {
     pub(crate) last_checkpoint_at: Duration,
     /// Requests that may be retried, with their answers.
     pub(crate) idempotency: Window,
+    /// Output events retained for clients that resume.
+    pub(crate) output_log: OutputLog,
 }
 
 /// Compiles `source` into a program, rendering errors as `varpulis check` does.
@@ -177,6 +243,7 @@ impl Runtime {
             dirty: false,
             last_checkpoint_at: now,
             idempotency: Window::default(),
+            output_log: OutputLog::default(),
         })
     }
 
@@ -200,9 +267,81 @@ impl Runtime {
             engine.take_late_events();
         }
         self.events_in += events.len() as u64;
-        self.output_events += outputs.len() as u64;
+        for o in &outputs {
+            self.output_events += 1;
+            self.output_log.push(self.output_events, o.clone());
+        }
         self.publish(stats);
         outputs
+    }
+
+    /// Writes the outputs produced since the last checkpoint as one chunk, and deletes the
+    /// chunks wholly older than what is retained.
+    async fn persist_outputs(
+        &mut self,
+        store: &Arc<dyn StateStore>,
+        layout: &Layout,
+        record: &PipelineRecord,
+    ) -> Result<(), TenantError> {
+        let from = self.output_log.persisted_through + 1;
+        let chunk = OutputChunk {
+            version: RECORD_VERSION,
+            outputs: self.output_log.from(from, usize::MAX),
+        };
+        if let Some((last, _)) = chunk.outputs.last() {
+            let last = *last;
+            let blob = record::encode(BlobKind::Outputs, &chunk)?;
+            store
+                .put(
+                    &layout.output_chunk(&record.tenant, &record.id, from),
+                    &blob,
+                )
+                .await?;
+            self.output_log.persisted_through = last;
+        }
+        let first = self.output_log.first(self.output_events + 1);
+        let chunks = store
+            .list(&layout.outputs(&record.tenant, &record.id))
+            .await?;
+        let starts: Vec<u64> = chunks
+            .iter()
+            .map(|k| k.last_segment().and_then(|s| s.parse().ok()).unwrap_or(0))
+            .collect();
+        for (i, key) in chunks.iter().enumerate() {
+            // A chunk ends where the next begins; the last one is still (partly) retained.
+            if starts.get(i + 1).is_some_and(|next| *next <= first) {
+                store.delete(key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the retained output chunks (at start, before the log is replayed).
+    async fn load_outputs(
+        &mut self,
+        store: &Arc<dyn StateStore>,
+        layout: &Layout,
+        record: &PipelineRecord,
+        through: u64,
+    ) -> Result<(), TenantError> {
+        for key in store
+            .list(&layout.outputs(&record.tenant, &record.id))
+            .await?
+        {
+            let Some(blob) = store.get(&key).await? else {
+                continue;
+            };
+            let chunk: OutputChunk = record::decode(BlobKind::Outputs, &key, &blob)?;
+            for (seq, e) in chunk.outputs {
+                // Chunks can run past the restored checkpoint (a crash between the chunk and
+                // the commit): the replay produces those again.
+                if seq <= through && seq > self.output_log.persisted_through {
+                    self.output_log.push(seq, e);
+                    self.output_log.persisted_through = seq;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Remembers the answer to a request with an idempotency key.
@@ -264,6 +403,7 @@ impl Runtime {
             (META_EVENTS_IN.to_owned(), self.events_in.to_string()),
             (META_OUTPUTS.to_owned(), self.output_events.to_string()),
         ]);
+        self.persist_outputs(store, layout, record).await?;
         // The window goes first: once the checkpoint commits, the log entries that carry its
         // newest keys are deleted.
         if self.idempotency.dirty {
@@ -330,6 +470,8 @@ impl Runtime {
             }
         }
         self.next_seq = applied + 1;
+        self.load_outputs(store, layout, record, self.output_events)
+            .await?;
         let idem_key = layout.idempotency(&record.tenant, &record.id);
         if let Some(blob) = store.get(&idem_key).await? {
             let rec: IdempotencyRecord = record::decode(BlobKind::Idempotency, &idem_key, &blob)?;
@@ -364,6 +506,6 @@ impl Runtime {
 }
 
 /// A new broadcast channel for a pipeline's outputs.
-pub(crate) fn outputs_channel() -> broadcast::Sender<Event> {
+pub(crate) fn outputs_channel() -> broadcast::Sender<(u64, Event)> {
     broadcast::channel(BROADCAST_CAPACITY).0
 }

@@ -5,6 +5,7 @@
 //! - `P:pipeline:{tenant}:{pipeline}`: a [`PipelineRecord`];
 //! - `P:log:{tenant}:{pipeline}:{seq}`: a [`LogEntry`], one acknowledged batch (seq 20 digits);
 //! - `P:idem:{tenant}:{pipeline}`: an [`IdempotencyRecord`], the remembered retry keys;
+//! - `P:out:{tenant}:{pipeline}:{first seq}`: an [`OutputChunk`], retained output events;
 //! - `P:cp:{tenant}:{pipeline}:...`: the pipeline's checkpoints ([`CheckpointManager`] layout).
 //!
 //! Every value is a checkpoint envelope (`varpulis_checkpoint::codec`) of its own blob kind,
@@ -107,6 +108,13 @@ pub(crate) struct Remembered {
     pub(crate) outputs: Vec<Event>,
 }
 
+/// Output events produced between two checkpoints, with their sequence numbers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OutputChunk {
+    pub(crate) version: u32,
+    pub(crate) outputs: Vec<(u64, Event)>,
+}
+
 /// The idempotency window of a pipeline, written before each checkpoint commits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct IdempotencyRecord {
@@ -185,11 +193,20 @@ impl Layout {
         self.key(&format!("idem:{t}:{p}"))
     }
 
-    /// Every key prefix of a pipeline's data (log, idempotency window and checkpoints).
-    pub(crate) fn pipeline_data(&self, t: &TenantId, p: &PipelineId) -> [Key; 3] {
+    pub(crate) fn outputs(&self, t: &TenantId, p: &PipelineId) -> Key {
+        self.key(&format!("out:{t}:{p}"))
+    }
+
+    pub(crate) fn output_chunk(&self, t: &TenantId, p: &PipelineId, first: u64) -> Key {
+        self.key(&format!("out:{t}:{p}:{first:020}"))
+    }
+
+    /// Every key prefix of a pipeline's data (log, idempotency window, outputs, checkpoints).
+    pub(crate) fn pipeline_data(&self, t: &TenantId, p: &PipelineId) -> [Key; 4] {
         [
             self.log(t, p),
             self.idempotency(t, p),
+            self.outputs(t, p),
             self.key(&format!("cp:{t}:{p}")),
         ]
     }

@@ -162,6 +162,41 @@ impl<'a> Idempotency<'a> {
     }
 }
 
+/// A stream of a pipeline's output events ([`Registry::subscribe`]).
+#[derive(Debug)]
+pub struct Subscription {
+    /// Retained outputs from the asked seq on, in order.
+    pub backlog: Vec<(u64, Event)>,
+    /// Set when the asked seq is no longer retained.
+    pub gap: Option<Gap>,
+    /// Live outputs: skip those with a seq below `next` (already in the backlog).
+    pub live: broadcast::Receiver<(u64, Event)>,
+    /// The first seq the live stream must start at.
+    pub next: u64,
+}
+
+/// Outputs asked for that are no longer retained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// The seq asked for.
+    pub requested: u64,
+    /// The oldest seq still retained.
+    pub first_available: u64,
+}
+
+/// A page of retained outputs ([`Registry::outputs`]).
+#[derive(Debug, Clone)]
+pub struct OutputsPage {
+    /// `(seq, event)`, in order.
+    pub outputs: Vec<(u64, Event)>,
+    /// The oldest seq still retained.
+    pub first_available: u64,
+    /// The seq to ask for next.
+    pub next: u64,
+    /// `true` when `from` was older than what is retained.
+    pub gap: bool,
+}
+
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
@@ -907,10 +942,11 @@ impl Registry {
         }
         runtime.next_seq = seq + 1;
         runtime.dirty = true;
+        let base = runtime.output_events;
         let outputs = runtime.apply(&log.events, &entry.stats);
-        for o in &outputs {
+        for (seq, o) in (base + 1..).zip(&outputs) {
             // Nobody listening is fine.
-            let _ = entry.outputs.send(o.clone());
+            let _ = entry.outputs.send((seq, o.clone()));
         }
         if let Some(stamp) = log.idempotency {
             runtime.remember(stamp, log.events.len(), outputs.clone(), now_ms);
@@ -922,17 +958,65 @@ impl Registry {
         })
     }
 
-    /// The pipeline's output events as they are produced (for a `logs` stream).
+    /// The pipeline's output events from `from` on (seq numbers start at 1): those still
+    /// retained, then the live ones as they are produced, with no gap and no repeat between
+    /// the two. Without `from`, only the live ones.
     ///
     /// # Errors
     /// Not found.
-    pub fn subscribe(
+    pub async fn subscribe(
         &self,
         tenant: &TenantId,
         id: &PipelineId,
-    ) -> Result<broadcast::Receiver<Event>, TenantError> {
+        from: Option<u64>,
+    ) -> Result<Subscription, TenantError> {
         let (_, e) = self.pipeline_entry(tenant, id)?;
-        Ok(e.outputs.subscribe())
+        // Under the lock no output is produced: the backlog and the live stream meet exactly.
+        let runtime = e.runtime.lock().await;
+        let live = e.outputs.subscribe();
+        let next = runtime.output_events + 1;
+        let (backlog, gap) = match from {
+            None => (Vec::new(), None),
+            Some(from) => {
+                let first = runtime.output_log.first(next);
+                let gap = (from < first).then_some(Gap {
+                    requested: from,
+                    first_available: first,
+                });
+                (runtime.output_log.from(from.max(first), usize::MAX), gap)
+            }
+        };
+        Ok(Subscription {
+            backlog,
+            gap,
+            next: from.map_or(next, |f| f.max(next)),
+            live,
+        })
+    }
+
+    /// Up to `limit` retained output events from `from` on.
+    ///
+    /// # Errors
+    /// Not found.
+    pub async fn outputs(
+        &self,
+        tenant: &TenantId,
+        id: &PipelineId,
+        from: u64,
+        limit: usize,
+    ) -> Result<OutputsPage, TenantError> {
+        let (_, e) = self.pipeline_entry(tenant, id)?;
+        let runtime = e.runtime.lock().await;
+        let next = runtime.output_events + 1;
+        let first = runtime.output_log.first(next);
+        let outputs = runtime.output_log.from(from.max(first), limit);
+        let after = outputs.last().map_or(from.max(first), |(s, _)| s + 1);
+        Ok(OutputsPage {
+            outputs,
+            first_available: first,
+            next: after.min(next),
+            gap: from < first,
+        })
     }
 
     /// Commits a checkpoint of the pipeline now, and returns its engine state as an opaque

@@ -2,6 +2,7 @@
 
 mod idempotency;
 mod keys;
+mod outputs;
 mod quotas;
 mod restart;
 mod restore;

@@ -37,6 +37,7 @@ fn tenant_endpoints(p: &str) -> Vec<(&'static str, String, Option<Json>)> {
         ),
         ("GET", format!("/pipelines/{p}/metrics"), None),
         ("GET", format!("/pipelines/{p}/logs"), None),
+        ("GET", format!("/pipelines/{p}/outputs"), None),
     ]
 }
 
