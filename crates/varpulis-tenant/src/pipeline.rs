@@ -179,6 +179,9 @@ pub(crate) struct Entry {
     pub(crate) stats: Stats,
     pub(crate) outputs: broadcast::Sender<(u64, Event)>,
     pub(crate) runtime: Mutex<Runtime>,
+    /// Set, under the lock, when the pipeline is deleted: whoever takes the lock after that
+    /// writes nothing for it.
+    pub(crate) deleted: std::sync::atomic::AtomicBool,
 }
 
 impl Entry {
@@ -209,6 +212,25 @@ pub(crate) struct Runtime {
     pub(crate) idempotency: Window,
     /// Output events retained for clients that resume.
     pub(crate) output_log: OutputLog,
+    /// The log seq the newest checkpoint committed since the start includes (`None`: none
+    /// yet). The next commit trims the log up to it.
+    pub(crate) checkpoint_seq: Option<u64>,
+}
+
+/// Deletes the pipeline's log entries up to `seq`.
+async fn trim_log(
+    store: &Arc<dyn StateStore>,
+    layout: &Layout,
+    record: &PipelineRecord,
+    seq: u64,
+) -> Result<(), TenantError> {
+    for key in store.list(&layout.log(&record.tenant, &record.id)).await? {
+        let entry_seq: Option<u64> = key.last_segment().and_then(|s| s.parse().ok());
+        if entry_seq.is_none_or(|s| s <= seq) {
+            store.delete(&key).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Compiles `source` into a program, rendering errors as `varpulis check` does.
@@ -244,6 +266,7 @@ impl Runtime {
             last_checkpoint_at: now,
             idempotency: Window::default(),
             output_log: OutputLog::default(),
+            checkpoint_seq: None,
         })
     }
 
@@ -415,9 +438,18 @@ impl Runtime {
         }
         let report = self.manager.checkpoint(&cp).await?;
         let id = report.id;
-        // The checkpoint holds every entry so far: they can go.
-        for key in store.list(&layout.log(&record.tenant, &record.id)).await? {
-            store.delete(&key).await?;
+        // The log is trimmed up to the checkpoint before this one, not up to this one: if this
+        // one is found damaged at the next start, recovery falls back to the one before and
+        // replays the log from there, so no acknowledged batch may be gone from it.
+        if let Some(trim_to) = self.checkpoint_seq.replace(self.next_seq - 1) {
+            // Committed: entries left by a failed trim are skipped by seq at replay and
+            // deleted by the next trim.
+            if let Err(e) = trim_log(store, layout, record, trim_to).await {
+                tracing::warn!(
+                    "pipeline {}: ingest log not trimmed after checkpoint {id}: {e}",
+                    record.id
+                );
+            }
         }
         self.dirty = false;
         self.last_checkpoint_at = now;

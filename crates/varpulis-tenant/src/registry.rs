@@ -493,6 +493,7 @@ impl Registry {
             stats,
             outputs: pipeline::outputs_channel(),
             runtime: Mutex::new(runtime),
+            deleted: AtomicBool::new(false),
         }))
     }
 
@@ -722,6 +723,7 @@ impl Registry {
         self.keys.write().expect("not poisoned").remove(&hash);
         for entry in tenant.entries() {
             let _runtime = entry.runtime.lock().await;
+            entry.deleted.store(true, Ordering::Release);
             let rec = entry.shown().record;
             self.remove_pipeline_data(&rec).await?;
             tenant
@@ -833,7 +835,8 @@ impl Registry {
     ) -> Result<(), TenantError> {
         let (t, entry) = self.pipeline_entry(tenant, id)?;
         let _admin = t.admin.lock().await;
-        let runtime = entry.runtime.lock().await;
+        let runtime = lock(&entry).await?;
+        entry.deleted.store(true, Ordering::Release);
         let rec = entry.shown().record;
         let mut trec = t.record();
         trec.retired_events_in += runtime.events_in;
@@ -869,7 +872,7 @@ impl Registry {
         idempotency: Option<Idempotency<'_>>,
     ) -> Result<Batch, TenantError> {
         let (t, entry) = self.pipeline_entry(tenant, id)?;
-        let mut runtime = entry.runtime.lock().await;
+        let mut runtime = lock(&entry).await?;
         runtime.engine_mut()?;
         let now_ms = self.clock.now_ms();
         let stamp = match idempotency {
@@ -972,7 +975,7 @@ impl Registry {
     ) -> Result<Subscription, TenantError> {
         let (_, e) = self.pipeline_entry(tenant, id)?;
         // Under the lock no output is produced: the backlog and the live stream meet exactly.
-        let runtime = e.runtime.lock().await;
+        let runtime = lock(&e).await?;
         let live = e.outputs.subscribe();
         let next = runtime.output_events + 1;
         let (backlog, gap) = match from {
@@ -1006,7 +1009,7 @@ impl Registry {
         limit: usize,
     ) -> Result<OutputsPage, TenantError> {
         let (_, e) = self.pipeline_entry(tenant, id)?;
-        let runtime = e.runtime.lock().await;
+        let runtime = lock(&e).await?;
         let next = runtime.output_events + 1;
         let first = runtime.output_log.first(next);
         let outputs = runtime.output_log.from(from.max(first), limit);
@@ -1030,7 +1033,7 @@ impl Registry {
         id: &PipelineId,
     ) -> Result<String, TenantError> {
         let (_, entry) = self.pipeline_entry(tenant, id)?;
-        let mut runtime = entry.runtime.lock().await;
+        let mut runtime = lock(&entry).await?;
         let state = runtime.engine_mut()?.create_checkpoint();
         self.commit(&entry, &mut runtime).await?;
         let blob = record::encode(BlobKind::Export, &state)?;
@@ -1053,7 +1056,7 @@ impl Registry {
     ) -> Result<(), TenantError> {
         let invalid = |message: String| TenantError::InvalidCheckpoint { message };
         let (t, entry) = self.pipeline_entry(tenant, id)?;
-        let mut runtime = entry.runtime.lock().await;
+        let mut runtime = lock(&entry).await?;
         let program = runtime.engine_mut()?.program().clone();
         let blob = hex::decode(checkpoint.trim())
             .map_err(|e| invalid(format!("not the hex text a checkpoint returns ({e})")))?;
@@ -1098,7 +1101,7 @@ impl Registry {
         let mut engine = Engine::new(program.clone()).map_err(|e| TenantError::Compile {
             diagnostics: engine_error(&e),
         })?;
-        let mut runtime = entry.runtime.lock().await;
+        let mut runtime = lock(&entry).await?;
         let now_ms = self.clock.now_ms();
         // Everything accepted so far goes into a checkpoint of the old program first, so the
         // log is empty when the source changes.
@@ -1180,6 +1183,9 @@ impl Registry {
             let Ok(mut runtime) = entry.runtime.try_lock() else {
                 continue;
             };
+            if entry.deleted.load(Ordering::Acquire) {
+                continue;
+            }
             let now = self.clock.monotonic();
             if !runtime.dirty || now.saturating_sub(runtime.last_checkpoint_at) < interval {
                 continue;
@@ -1201,7 +1207,9 @@ impl Registry {
     pub async fn shutdown(&self) -> Result<(), TenantError> {
         let mut first_error = None;
         for entry in self.all_entries() {
-            let mut runtime = entry.runtime.lock().await;
+            let Ok(mut runtime) = lock(&entry).await else {
+                continue;
+            };
             if !runtime.dirty {
                 continue;
             }
@@ -1216,6 +1224,16 @@ impl Registry {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// Takes a pipeline's lock; a pipeline deleted while the caller waited for it is not found
+/// (nothing may be written for it any more).
+async fn lock(entry: &Entry) -> Result<tokio::sync::MutexGuard<'_, Runtime>, TenantError> {
+    let runtime = entry.runtime.lock().await;
+    if entry.deleted.load(Ordering::Acquire) {
+        return Err(TenantError::PipelineNotFound);
+    }
+    Ok(runtime)
 }
 
 fn info_of(e: &Entry) -> PipelineInfo {

@@ -167,16 +167,55 @@ async fn the_file_store_keeps_everything_across_a_restart() {
 }
 
 #[tokio::test]
-async fn a_shutdown_checkpoint_empties_the_ingest_log() {
+async fn the_log_is_trimmed_up_to_the_checkpoint_before_the_newest() {
     let store = memory();
     let c = clock();
     let r = open(&store, &c).await;
-    first_half(&r).await;
+    let f = first_half(&r).await;
     let logs = || async {
         let root = varpulis_store::Key::new("varpulis-server:log").expect("key");
         store.list(&root).await.expect("list").len()
     };
     assert_eq!(logs().await, 2, "one entry per acknowledged batch");
-    r.shutdown().await.expect("shutdown");
-    assert_eq!(logs().await, 0);
+    r.shutdown().await.expect("first checkpoints");
+    assert_eq!(
+        logs().await,
+        2,
+        "kept: the newest checkpoint could be damaged"
+    );
+    middle(&r, &f).await;
+    r.shutdown().await.expect("second checkpoints");
+    // The count pipeline keeps only its batch after its first checkpoint; the session
+    // pipeline took nothing since, so it was not checkpointed again and keeps its entry.
+    assert_eq!(logs().await, 2, "what came after the first checkpoints");
+}
+
+#[tokio::test]
+async fn a_damaged_newest_checkpoint_falls_back_and_replays_every_acknowledged_batch() {
+    let store = memory();
+    let c = clock();
+    let r = open(&store, &c).await;
+    let f = first_half(&r).await;
+    r.shutdown().await.expect("first checkpoints");
+    middle(&r, &f).await;
+    r.shutdown().await.expect("second checkpoints");
+    drop(r);
+    // Damage the newest manifest of the count pipeline.
+    let prefix = varpulis_store::Key::new(format!("varpulis-server:cp:{}:{}", f.acme, f.count))
+        .expect("key");
+    let keys = store.list(&prefix).await.expect("list");
+    let newest = keys
+        .iter()
+        .filter(|k| k.to_string().contains("manifest"))
+        .max_by_key(|k| k.to_string())
+        .expect("a manifest")
+        .clone();
+    let mut blob = store.get(&newest).await.expect("get").expect("present");
+    let last = blob.len() - 1;
+    blob[last] ^= 0xff;
+    store.put(&newest, &blob).await.expect("put");
+    let r = open(&store, &c).await;
+    assert_eq!(r.metrics(&f.acme, &f.count).expect("m").events_in, 3);
+    let (count, session) = second_half(&r, &f).await;
+    assert_eq!((count, session), uninterrupted().await);
 }
