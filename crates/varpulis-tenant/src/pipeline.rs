@@ -78,6 +78,9 @@ impl Window {
 
     fn load(&mut self, rec: IdempotencyRecord) {
         for r in rec.remembered {
+            if self.map.contains_key(&r.stamp.key) {
+                continue;
+            }
             self.order.push_back(r.stamp.key.clone());
             self.map.insert(r.stamp.key.clone(), r);
         }

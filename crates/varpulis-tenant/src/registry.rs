@@ -1103,8 +1103,22 @@ impl Registry {
         })?;
         let mut runtime = lock(&entry).await?;
         let now_ms = self.clock.now_ms();
-        // Everything accepted so far goes into a checkpoint of the old program first, so the
-        // log is empty when the source changes.
+        let was_running = runtime.engine.is_ok();
+        if !was_running {
+            // Bringing a pipeline in error back must not take the tenant over its quota.
+            let running = t.entries().iter().filter(|e| e.is_running()).count();
+            if running >= quota.max_pipelines as usize {
+                return Err(TenantError::QuotaExceeded {
+                    what: "pipelines",
+                    limit: u64::from(quota.max_pipelines),
+                    message: format!(
+                        "the tenant runs {running} pipelines; its quota allows {}",
+                        quota.max_pipelines
+                    ),
+                });
+            }
+        }
+        // Everything accepted so far goes into a checkpoint of the old program first.
         self.commit(&entry, &mut runtime).await?;
         if let Ok(old) = &runtime.engine
             && engine.restore_checkpoint(&old.create_checkpoint()).is_err()
@@ -1116,6 +1130,12 @@ impl Registry {
         rec.source = source.to_owned();
         self.put_pipeline(&rec).await?;
         runtime.engine = Ok(engine);
+        if !was_running {
+            // A pipeline that did not run still has its stored state and the batches it
+            // acknowledged before: the new program starts from them (or from an empty state
+            // when the old state does not fit it), as at a start.
+            runtime.recover(&self.store, &self.layout, &rec).await?;
+        }
         {
             let mut shown = entry.shown.write().expect("not poisoned");
             shown.record = rec.clone();

@@ -271,6 +271,16 @@ async fn a_pipeline_that_no_longer_compiles_comes_back_in_error_with_its_source(
         r.pipeline(&t.id, &p.id).expect("p").status,
         PipelineStatus::Running
     );
+    assert_eq!(
+        r.metrics(&t.id, &p.id).expect("m").events_in,
+        1,
+        "its logged batch is back"
+    );
+    let out = r
+        .process(&t.id, &p.id, vec![txn(3, 5)], None)
+        .await
+        .expect("runs");
+    assert_eq!(out.outputs.len(), 1);
 }
 
 #[tokio::test]
