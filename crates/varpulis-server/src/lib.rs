@@ -111,6 +111,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/usage", get(r::usage));
     Router::new()
         .nest("/api/v1", api)
+        .route("/metrics", get(r::prometheus))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

@@ -45,6 +45,18 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `GET /metrics` (admin key): every metric in the Prometheus text exposition format.
+pub(crate) async fn prometheus(_: Admin, State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.registry.prometheus(),
+    )
+        .into_response()
+}
+
 // ---- tenants (admin) ----
 
 #[derive(Deserialize)]

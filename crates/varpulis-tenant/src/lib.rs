@@ -16,6 +16,7 @@
 
 mod error;
 mod ids;
+mod metrics;
 mod pipeline;
 mod quota;
 mod record;

@@ -218,6 +218,8 @@ pub(crate) struct Runtime {
     /// The log seq the newest checkpoint committed since the start includes (`None`: none
     /// yet). The next commit trims the log up to it.
     pub(crate) checkpoint_seq: Option<u64>,
+    /// Damaged checkpoints skipped by recoveries of this pipeline.
+    pub(crate) fallbacks: u64,
 }
 
 /// Deletes the pipeline's log entries up to `seq`.
@@ -270,6 +272,7 @@ impl Runtime {
             idempotency: Window::default(),
             output_log: OutputLog::default(),
             checkpoint_seq: None,
+            fallbacks: 0,
         })
     }
 
@@ -418,7 +421,7 @@ impl Runtime {
         stats: &Stats,
         now_ms: i64,
         now: Duration,
-    ) -> Result<Option<u64>, TenantError> {
+    ) -> Result<Option<(u64, u64)>, TenantError> {
         let Ok(engine) = &self.engine else {
             return Ok(None);
         };
@@ -441,6 +444,7 @@ impl Runtime {
         }
         let report = self.manager.checkpoint(&cp).await?;
         let id = report.id;
+        let bytes = report.part_bytes_total + report.manifest_bytes;
         // The log is trimmed up to the checkpoint before this one, not up to this one: if this
         // one is found damaged at the next start, recovery falls back to the one before and
         // replays the log from there, so no acknowledged batch may be gone from it.
@@ -458,7 +462,7 @@ impl Runtime {
         self.last_checkpoint_at = now;
         stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         stats.last_checkpoint.store(id + 1, Ordering::Relaxed);
-        Ok(Some(id))
+        Ok(Some((id, bytes)))
     }
 
     /// Restores the newest valid checkpoint, then replays the log entries after it. Returns a
@@ -470,6 +474,7 @@ impl Runtime {
         record: &PipelineRecord,
     ) -> Result<(), TenantError> {
         let recovery = self.manager.recover().await?;
+        self.fallbacks += recovery.skipped.len() as u64;
         for s in &recovery.skipped {
             tracing::warn!(
                 "pipeline {}: skipped damaged checkpoint {} ({}: {})",

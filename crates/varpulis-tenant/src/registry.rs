@@ -16,6 +16,7 @@ use varpulis_vpl::Program;
 
 use crate::error::TenantError;
 use crate::ids::{ApiKey, KeyHash, PipelineId, TenantId};
+use crate::metrics::{Metrics, PipelineLabels, RejectLabels, TenantLabels};
 use crate::pipeline::{self, Entry, Runtime, Shown, Stats};
 use crate::quota::{Quota, QuotaTier, RateLimiter, Usage};
 use sha2::{Digest, Sha256};
@@ -290,6 +291,7 @@ pub struct Registry {
     tenants: RwLock<BTreeMap<TenantId, Arc<Tenant>>>,
     keys: RwLock<HashMap<KeyHash, TenantId>>,
     ready: AtomicBool,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Registry {
@@ -384,6 +386,7 @@ impl Registry {
             tenants: RwLock::new(BTreeMap::new()),
             keys: RwLock::new(HashMap::new()),
             ready: AtomicBool::new(false),
+            metrics: Metrics::new(),
         };
         registry.load().await?;
         registry.ready.store(true, Ordering::Release);
@@ -481,6 +484,12 @@ impl Registry {
         )?;
         if recover {
             runtime.recover(&self.store, &self.layout, &rec).await?;
+            if runtime.fallbacks > 0 {
+                self.metrics
+                    .checkpoint_fallbacks
+                    .get_or_create(&pipeline_labels(&rec))
+                    .inc_by(runtime.fallbacks);
+            }
         }
         let stats = Stats::default();
         runtime.publish(&stats);
@@ -542,16 +551,61 @@ impl Registry {
         runtime: &mut Runtime,
     ) -> Result<Option<u64>, TenantError> {
         let rec = entry.shown().record;
-        runtime
+        let labels = pipeline_labels(&rec);
+        let started = self.clock.monotonic();
+        let result = runtime
             .checkpoint(
                 &self.store,
                 &self.layout,
                 &rec,
                 &entry.stats,
                 self.clock.now_ms(),
-                self.clock.monotonic(),
+                started,
             )
-            .await
+            .await;
+        match &result {
+            Ok(Some((_, bytes))) => {
+                let secs = self.clock.monotonic().saturating_sub(started).as_secs_f64();
+                self.metrics
+                    .checkpoint_seconds
+                    .get_or_create(&labels)
+                    .observe(secs);
+                self.metrics
+                    .checkpoint_bytes
+                    .get_or_create(&labels)
+                    .set(i64::try_from(*bytes).unwrap_or(i64::MAX));
+            }
+            Ok(None) => {}
+            Err(_) => {
+                self.metrics
+                    .checkpoint_failures
+                    .get_or_create(&labels)
+                    .inc();
+            }
+        }
+        result.map(|r| r.map(|(id, _)| id))
+    }
+
+    /// Every metric, in the Prometheus text exposition format (OpenMetrics).
+    #[must_use]
+    pub fn prometheus(&self) -> String {
+        let tenants: Vec<Arc<Tenant>> = self
+            .tenants
+            .read()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for t in tenants {
+            let labels = TenantLabels {
+                tenant: t.record().id.to_string(),
+            };
+            self.metrics
+                .active_pipelines
+                .get_or_create(&labels)
+                .set(i64::from(t.usage().active_pipelines));
+        }
+        self.metrics.encode()
     }
 
     /// Whether every tenant and pipeline has been loaded and restored.
@@ -871,6 +925,25 @@ impl Registry {
         events: Vec<Event>,
         idempotency: Option<Idempotency<'_>>,
     ) -> Result<Batch, TenantError> {
+        let result = self.process_inner(tenant, id, events, idempotency).await;
+        if let Err(e) = &result {
+            let labels = RejectLabels {
+                tenant: tenant.to_string(),
+                pipeline: id.to_string(),
+                reason: reject_reason(e).to_owned(),
+            };
+            self.metrics.rejected.get_or_create(&labels).inc();
+        }
+        result
+    }
+
+    async fn process_inner(
+        &self,
+        tenant: &TenantId,
+        id: &PipelineId,
+        events: Vec<Event>,
+        idempotency: Option<Idempotency<'_>>,
+    ) -> Result<Batch, TenantError> {
         let (t, entry) = self.pipeline_entry(tenant, id)?;
         let mut runtime = lock(&entry).await?;
         runtime.engine_mut()?;
@@ -931,12 +1004,32 @@ impl Registry {
             events,
             idempotency: stamp,
         };
+        let labels = pipeline_labels(&rec);
+        let append_started = self.clock.monotonic();
         let stored = match record::encode(BlobKind::IngestLog, &log) {
-            Ok(blob) => self
-                .store
-                .put(&self.layout.log_entry(&rec.tenant, &rec.id, seq), &blob)
-                .await
-                .map_err(TenantError::from),
+            Ok(blob) => {
+                let put = self
+                    .store
+                    .put(&self.layout.log_entry(&rec.tenant, &rec.id, seq), &blob)
+                    .await
+                    .map_err(TenantError::from);
+                if put.is_ok() {
+                    let secs = self
+                        .clock
+                        .monotonic()
+                        .saturating_sub(append_started)
+                        .as_secs_f64();
+                    self.metrics
+                        .ingest_append_seconds
+                        .get_or_create(&labels)
+                        .observe(secs);
+                    self.metrics
+                        .ingest_bytes
+                        .get_or_create(&labels)
+                        .inc_by(blob.len() as u64);
+                }
+                put
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = stored {
@@ -946,7 +1039,20 @@ impl Registry {
         runtime.next_seq = seq + 1;
         runtime.dirty = true;
         let base = runtime.output_events;
+        let late_before = entry.stats.late_events_dropped.load(Ordering::Relaxed);
         let outputs = runtime.apply(&log.events, &entry.stats);
+        let late_after = entry.stats.late_events_dropped.load(Ordering::Relaxed);
+        self.metrics.events_in.get_or_create(&labels).inc_by(n);
+        self.metrics
+            .output_events
+            .get_or_create(&labels)
+            .inc_by(outputs.len() as u64);
+        if late_after > late_before {
+            self.metrics
+                .late_events
+                .get_or_create(&labels)
+                .inc_by(late_after - late_before);
+        }
         for (seq, o) in (base + 1..).zip(&outputs) {
             // Nobody listening is fine.
             let _ = entry.outputs.send((seq, o.clone()));
@@ -1254,6 +1360,28 @@ async fn lock(entry: &Entry) -> Result<tokio::sync::MutexGuard<'_, Runtime>, Ten
         return Err(TenantError::PipelineNotFound);
     }
     Ok(runtime)
+}
+
+fn pipeline_labels(rec: &PipelineRecord) -> PipelineLabels {
+    PipelineLabels {
+        tenant: rec.tenant.to_string(),
+        pipeline: rec.id.to_string(),
+    }
+}
+
+/// The `reason` label of a refused event request.
+fn reject_reason(e: &TenantError) -> &'static str {
+    match e {
+        TenantError::RateLimited { .. } => "rate_limited",
+        TenantError::QuotaExceeded { .. } => "quota_exceeded",
+        TenantError::InvalidEvent { .. } => "invalid_event",
+        TenantError::NotRunning { .. } => "not_running",
+        TenantError::IdempotencyConflict { .. } | TenantError::InvalidIdempotencyKey { .. } => {
+            "idempotency"
+        }
+        TenantError::PipelineNotFound | TenantError::TenantNotFound => "not_found",
+        _ => "store",
+    }
 }
 
 fn info_of(e: &Entry) -> PipelineInfo {

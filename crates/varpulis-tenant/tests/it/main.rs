@@ -3,6 +3,7 @@
 mod idempotency;
 mod keys;
 mod outputs;
+mod prometheus;
 mod quotas;
 mod restart;
 mod restore;

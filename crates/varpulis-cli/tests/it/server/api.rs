@@ -549,3 +549,40 @@ fn the_logs_stream_carries_each_output_event() {
         json!({"event_type": "Big", "timestamp": 7, "data": {"amount": 20}})
     );
 }
+
+#[test]
+fn prometheus_metrics_need_the_admin_key_and_count_each_pipeline() {
+    let server = Server::start(&Flags::default());
+    let (_, key) = server.tenant("a", None);
+    let p = server.pipeline(&key, "p", FILTER);
+    server.batch(
+        &key,
+        &p,
+        events(
+            "Txn",
+            &[(1, json!({"amount": 20})), (2, json!({"amount": 30}))],
+        ),
+    );
+    let metrics = server.base.replace("/api/v1", "/metrics");
+    let get = |auth: Option<(&str, &str)>| {
+        let mut req = reqwest::blocking::Client::new().get(&metrics);
+        if let Some((h, v)) = auth {
+            req = req.header(h, v);
+        }
+        let resp = req.send().expect("metrics");
+        (resp.status().as_u16(), resp.text().expect("text"))
+    };
+    assert_eq!(get(None).0, 401);
+    assert_eq!(get(Some(("x-api-key", &key))).0, 401);
+    let (status, text) = get(Some(("x-admin-key", ADMIN)));
+    assert_eq!(status, 200, "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("varpulis_events_in_total{") && l.contains(&p))
+        .unwrap_or_else(|| panic!("no events_in of {p}: {text}"));
+    assert!(line.ends_with(" 2"), "{line}");
+    assert!(
+        text.contains("# TYPE varpulis_checkpoint_duration_seconds histogram"),
+        "{text}"
+    );
+}
