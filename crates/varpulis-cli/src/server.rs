@@ -38,6 +38,11 @@ pub(crate) struct ServerArgs {
     /// Time between each pipeline's checkpoints (`10s`, `1m`, `500ms`).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
     checkpoint_interval: Duration,
+    /// Also serve `GET /metrics` without authentication on this address (for a Prometheus
+    /// scraper; port 0 takes any free port, printed as `metrics on ADDR`). Without it,
+    /// `/metrics` is on the API's address and needs the admin key.
+    #[arg(long, value_name = "ADDR")]
+    metrics_bind: Option<SocketAddr>,
     /// Largest request body, in bytes (larger ones are answered 413).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
@@ -100,7 +105,24 @@ pub(crate) async fn serve(args: ServerArgs) -> Result<ExitCode> {
     let bound = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    let state = AppState::new(registry, clock);
+    let metrics = match args.metrics_bind {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-bind)"))?;
+            let at = l.local_addr().context("cannot read the metrics address")?;
+            Some((
+                at,
+                tokio::spawn(varpulis_server::serve_metrics(l, state.clone())),
+            ))
+        }
+        None => None,
+    };
     println!("listening on {bound}");
+    if let Some((at, _)) = &metrics {
+        println!("metrics on {at}");
+    }
     std::io::Write::flush(&mut std::io::stdout()).ok();
     let shutdown = async move {
         signals.next().await;
@@ -119,14 +141,12 @@ pub(crate) async fn serve(args: ServerArgs) -> Result<ExitCode> {
         max_body_bytes: args.max_body_bytes,
         ..ServerConfig::default()
     };
-    varpulis_server::serve(
-        listener,
-        AppState::new(registry, clock),
-        server_config,
-        shutdown,
-    )
-    .await
-    .map_err(anyhow::Error::new)?;
+    varpulis_server::serve(listener, state, server_config, shutdown)
+        .await
+        .map_err(anyhow::Error::new)?;
+    if let Some((_, task)) = metrics {
+        task.abort();
+    }
     drop(opened);
     eprintln!("varpulis: server stopped");
     Ok(ExitCode::SUCCESS)

@@ -176,6 +176,19 @@ pub async fn serve(
     Ok(())
 }
 
+/// Serves `GET /metrics` only, without authentication, on `listener` (`--metrics-bind`: an
+/// address for the Prometheus scraper, kept off the API's port). Runs until dropped.
+///
+/// # Errors
+/// The listener's I/O errors.
+pub async fn serve_metrics(listener: TcpListener, state: AppState) -> Result<(), ServeError> {
+    let app = Router::new()
+        .route("/metrics", get(routes::prometheus_open))
+        .fallback(not_found)
+        .with_state(state);
+    axum::serve(listener, app).await.map_err(ServeError::Io)
+}
+
 /// Why [`serve`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

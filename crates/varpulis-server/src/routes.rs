@@ -47,6 +47,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics` (admin key): every metric in the Prometheus text exposition format.
 pub(crate) async fn prometheus(_: Admin, State(state): State<AppState>) -> Response {
+    prometheus_open(State(state)).await
+}
+
+/// `GET /metrics` on the `--metrics-bind` address, which has no authentication.
+pub(crate) async fn prometheus_open(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,

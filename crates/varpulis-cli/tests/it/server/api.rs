@@ -586,3 +586,34 @@ fn prometheus_metrics_need_the_admin_key_and_count_each_pipeline() {
         "{text}"
     );
 }
+
+#[test]
+fn metrics_bind_serves_metrics_without_a_key_and_nothing_else() {
+    let server = Server::start(&Flags {
+        extra: vec!["--metrics-bind".into(), "127.0.0.1:0".into()],
+        ..Flags::default()
+    });
+    let line = server.next_stdout_line();
+    let addr = line
+        .strip_prefix("metrics on ")
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    let (_, key) = server.tenant("a", None);
+    let p = server.pipeline(&key, "p", FILTER);
+    server.batch(&key, &p, events("Txn", &[(1, json!({"amount": 20}))]));
+    let get = |path: &str| {
+        let resp = reqwest::blocking::get(format!("http://{addr}{path}")).expect("answers");
+        (resp.status().as_u16(), resp.text().expect("text"))
+    };
+    let (status, text) = get("/metrics");
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("varpulis_events_in_total{") && l.contains(&p)),
+        "{text}"
+    );
+    assert_eq!(
+        get("/api/v1/tenants").0,
+        404,
+        "only metrics on this address"
+    );
+}

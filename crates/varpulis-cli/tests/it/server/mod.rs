@@ -42,6 +42,7 @@ pub(crate) struct Server {
     child: Option<Child>,
     pub(crate) base: String,
     stderr: mpsc::Receiver<String>,
+    stdout: mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -76,11 +77,9 @@ impl Server {
         let stderr = child.stderr.take().expect("piped stderr");
         let (line_tx, line_rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = line_tx.send(line);
             }
-            for _ in lines {}
         });
         let (err_tx, err_rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -97,6 +96,7 @@ impl Server {
                     child: Some(child),
                     base: format!("http://{addr}/api/v1"),
                     stderr: err_rx,
+                    stdout: line_rx,
                 })
             }
             Err(_) => {
@@ -107,6 +107,13 @@ impl Server {
                 Err(format!("exit status {status:?}, stderr:\n{stderr}"))
             }
         }
+    }
+
+    /// The next line the server writes on stdout after `listening on`.
+    pub(crate) fn next_stdout_line(&self) -> String {
+        self.stdout
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a line on stdout")
     }
 
     /// SIGKILL: no shutdown work at all.
