@@ -182,6 +182,8 @@ pub(crate) struct Entry {
     pub(crate) stats: Stats,
     pub(crate) outputs: broadcast::Sender<(u64, Event)>,
     pub(crate) runtime: Mutex<Runtime>,
+    /// The labels of its metrics (made once, not per batch).
+    pub(crate) labels: crate::metrics::PipelineLabels,
     /// Set, under the lock, when the pipeline is deleted: whoever takes the lock after that
     /// writes nothing for it.
     pub(crate) deleted: std::sync::atomic::AtomicBool,

@@ -4,27 +4,25 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::Mutex;
 use varpulis_checkpoint::CheckpointConfig;
-use varpulis_checkpoint::codec::{self, BlobKind};
-use varpulis_checkpoint::state::EngineCheckpoint;
-use varpulis_core::Event;
+use varpulis_checkpoint::codec::BlobKind;
 use varpulis_engine::Engine;
 use varpulis_engine::clock::Clock;
 use varpulis_store::StateStore;
 use varpulis_vpl::Program;
 
+mod events;
+mod pipelines;
+
+pub use events::{Batch, Gap, Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, OutputsPage, Subscription};
+
 use crate::error::TenantError;
 use crate::ids::{ApiKey, KeyHash, PipelineId, TenantId};
-use crate::metrics::{Metrics, PipelineLabels, RejectLabels, TenantLabels};
+use crate::metrics::{Metrics, PipelineLabels, TenantLabels};
 use crate::pipeline::{self, Entry, Runtime, Shown, Stats};
 use crate::quota::{Quota, QuotaTier, RateLimiter, Usage};
-use sha2::{Digest, Sha256};
-
-use crate::record::{
-    self, IdempotencyStamp, LOG_VERSION, Layout, LogEntry, PipelineRecord, RECORD_VERSION,
-    TenantRecord,
-};
+use crate::record::{self, Layout, PipelineRecord, RECORD_VERSION, TenantRecord};
 
 /// The name of the tenant `--api-key` creates.
 pub const DEFAULT_TENANT: &str = "default";
@@ -127,92 +125,6 @@ pub struct PipelineMetrics {
     pub checkpoints: u64,
     /// The id of the last one.
     pub last_checkpoint_id: Option<u64>,
-}
-
-/// The answer to an accepted batch.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    /// Events accepted.
-    pub accepted: u64,
-    /// Output events, in order.
-    pub outputs: Vec<Event>,
-    /// `true` when this is a retry of a request already applied (same idempotency key, same
-    /// events): nothing was applied, and this is the original answer.
-    pub replayed: bool,
-}
-
-/// A request that may be retried: the client's key, and a fingerprint of what it asked (the
-/// same key with another fingerprint is a conflict, not a retry).
-#[derive(Debug, Clone, Copy)]
-pub struct Idempotency<'a> {
-    /// The client's key (`Idempotency-Key`, or a batch's `batch_id`).
-    pub key: &'a str,
-    /// SHA-256 of the request as the client sent it.
-    pub fingerprint: [u8; 32],
-}
-
-impl<'a> Idempotency<'a> {
-    /// `key`, with the SHA-256 of `request` (the bytes the client sent) as its fingerprint:
-    /// a retry sends the same bytes, even when its events take their time on receipt.
-    #[must_use]
-    pub fn of_bytes(key: &'a str, request: &[u8]) -> Self {
-        Self {
-            key,
-            fingerprint: Sha256::digest(request).into(),
-        }
-    }
-}
-
-/// A stream of a pipeline's output events ([`Registry::subscribe`]).
-#[derive(Debug)]
-pub struct Subscription {
-    /// Retained outputs from the asked seq on, in order.
-    pub backlog: Vec<(u64, Event)>,
-    /// Set when the asked seq is no longer retained.
-    pub gap: Option<Gap>,
-    /// Live outputs: skip those with a seq below `next` (already in the backlog).
-    pub live: broadcast::Receiver<(u64, Event)>,
-    /// The first seq the live stream must start at.
-    pub next: u64,
-}
-
-/// Outputs asked for that are no longer retained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gap {
-    /// The seq asked for.
-    pub requested: u64,
-    /// The oldest seq still retained.
-    pub first_available: u64,
-}
-
-/// A page of retained outputs ([`Registry::outputs`]).
-#[derive(Debug, Clone)]
-pub struct OutputsPage {
-    /// `(seq, event)`, in order.
-    pub outputs: Vec<(u64, Event)>,
-    /// The oldest seq still retained.
-    pub first_available: u64,
-    /// The seq to ask for next.
-    pub next: u64,
-    /// `true` when `from` was older than what is retained.
-    pub gap: bool,
-}
-
-/// Longest idempotency key, in bytes.
-pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
-
-fn check_idempotency_key(key: &str) -> Result<(), TenantError> {
-    if key.is_empty()
-        || key.len() > MAX_IDEMPOTENCY_KEY_BYTES
-        || !key.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(TenantError::InvalidIdempotencyKey {
-            message: format!(
-                "an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ASCII characters"
-            ),
-        });
-    }
-    Ok(())
 }
 
 struct Tenant {
@@ -493,7 +405,9 @@ impl Registry {
         }
         let stats = Stats::default();
         runtime.publish(&stats);
+        let labels = pipeline_labels(&rec);
         Ok(Arc::new(Entry {
+            labels,
             shown: RwLock::new(Shown {
                 record: rec,
                 error,
@@ -504,6 +418,16 @@ impl Registry {
             runtime: Mutex::new(runtime),
             deleted: AtomicBool::new(false),
         }))
+    }
+
+    /// Every tenant, at this instant.
+    fn all_tenants(&self) -> Vec<Arc<Tenant>> {
+        self.tenants
+            .read()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn tenant_entry(&self, id: &TenantId) -> Option<Arc<Tenant>> {
@@ -551,7 +475,7 @@ impl Registry {
         runtime: &mut Runtime,
     ) -> Result<Option<u64>, TenantError> {
         let rec = entry.shown().record;
-        let labels = pipeline_labels(&rec);
+        let labels = &entry.labels;
         let started = self.clock.monotonic();
         let result = runtime
             .checkpoint(
@@ -568,19 +492,16 @@ impl Registry {
                 let secs = self.clock.monotonic().saturating_sub(started).as_secs_f64();
                 self.metrics
                     .checkpoint_seconds
-                    .get_or_create(&labels)
+                    .get_or_create(labels)
                     .observe(secs);
                 self.metrics
                     .checkpoint_bytes
-                    .get_or_create(&labels)
+                    .get_or_create(labels)
                     .set(i64::try_from(*bytes).unwrap_or(i64::MAX));
             }
             Ok(None) => {}
             Err(_) => {
-                self.metrics
-                    .checkpoint_failures
-                    .get_or_create(&labels)
-                    .inc();
+                self.metrics.checkpoint_failures.get_or_create(labels).inc();
             }
         }
         result.map(|r| r.map(|(id, _)| id))
@@ -589,13 +510,7 @@ impl Registry {
     /// Every metric, in the Prometheus text exposition format (OpenMetrics).
     #[must_use]
     pub fn prometheus(&self) -> String {
-        let tenants: Vec<Arc<Tenant>> = self
-            .tenants
-            .read()
-            .expect("not poisoned")
-            .values()
-            .cloned()
-            .collect();
+        let tenants = self.all_tenants();
         for t in tenants {
             let labels = TenantLabels {
                 tenant: t.record().id.to_string(),
@@ -736,13 +651,7 @@ impl Registry {
     /// A page of tenants, oldest first, and how many there are.
     #[must_use]
     pub fn list_tenants(&self, limit: usize, offset: usize) -> (Vec<TenantInfo>, usize) {
-        let mut all: Vec<Arc<Tenant>> = self
-            .tenants
-            .read()
-            .expect("not poisoned")
-            .values()
-            .cloned()
-            .collect();
+        let mut all = self.all_tenants();
         all.sort_by_cached_key(|t| {
             let r = t.record();
             (r.created_ms, r.id)
@@ -791,493 +700,6 @@ impl Registry {
         Ok(())
     }
 
-    /// Deletes a pipeline's record, then its log and checkpoints.
-    async fn remove_pipeline_data(&self, rec: &PipelineRecord) -> Result<(), TenantError> {
-        self.store
-            .delete(&self.layout.pipeline(&rec.tenant, &rec.id))
-            .await?;
-        for prefix in self.layout.pipeline_data(&rec.tenant, &rec.id) {
-            for key in self.store.list(&prefix).await? {
-                self.store.delete(&key).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Creates and starts a pipeline.
-    ///
-    /// # Errors
-    /// A bad name, VPL errors ([`TenantError::Compile`]), the pipeline and stream quotas; the
-    /// store's errors.
-    pub async fn create_pipeline(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        source: &str,
-    ) -> Result<PipelineInfo, TenantError> {
-        check_name("pipeline", name)?;
-        let t = self.tenant_or_err(tenant)?;
-        let quota = t.record().quota;
-        let program = pipeline::compile(source, name)?;
-        check_streams(&program, &quota)?;
-        let engine = Engine::new(program).map_err(|e| TenantError::Compile {
-            diagnostics: engine_error(&e),
-        })?;
-        let _admin = t.admin.lock().await;
-        let n = t.entries().len();
-        if n >= quota.max_pipelines as usize {
-            return Err(TenantError::QuotaExceeded {
-                what: "pipelines",
-                limit: u64::from(quota.max_pipelines),
-                message: format!(
-                    "the tenant has {n} pipelines; its quota allows {}",
-                    quota.max_pipelines
-                ),
-            });
-        }
-        let rec = PipelineRecord {
-            version: RECORD_VERSION,
-            id: PipelineId::random(),
-            tenant: tenant.clone(),
-            name: name.to_owned(),
-            source: source.to_owned(),
-            created_ms: self.clock.now_ms(),
-        };
-        self.put_pipeline(&rec).await?;
-        let entry = self.start(rec.clone(), Ok(engine), false).await?;
-        let info = info_of(&entry);
-        t.pipelines
-            .write()
-            .expect("not poisoned")
-            .insert(rec.id, entry);
-        Ok(info)
-    }
-
-    /// The tenant's pipelines, oldest first.
-    ///
-    /// # Errors
-    /// [`TenantError::TenantNotFound`].
-    pub fn list_pipelines(&self, tenant: &TenantId) -> Result<Vec<PipelineInfo>, TenantError> {
-        let t = self.tenant_or_err(tenant)?;
-        let mut list: Vec<PipelineInfo> = t.entries().iter().map(|e| info_of(e)).collect();
-        list.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
-        Ok(list)
-    }
-
-    /// One of the tenant's pipelines.
-    ///
-    /// # Errors
-    /// [`TenantError::PipelineNotFound`] (also for another tenant's pipeline).
-    pub fn pipeline(
-        &self,
-        tenant: &TenantId,
-        id: &PipelineId,
-    ) -> Result<PipelineInfo, TenantError> {
-        let (_, e) = self.pipeline_entry(tenant, id)?;
-        Ok(info_of(&e))
-    }
-
-    /// Deletes a pipeline with its log and checkpoints; its counters stay in the tenant's
-    /// usage.
-    ///
-    /// # Errors
-    /// [`TenantError::PipelineNotFound`]; the store's errors.
-    pub async fn delete_pipeline(
-        &self,
-        tenant: &TenantId,
-        id: &PipelineId,
-    ) -> Result<(), TenantError> {
-        let (t, entry) = self.pipeline_entry(tenant, id)?;
-        let _admin = t.admin.lock().await;
-        let runtime = lock(&entry).await?;
-        entry.deleted.store(true, Ordering::Release);
-        let rec = entry.shown().record;
-        let mut trec = t.record();
-        trec.retired_events_in += runtime.events_in;
-        trec.retired_output_events += runtime.output_events;
-        self.remove_pipeline_data(&rec).await?;
-        self.put_tenant(&trec).await?;
-        *t.record.lock().expect("not poisoned") = trec;
-        t.pipelines.write().expect("not poisoned").remove(id);
-        Ok(())
-    }
-
-    /// Applies a batch of events, all or nothing, and makes it durable before returning: it is
-    /// appended to the pipeline's ingest log first, so a crash right after the answer loses
-    /// nothing (the log is replayed at the next start).
-    ///
-    /// With an idempotency key, a retry of a batch already applied (same key, same request)
-    /// applies nothing and returns the original answer ([`Batch::replayed`]); the same key with
-    /// another request is [`TenantError::IdempotencyConflict`]. The last
-    /// [`IDEMPOTENCY_KEYS`](crate::IDEMPOTENCY_KEYS) keys of the last 24 hours are remembered,
-    /// across restarts too (they are in the log entry and in a record written with each
-    /// checkpoint).
-    ///
-    /// # Errors
-    /// Not found; [`TenantError::NotRunning`]; [`TenantError::InvalidEvent`] (the first event
-    /// the engine refuses; nothing applied); [`TenantError::RateLimited`];
-    /// [`TenantError::QuotaExceeded`] when the tenant's state is already over its quota; the
-    /// store's errors (nothing applied).
-    pub async fn process(
-        &self,
-        tenant: &TenantId,
-        id: &PipelineId,
-        events: Vec<Event>,
-        idempotency: Option<Idempotency<'_>>,
-    ) -> Result<Batch, TenantError> {
-        let result = self.process_inner(tenant, id, events, idempotency).await;
-        if let Err(e) = &result {
-            let labels = RejectLabels {
-                tenant: tenant.to_string(),
-                pipeline: id.to_string(),
-                reason: reject_reason(e).to_owned(),
-            };
-            self.metrics.rejected.get_or_create(&labels).inc();
-        }
-        result
-    }
-
-    async fn process_inner(
-        &self,
-        tenant: &TenantId,
-        id: &PipelineId,
-        events: Vec<Event>,
-        idempotency: Option<Idempotency<'_>>,
-    ) -> Result<Batch, TenantError> {
-        let (t, entry) = self.pipeline_entry(tenant, id)?;
-        let mut runtime = lock(&entry).await?;
-        runtime.engine_mut()?;
-        let now_ms = self.clock.now_ms();
-        let stamp = match idempotency {
-            Some(Idempotency { key, fingerprint }) => {
-                check_idempotency_key(key)?;
-                let body_hash = fingerprint;
-                if let Some(r) = runtime.idempotency.get(key) {
-                    if r.stamp.body_hash != body_hash {
-                        return Err(TenantError::IdempotencyConflict {
-                            key: key.to_owned(),
-                        });
-                    }
-                    return Ok(Batch {
-                        accepted: r.accepted,
-                        outputs: r.outputs.clone(),
-                        replayed: true,
-                    });
-                }
-                Some(IdempotencyStamp {
-                    key: key.to_owned(),
-                    body_hash,
-                    at_ms: now_ms,
-                })
-            }
-            None => None,
-        };
-        let engine = runtime.engine_mut()?;
-        for (index, event) in events.iter().enumerate() {
-            engine
-                .check_event(event)
-                .map_err(|e| TenantError::InvalidEvent {
-                    index,
-                    message: engine_error(&e),
-                })?;
-        }
-        if events.is_empty() {
-            return Ok(Batch {
-                accepted: 0,
-                outputs: Vec::new(),
-                replayed: false,
-            });
-        }
-        let quota = t.record().quota;
-        state_quota(t.usage().state_bytes, &quota, "refusing events")?;
-        let n = events.len() as u64;
-        t.limiter
-            .lock()
-            .expect("not poisoned")
-            .take(n, self.clock.monotonic())
-            .map_err(|retry_after_ms| TenantError::RateLimited { retry_after_ms })?;
-        let rec = entry.shown().record;
-        let seq = runtime.next_seq;
-        let log = LogEntry {
-            version: LOG_VERSION,
-            seq,
-            events,
-            idempotency: stamp,
-        };
-        let labels = pipeline_labels(&rec);
-        let append_started = self.clock.monotonic();
-        let stored = match record::encode(BlobKind::IngestLog, &log) {
-            Ok(blob) => {
-                let put = self
-                    .store
-                    .put(&self.layout.log_entry(&rec.tenant, &rec.id, seq), &blob)
-                    .await
-                    .map_err(TenantError::from);
-                if put.is_ok() {
-                    let secs = self
-                        .clock
-                        .monotonic()
-                        .saturating_sub(append_started)
-                        .as_secs_f64();
-                    self.metrics
-                        .ingest_append_seconds
-                        .get_or_create(&labels)
-                        .observe(secs);
-                    self.metrics
-                        .ingest_bytes
-                        .get_or_create(&labels)
-                        .inc_by(blob.len() as u64);
-                }
-                put
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = stored {
-            t.limiter.lock().expect("not poisoned").give_back(n);
-            return Err(e);
-        }
-        runtime.next_seq = seq + 1;
-        runtime.dirty = true;
-        let base = runtime.output_events;
-        let late_before = entry.stats.late_events_dropped.load(Ordering::Relaxed);
-        let outputs = runtime.apply(&log.events, &entry.stats);
-        let late_after = entry.stats.late_events_dropped.load(Ordering::Relaxed);
-        self.metrics.events_in.get_or_create(&labels).inc_by(n);
-        self.metrics
-            .output_events
-            .get_or_create(&labels)
-            .inc_by(outputs.len() as u64);
-        if late_after > late_before {
-            self.metrics
-                .late_events
-                .get_or_create(&labels)
-                .inc_by(late_after - late_before);
-        }
-        for (seq, o) in (base + 1..).zip(&outputs) {
-            // Nobody listening is fine.
-            let _ = entry.outputs.send((seq, o.clone()));
-        }
-        if let Some(stamp) = log.idempotency {
-            runtime.remember(stamp, log.events.len(), outputs.clone(), now_ms);
-        }
-        Ok(Batch {
-            accepted: n,
-            outputs,
-            replayed: false,
-        })
-    }
-
-    /// The pipeline's output events from `from` on (seq numbers start at 1): those still
-    /// retained, then the live ones as they are produced, with no gap and no repeat between
-    /// the two. Without `from`, only the live ones.
-    ///
-    /// # Errors
-    /// Not found.
-    pub async fn subscribe(
-        &self,
-        tenant: &TenantId,
-        id: &PipelineId,
-        from: Option<u64>,
-    ) -> Result<Subscription, TenantError> {
-        let (_, e) = self.pipeline_entry(tenant, id)?;
-        // Under the lock no output is produced: the backlog and the live stream meet exactly.
-        let runtime = lock(&e).await?;
-        let live = e.outputs.subscribe();
-        let next = runtime.output_events + 1;
-        let (backlog, gap) = match from {
-            None => (Vec::new(), None),
-            Some(from) => {
-                let first = runtime.output_log.first(next);
-                let gap = (from < first).then_some(Gap {
-                    requested: from,
-                    first_available: first,
-                });
-                (runtime.output_log.from(from.max(first), usize::MAX), gap)
-            }
-        };
-        Ok(Subscription {
-            backlog,
-            gap,
-            next: from.map_or(next, |f| f.max(next)),
-            live,
-        })
-    }
-
-    /// Up to `limit` retained output events from `from` on.
-    ///
-    /// # Errors
-    /// Not found.
-    pub async fn outputs(
-        &self,
-        tenant: &TenantId,
-        id: &PipelineId,
-        from: u64,
-        limit: usize,
-    ) -> Result<OutputsPage, TenantError> {
-        let (_, e) = self.pipeline_entry(tenant, id)?;
-        let runtime = lock(&e).await?;
-        let next = runtime.output_events + 1;
-        let first = runtime.output_log.first(next);
-        let outputs = runtime.output_log.from(from.max(first), limit);
-        let after = outputs.last().map_or(from.max(first), |(s, _)| s + 1);
-        Ok(OutputsPage {
-            outputs,
-            first_available: first,
-            next: after.min(next),
-            gap: from < first,
-        })
-    }
-
-    /// Commits a checkpoint of the pipeline now, and returns its engine state as an opaque
-    /// text (hex of a checksummed envelope) that [`restore`](Self::restore) takes back.
-    ///
-    /// # Errors
-    /// Not found, not running; the store's errors.
-    pub async fn checkpoint(
-        &self,
-        tenant: &TenantId,
-        id: &PipelineId,
-    ) -> Result<String, TenantError> {
-        let (_, entry) = self.pipeline_entry(tenant, id)?;
-        let mut runtime = lock(&entry).await?;
-        let state = runtime.engine_mut()?.create_checkpoint();
-        self.commit(&entry, &mut runtime).await?;
-        let blob = record::encode(BlobKind::Export, &state)?;
-        Ok(hex::encode(blob))
-    }
-
-    /// Replaces the pipeline's engine state with `checkpoint` (a text from
-    /// [`checkpoint`](Self::checkpoint)) and commits a checkpoint of it. All or nothing: a
-    /// text that does not decode, or a state that does not fit the program or the tenant's
-    /// state quota, changes nothing.
-    ///
-    /// # Errors
-    /// [`TenantError::InvalidCheckpoint`], [`TenantError::QuotaExceeded`]; not found, not
-    /// running; the store's errors.
-    pub async fn restore(
-        &self,
-        tenant: &TenantId,
-        id: &PipelineId,
-        checkpoint: &str,
-    ) -> Result<(), TenantError> {
-        let invalid = |message: String| TenantError::InvalidCheckpoint { message };
-        let (t, entry) = self.pipeline_entry(tenant, id)?;
-        let mut runtime = lock(&entry).await?;
-        let program = runtime.engine_mut()?.program().clone();
-        let blob = hex::decode(checkpoint.trim())
-            .map_err(|e| invalid(format!("not the hex text a checkpoint returns ({e})")))?;
-        let state: EngineCheckpoint =
-            codec::decode(BlobKind::Export, &blob).map_err(|e| invalid(e.to_string()))?;
-        let mut engine = Engine::new(program).map_err(|e| invalid(engine_error(&e)))?;
-        engine
-            .restore_checkpoint(&state)
-            .map_err(|e| invalid(engine_error(&e)))?;
-        let mine = entry.stats.state_bytes.load(Ordering::Relaxed);
-        let others = t.usage().state_bytes.saturating_sub(mine);
-        let quota = t.record().quota;
-        state_quota(
-            others + engine.approximate_state_bytes() as u64,
-            &quota,
-            "refusing the restore",
-        )?;
-        runtime.engine = Ok(engine);
-        runtime.dirty = true;
-        self.commit(&entry, &mut runtime).await?;
-        runtime.publish(&entry.stats);
-        Ok(())
-    }
-
-    /// Replaces the pipeline's program. The state carries over when it fits the new program
-    /// (same streams and windows); otherwise the new program starts from an empty state. A
-    /// source that does not compile, or is over the stream quota, changes nothing.
-    ///
-    /// # Errors
-    /// [`TenantError::Compile`], [`TenantError::QuotaExceeded`]; not found; the store's errors.
-    pub async fn reload(
-        &self,
-        tenant: &TenantId,
-        id: &PipelineId,
-        source: &str,
-    ) -> Result<(), TenantError> {
-        let (t, entry) = self.pipeline_entry(tenant, id)?;
-        let quota = t.record().quota;
-        let mut rec = entry.shown().record;
-        let program = pipeline::compile(source, &rec.name)?;
-        check_streams(&program, &quota)?;
-        let mut engine = Engine::new(program.clone()).map_err(|e| TenantError::Compile {
-            diagnostics: engine_error(&e),
-        })?;
-        let mut runtime = lock(&entry).await?;
-        let now_ms = self.clock.now_ms();
-        let was_running = runtime.engine.is_ok();
-        if !was_running {
-            // Bringing a pipeline in error back must not take the tenant over its quota.
-            let running = t.entries().iter().filter(|e| e.is_running()).count();
-            if running >= quota.max_pipelines as usize {
-                return Err(TenantError::QuotaExceeded {
-                    what: "pipelines",
-                    limit: u64::from(quota.max_pipelines),
-                    message: format!(
-                        "the tenant runs {running} pipelines; its quota allows {}",
-                        quota.max_pipelines
-                    ),
-                });
-            }
-        }
-        // Everything accepted so far goes into a checkpoint of the old program first.
-        self.commit(&entry, &mut runtime).await?;
-        if let Ok(old) = &runtime.engine
-            && engine.restore_checkpoint(&old.create_checkpoint()).is_err()
-        {
-            engine = Engine::new(program).map_err(|e| TenantError::Compile {
-                diagnostics: engine_error(&e),
-            })?;
-        }
-        rec.source = source.to_owned();
-        self.put_pipeline(&rec).await?;
-        runtime.engine = Ok(engine);
-        if !was_running {
-            // A pipeline that did not run still has its stored state and the batches it
-            // acknowledged before: the new program starts from them (or from an empty state
-            // when the old state does not fit it), as at a start.
-            runtime.recover(&self.store, &self.layout, &rec).await?;
-        }
-        {
-            let mut shown = entry.shown.write().expect("not poisoned");
-            shown.record = rec.clone();
-            shown.error = None;
-            shown.started_ms = now_ms;
-        }
-        runtime.dirty = true;
-        self.commit(&entry, &mut runtime).await?;
-        runtime.publish(&entry.stats);
-        Ok(())
-    }
-
-    /// This pipeline's counters.
-    ///
-    /// # Errors
-    /// Not found.
-    pub fn metrics(
-        &self,
-        tenant: &TenantId,
-        id: &PipelineId,
-    ) -> Result<PipelineMetrics, TenantError> {
-        let (_, e) = self.pipeline_entry(tenant, id)?;
-        let s = &e.stats;
-        let wm = s.watermark.load(Ordering::Relaxed);
-        let last = s.last_checkpoint.load(Ordering::Relaxed);
-        Ok(PipelineMetrics {
-            events_in: s.events_in.load(Ordering::Relaxed),
-            output_events: s.output_events.load(Ordering::Relaxed),
-            state_bytes: s.state_bytes.load(Ordering::Relaxed),
-            late_events_dropped: s.late_events_dropped.load(Ordering::Relaxed),
-            watermark_ms: (wm > 0).then(|| i64::try_from(wm - 1).unwrap_or(i64::MAX)),
-            checkpoints: s.checkpoints.load(Ordering::Relaxed),
-            last_checkpoint_id: (last > 0).then(|| last - 1),
-        })
-    }
-
     /// The tenant's usage: all its pipelines, deleted ones included.
     ///
     /// # Errors
@@ -1287,13 +709,7 @@ impl Registry {
     }
 
     fn all_entries(&self) -> Vec<Arc<Entry>> {
-        let tenants: Vec<Arc<Tenant>> = self
-            .tenants
-            .read()
-            .expect("not poisoned")
-            .values()
-            .cloned()
-            .collect();
+        let tenants = self.all_tenants();
         tenants.iter().flat_map(|t| t.entries()).collect()
     }
 
@@ -1366,21 +782,6 @@ fn pipeline_labels(rec: &PipelineRecord) -> PipelineLabels {
     PipelineLabels {
         tenant: rec.tenant.to_string(),
         pipeline: rec.id.to_string(),
-    }
-}
-
-/// The `reason` label of a refused event request.
-fn reject_reason(e: &TenantError) -> &'static str {
-    match e {
-        TenantError::RateLimited { .. } => "rate_limited",
-        TenantError::QuotaExceeded { .. } => "quota_exceeded",
-        TenantError::InvalidEvent { .. } => "invalid_event",
-        TenantError::NotRunning { .. } => "not_running",
-        TenantError::IdempotencyConflict { .. } | TenantError::InvalidIdempotencyKey { .. } => {
-            "idempotency"
-        }
-        TenantError::PipelineNotFound | TenantError::TenantNotFound => "not_found",
-        _ => "store",
     }
 }
 
