@@ -1,6 +1,7 @@
 //! The handlers of the REST surface (`/api/v1`).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -292,6 +293,31 @@ fn answer(body: Vec<u8>, replayed: bool) -> Response {
     response
 }
 
+/// Runs [`Registry::process`](varpulis_tenant::Registry::process) in its own task, so a
+/// client that goes away mid-request cannot interrupt a group commit other requests wait on.
+async fn process(
+    state: &AppState,
+    tenant: TenantId,
+    id: PipelineId,
+    events: Vec<varpulis_core::Event>,
+    key: Option<String>,
+    request: axum::body::Bytes,
+) -> Result<varpulis_tenant::Batch> {
+    let registry = Arc::clone(&state.registry);
+    let task = tokio::spawn(async move {
+        let retry = key.as_deref().map(|k| Idempotency::of_bytes(k, &request));
+        registry.process(&tenant, &id, events, retry).await
+    });
+    match task.await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("processing the events failed: {e}"),
+        )),
+    }
+}
+
 pub(crate) async fn post_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -304,12 +330,8 @@ pub(crate) async fn post_event(
     state.registry.pipeline(&tenant, &id)?;
     let event = event_from_json(event.get(), state.clock.now_ms())
         .map_err(|m| ApiError::invalid_event(None, m))?;
-    let key = idempotency_header(&headers)?;
-    let retry = key.map(|k| Idempotency::of_bytes(k, &bytes));
-    let batch = state
-        .registry
-        .process(&tenant, &id, vec![event], retry)
-        .await?;
+    let key = idempotency_header(&headers)?.map(str::to_owned);
+    let batch = process(&state, tenant, id, vec![event], key, bytes).await?;
     let mut out = Vec::with_capacity(64 + 64 * batch.outputs.len());
     out.extend_from_slice(b"{\"accepted\":true,\"output_events\":");
     write_events(&mut out, &batch.outputs);
@@ -346,8 +368,7 @@ pub(crate) async fn post_events_batch(
                 .map_err(|m| ApiError::invalid_event(Some(i), format!("events[{i}]: {m}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let retry = key.as_deref().map(|k| Idempotency::of_bytes(k, &bytes));
-    let batch = state.registry.process(&tenant, &id, events, retry).await?;
+    let batch = process(&state, tenant, id, events, key, bytes).await?;
     let micros = state.clock.monotonic().saturating_sub(started).as_micros();
     let mut out = Vec::with_capacity(96 + 64 * batch.outputs.len());
     out.extend_from_slice(

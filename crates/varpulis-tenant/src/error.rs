@@ -74,6 +74,13 @@ pub enum TenantError {
         /// The key.
         key: String,
     },
+    /// The ingest log could not be written: the batch was not acknowledged and not applied
+    /// (the requests committed in the same group all get this answer).
+    #[error("the ingest log append failed, nothing was applied: {message}")]
+    LogAppend {
+        /// The store's error, with its causes.
+        message: String,
+    },
     /// The store failed; what was asked may not have happened.
     #[error("state store error")]
     Store(#[source] StoreError),

@@ -3,7 +3,7 @@
 //! Per pipeline (labels `tenant`, `pipeline`): events in, outputs, rejected requests (label
 //! `reason`), late events dropped, checkpoint duration (histogram), bytes and failures,
 //! fallbacks to an older checkpoint at start, ingest-log bytes and append (durable `put`)
-//! latency. Per tenant: active pipelines.
+//! latency, requests per log append (group commit). Per tenant: active pipelines.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -38,6 +38,11 @@ fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+fn group_histogram() -> Histogram {
+    // 1 .. 256 requests.
+    Histogram::new(exponential_buckets(1.0, 2.0, 9))
+}
+
 type Histograms = Family<PipelineLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric the registry keeps.
@@ -53,6 +58,7 @@ pub(crate) struct Metrics {
     pub(crate) checkpoint_fallbacks: Family<PipelineLabels, Counter>,
     pub(crate) ingest_bytes: Family<PipelineLabels, Counter>,
     pub(crate) ingest_append_seconds: Histograms,
+    pub(crate) ingest_group_requests: Histograms,
     pub(crate) active_pipelines: Family<TenantLabels, Gauge>,
 }
 
@@ -70,6 +76,7 @@ impl Metrics {
             checkpoint_fallbacks: Family::default(),
             ingest_bytes: Family::default(),
             ingest_append_seconds: Family::new_with_constructor(seconds_histogram),
+            ingest_group_requests: Family::new_with_constructor(group_histogram),
             active_pipelines: Family::default(),
             registry: PromRegistry::default(),
         };
@@ -118,6 +125,11 @@ impl Metrics {
             "ingest_append_duration_seconds",
             "Time of a durable append to the ingest log (the store's put, fsync included)",
             m.ingest_append_seconds.clone(),
+        );
+        registry.register(
+            "ingest_group_requests",
+            "Event requests committed by one ingest-log append (group commit)",
+            m.ingest_group_requests.clone(),
         );
         registry.register(
             "active_pipelines",

@@ -182,6 +182,9 @@ pub(crate) struct Entry {
     pub(crate) stats: Stats,
     pub(crate) outputs: broadcast::Sender<(u64, Event)>,
     pub(crate) runtime: Mutex<Runtime>,
+    /// Event requests waiting for the lock: whoever takes it commits all of them as one group
+    /// (one log write) and answers each.
+    pub(crate) queue: std::sync::Mutex<VecDeque<crate::registry::Pending>>,
     /// The labels of its metrics (made once, not per batch).
     pub(crate) labels: crate::metrics::PipelineLabels,
     /// Set, under the lock, when the pipeline is deleted: whoever takes the lock after that
@@ -444,6 +447,9 @@ impl Runtime {
                 .await?;
             self.idempotency.dirty = false;
         }
+        // Both are durable before the manifest that counts on them: the manager flushes only
+        // its own writes before its commit point.
+        store.flush().await?;
         let report = self.manager.checkpoint(&cp).await?;
         let id = report.id;
         let bytes = report.part_bytes_total + report.manifest_bytes;
@@ -535,10 +541,15 @@ impl Runtime {
                 continue;
             }
             if self.engine.is_ok() {
-                let outputs = self.apply(&entry.events, &stats);
-                if let Some(stamp) = entry.idempotency {
-                    let at_ms = stamp.at_ms;
-                    self.remember(stamp, entry.events.len(), outputs, at_ms);
+                // A batch whose append failed after reaching the store is replaced by the
+                // next append, which takes the same seq; only a crash before it leaves the
+                // batch to be replayed here (its answer was an error: it may have happened).
+                for batch in entry.batches {
+                    let outputs = self.apply(&batch.events, &stats);
+                    if let Some(stamp) = batch.idempotency {
+                        let at_ms = stamp.at_ms;
+                        self.remember(stamp, batch.events.len(), outputs, at_ms);
+                    }
                 }
                 self.dirty = true;
             }

@@ -3,7 +3,8 @@
 //! Under the registry's prefix `P` (default `varpulis-server`):
 //! - `P:tenant:{tenant}`: a [`TenantRecord`];
 //! - `P:pipeline:{tenant}:{pipeline}`: a [`PipelineRecord`];
-//! - `P:log:{tenant}:{pipeline}:{seq}`: a [`LogEntry`], one acknowledged batch (seq 20 digits);
+//! - `P:log:{tenant}:{pipeline}:{seq}`: a [`LogEntry`], the acknowledged batches of one group
+//!   commit (seq 20 digits);
 //! - `P:idem:{tenant}:{pipeline}`: an [`IdempotencyRecord`], the remembered retry keys;
 //! - `P:out:{tenant}:{pipeline}:{first seq}`: an [`OutputChunk`], retained output events;
 //! - `P:cp:{tenant}:{pipeline}:...`: the pipeline's checkpoints ([`CheckpointManager`] layout).
@@ -53,21 +54,40 @@ pub(crate) struct PipelineRecord {
     pub(crate) created_ms: i64,
 }
 
-/// Version of [`LogEntry`] (1 had no idempotency key).
-pub(crate) const LOG_VERSION: u32 = 2;
+/// Version of [`LogEntry`]: 1 was one batch without an idempotency key, 2 one batch with
+/// its key; 3 is a group of batches committed together.
+pub(crate) const LOG_VERSION: u32 = 3;
 
-/// One acknowledged batch.
+/// One log entry: the batches of concurrent requests committed together by one write (group
+/// commit), in the order they are applied.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct LogEntry {
     pub(crate) version: u32,
     pub(crate) seq: u64,
+    pub(crate) batches: Vec<LoggedBatch>,
+}
+
+/// One acknowledged request of a [`LogEntry`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LoggedBatch {
     pub(crate) events: Vec<Event>,
     /// The request's idempotency key, if it had one.
     pub(crate) idempotency: Option<IdempotencyStamp>,
 }
 
-/// A log entry of version 1.
+/// A log entry of version 2 (one batch).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct LogEntryV2 {
+    version: u32,
+    seq: u64,
+    events: Vec<Event>,
+    idempotency: Option<IdempotencyStamp>,
+}
+
+/// A log entry of version 1 (one batch, no key).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct LogEntryV1 {
     version: u32,
     seq: u64,
@@ -75,17 +95,45 @@ struct LogEntryV1 {
 }
 
 impl LogEntry {
-    /// Decodes an entry of any version.
+    /// Decodes an entry of any version: the version is the payload's first field.
     pub(crate) fn decode(key: &Key, blob: &[u8]) -> Result<Self, TenantError> {
-        decode::<Self>(BlobKind::IngestLog, key, blob).or_else(|e| {
-            let v1: LogEntryV1 = decode(BlobKind::IngestLog, key, blob).map_err(|_| e)?;
-            Ok(Self {
-                version: v1.version,
-                seq: v1.seq,
-                events: v1.events,
-                idempotency: None,
-            })
-        })
+        let corrupt = |reason: String| TenantError::Corrupt {
+            key: key.to_string(),
+            reason,
+        };
+        let payload = codec::open(BlobKind::IngestLog, blob).map_err(|e| corrupt(e.to_string()))?;
+        let (version, _) = postcard::take_from_bytes::<u32>(payload)
+            .map_err(|e| corrupt(format!("no log entry version: {e}")))?;
+        match version {
+            1 => {
+                let v1: LogEntryV1 = decode(BlobKind::IngestLog, key, blob)?;
+                Ok(Self::single(v1.version, v1.seq, v1.events, None))
+            }
+            2 => {
+                let v2: LogEntryV2 = decode(BlobKind::IngestLog, key, blob)?;
+                Ok(Self::single(v2.version, v2.seq, v2.events, v2.idempotency))
+            }
+            LOG_VERSION => decode(BlobKind::IngestLog, key, blob),
+            v => Err(corrupt(format!(
+                "log entry version {v} is newer than this build reads ({LOG_VERSION})"
+            ))),
+        }
+    }
+
+    fn single(
+        version: u32,
+        seq: u64,
+        events: Vec<Event>,
+        idempotency: Option<IdempotencyStamp>,
+    ) -> Self {
+        Self {
+            version,
+            seq,
+            batches: vec![LoggedBatch {
+                events,
+                idempotency,
+            }],
+        }
     }
 }
 
@@ -209,5 +257,93 @@ impl Layout {
             self.outputs(t, p),
             self.key(&format!("cp:{t}:{p}")),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Key {
+        Key::new("varpulis-server:log:t:p:00000000000000000007").expect("key")
+    }
+
+    fn stamp() -> IdempotencyStamp {
+        IdempotencyStamp {
+            key: String::from("k"),
+            body_hash: [7; 32],
+            at_ms: 5,
+        }
+    }
+
+    #[test]
+    fn log_entries_of_every_version_decode_as_groups() {
+        let events = vec![Event::new("Txn", 1).with_field("amount", 3)];
+        let v1 = codec::encode(
+            BlobKind::IngestLog,
+            &LogEntryV1 {
+                version: 1,
+                seq: 7,
+                events: events.clone(),
+            },
+        )
+        .expect("v1");
+        let v2 = codec::encode(
+            BlobKind::IngestLog,
+            &LogEntryV2 {
+                version: 2,
+                seq: 7,
+                events: events.clone(),
+                idempotency: Some(stamp()),
+            },
+        )
+        .expect("v2");
+        let v3 = encode(
+            BlobKind::IngestLog,
+            &LogEntry {
+                version: LOG_VERSION,
+                seq: 7,
+                batches: vec![
+                    LoggedBatch {
+                        events: events.clone(),
+                        idempotency: None,
+                    },
+                    LoggedBatch {
+                        events: events.clone(),
+                        idempotency: Some(stamp()),
+                    },
+                ],
+            },
+        )
+        .expect("v3");
+        let one = LogEntry::decode(&key(), &v1).expect("v1 decodes");
+        assert_eq!((one.seq, one.batches.len()), (7, 1));
+        assert_eq!(one.batches[0].events, events);
+        assert_eq!(one.batches[0].idempotency, None);
+        let two = LogEntry::decode(&key(), &v2).expect("v2 decodes");
+        assert_eq!(two.batches.len(), 1);
+        assert_eq!(two.batches[0].idempotency, Some(stamp()));
+        let three = LogEntry::decode(&key(), &v3).expect("v3 decodes");
+        assert_eq!(three.batches.len(), 2);
+        assert_eq!(three.batches[1].idempotency, Some(stamp()));
+    }
+
+    #[test]
+    fn a_log_entry_of_a_newer_version_is_refused_by_name() {
+        let v9 = codec::encode(
+            BlobKind::IngestLog,
+            &LogEntryV1 {
+                version: 9,
+                seq: 7,
+                events: Vec::new(),
+            },
+        )
+        .expect("v9");
+        let err = LogEntry::decode(&key(), &v9).expect_err("newer");
+        let text = err.to_string();
+        assert!(
+            text.contains("00000000000000000007") && text.contains("version 9"),
+            "{text}"
+        );
     }
 }

@@ -1,18 +1,20 @@
 //! The event path: batches applied all or nothing and made durable before they are answered,
 //! idempotent retries, and the numbered outputs readers subscribe to or page through.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 use varpulis_checkpoint::codec::BlobKind;
 use varpulis_core::Event;
 
-use super::{Registry, engine_error, lock, state_quota};
+use super::{Registry, Tenant, engine_error, lock, state_quota};
 use crate::error::TenantError;
 use crate::ids::{PipelineId, TenantId};
 use crate::metrics::RejectLabels;
-use crate::record::{self, IdempotencyStamp, LOG_VERSION, LogEntry};
+use crate::pipeline::{Entry, Runtime};
+use crate::record::{self, IdempotencyStamp, LOG_VERSION, LogEntry, LoggedBatch};
 
 /// The answer to an accepted batch.
 #[derive(Debug, Clone)]
@@ -144,125 +146,214 @@ impl Registry {
         idempotency: Option<Idempotency<'_>>,
     ) -> Result<Batch, TenantError> {
         let (t, entry) = self.pipeline_entry(tenant, id)?;
-        let mut runtime = lock(&entry).await?;
-        runtime.engine_mut()?;
-        let now_ms = self.clock.now_ms();
-        let stamp = match idempotency {
-            Some(Idempotency { key, fingerprint }) => {
-                check_idempotency_key(key)?;
-                let body_hash = fingerprint;
-                if let Some(r) = runtime.idempotency.get(key) {
-                    if r.stamp.body_hash != body_hash {
-                        return Err(TenantError::IdempotencyConflict {
-                            key: key.to_owned(),
-                        });
-                    }
-                    return Ok(Batch {
-                        accepted: r.accepted,
-                        outputs: r.outputs.clone(),
-                        replayed: true,
-                    });
-                }
-                Some(IdempotencyStamp {
-                    key: key.to_owned(),
-                    body_hash,
-                    at_ms: now_ms,
-                })
-            }
-            None => None,
-        };
-        let engine = runtime.engine_mut()?;
-        for (index, event) in events.iter().enumerate() {
-            engine
-                .check_event(event)
-                .map_err(|e| TenantError::InvalidEvent {
-                    index,
-                    message: engine_error(&e),
-                })?;
+        if let Some(i) = &idempotency {
+            check_idempotency_key(i.key)?;
         }
-        if events.is_empty() {
-            return Ok(Batch {
-                accepted: 0,
-                outputs: Vec::new(),
-                replayed: false,
-            });
-        }
-        let quota = t.record().quota;
-        state_quota(t.usage().state_bytes, &quota, "refusing events")?;
-        let n = events.len() as u64;
-        t.limiter
+        let (reply, mut answer) = oneshot::channel();
+        entry
+            .queue
             .lock()
             .expect("not poisoned")
-            .take(n, self.clock.monotonic())
-            .map_err(|retry_after_ms| TenantError::RateLimited { retry_after_ms })?;
+            .push_back(Pending {
+                events,
+                idempotency: idempotency.map(|i| (i.key.to_owned(), i.fingerprint)),
+                reply,
+            });
+        // Whoever holds the lock commits every request queued by then, this one included if
+        // it was queued in time: the lock is released only after their answers are sent.
+        let mut runtime = lock(&entry).await?;
+        loop {
+            match answer.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    // Only a group abandoned half-way drops its replies; the caller was told
+                    // to drive process to completion.
+                    return Err(TenantError::LogAppend {
+                        message: String::from("the request's group commit was cancelled"),
+                    });
+                }
+            }
+            let group: Vec<Pending> = {
+                let mut queue = entry.queue.lock().expect("not poisoned");
+                let n = queue.len().min(MAX_GROUP_REQUESTS);
+                queue.drain(..n).collect()
+            };
+            if group.is_empty() {
+                return Err(TenantError::LogAppend {
+                    message: String::from("the request left the queue unanswered"),
+                });
+            }
+            self.commit_group(tenant, id, &t, &entry, &mut runtime, group)
+                .await;
+        }
+    }
+
+    /// Judges each request of `group` on its own (idempotency, events, quota, rate), writes
+    /// the accepted ones as one log entry, applies them in order and answers every request.
+    async fn commit_group(
+        &self,
+        tenant: &TenantId,
+        id: &PipelineId,
+        t: &Tenant,
+        entry: &Entry,
+        runtime: &mut Runtime,
+        group: Vec<Pending>,
+    ) {
+        let now_ms = self.clock.now_ms();
+        let quota = t.record().quota;
+        let state_bytes = t.usage().state_bytes;
+        let mut batches: Vec<LoggedBatch> = Vec::new();
+        // Per request: its answer now, or the batch whose answer it gets after the write.
+        let mut plans: Vec<(oneshot::Sender<Result<Batch, TenantError>>, Plan)> =
+            Vec::with_capacity(group.len());
+        // Keys of this group's batches: a retry can come before the first try is answered.
+        let mut in_group: HashMap<String, ([u8; 32], usize)> = HashMap::new();
+        for p in group {
+            let plan = match judge(runtime, &p, &in_group, &quota, state_bytes) {
+                Err(e) => Plan::Now(Err(e)),
+                Ok(Judged::Answer(batch)) => Plan::Now(Ok(batch)),
+                Ok(Judged::SameAs(index)) => Plan::Retry(index),
+                Ok(Judged::Accept) => {
+                    let n = p.events.len() as u64;
+                    let taken = t
+                        .limiter
+                        .lock()
+                        .expect("not poisoned")
+                        .take(n, self.clock.monotonic());
+                    match taken {
+                        Err(retry_after_ms) => {
+                            Plan::Now(Err(TenantError::RateLimited { retry_after_ms }))
+                        }
+                        Ok(()) => {
+                            let stamp = p.idempotency.map(|(key, body_hash)| {
+                                in_group.insert(key.clone(), (body_hash, batches.len()));
+                                IdempotencyStamp {
+                                    key,
+                                    body_hash,
+                                    at_ms: now_ms,
+                                }
+                            });
+                            batches.push(LoggedBatch {
+                                events: p.events,
+                                idempotency: stamp,
+                            });
+                            Plan::Apply(batches.len() - 1)
+                        }
+                    }
+                }
+            };
+            plans.push((p.reply, plan));
+        }
+        let results = if batches.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.append_and_apply(tenant, id, entry, runtime, batches, now_ms)
+                .await
+        };
+        // Tokens of refused writes go back.
+        if let Err((_, events)) = &results {
+            t.limiter.lock().expect("not poisoned").give_back(*events);
+        }
+        for (reply, plan) in plans {
+            let answer = match (plan, &results) {
+                (Plan::Now(answer), _) => answer,
+                (Plan::Apply(i), Ok(done)) => Ok(done[i].clone()),
+                (Plan::Retry(i), Ok(done)) => Ok(Batch {
+                    replayed: true,
+                    ..done[i].clone()
+                }),
+                (Plan::Apply(_) | Plan::Retry(_), Err((message, _))) => {
+                    Err(TenantError::LogAppend {
+                        message: message.clone(),
+                    })
+                }
+            };
+            // A caller that went away is fine.
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Appends `batches` to the log as one entry (one durable write), then applies them in
+    /// order. On a failed write nothing is applied: the error's text and the events refused.
+    async fn append_and_apply(
+        &self,
+        tenant: &TenantId,
+        id: &PipelineId,
+        entry: &Entry,
+        runtime: &mut Runtime,
+        batches: Vec<LoggedBatch>,
+        now_ms: i64,
+    ) -> Result<Vec<Batch>, (String, u64)> {
         let seq = runtime.next_seq;
         let log = LogEntry {
             version: LOG_VERSION,
             seq,
-            events,
-            idempotency: stamp,
+            batches,
         };
+        let events: u64 = log.batches.iter().map(|b| b.events.len() as u64).sum();
         let labels = &entry.labels;
         let append_started = self.clock.monotonic();
-        let stored = match record::encode(BlobKind::IngestLog, &log) {
-            Ok(blob) => {
-                let put = self
-                    .store
-                    .put(&self.layout.log_entry(tenant, id, seq), &blob)
-                    .await
-                    .map_err(TenantError::from);
-                if put.is_ok() {
-                    let secs = self
-                        .clock
-                        .monotonic()
-                        .saturating_sub(append_started)
-                        .as_secs_f64();
-                    self.metrics
-                        .ingest_append_seconds
-                        .get_or_create(labels)
-                        .observe(secs);
-                    self.metrics
-                        .ingest_bytes
-                        .get_or_create(labels)
-                        .inc_by(blob.len() as u64);
-                }
-                put
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = stored {
-            t.limiter.lock().expect("not poisoned").give_back(n);
-            return Err(e);
-        }
+        let blob = record::encode(BlobKind::IngestLog, &log).map_err(|e| (chain(&e), events))?;
+        // The put survives a process crash; the flush makes it survive a power loss too (an
+        // fsync of the file, or of RocksDB's write-ahead log), once for the whole group. A
+        // failed entry is overwritten by the next group: it takes the same seq.
+        self.store
+            .put(&self.layout.log_entry(tenant, id, seq), &blob)
+            .await
+            .map_err(|e| (chain(&e), events))?;
+        self.store.flush().await.map_err(|e| (chain(&e), events))?;
+        let secs = self
+            .clock
+            .monotonic()
+            .saturating_sub(append_started)
+            .as_secs_f64();
+        self.metrics
+            .ingest_append_seconds
+            .get_or_create(labels)
+            .observe(secs);
+        self.metrics
+            .ingest_bytes
+            .get_or_create(labels)
+            .inc_by(blob.len() as u64);
+        self.metrics
+            .ingest_group_requests
+            .get_or_create(labels)
+            .observe(log.batches.len() as f64);
         runtime.next_seq = seq + 1;
         runtime.dirty = true;
-        let base = runtime.output_events;
-        let late_before = entry.stats.late_events_dropped.load(Ordering::Relaxed);
-        let outputs = runtime.apply(&log.events, &entry.stats);
-        let late_after = entry.stats.late_events_dropped.load(Ordering::Relaxed);
-        self.metrics.events_in.get_or_create(labels).inc_by(n);
-        self.metrics
-            .output_events
-            .get_or_create(labels)
-            .inc_by(outputs.len() as u64);
-        if late_after > late_before {
+        let mut done = Vec::with_capacity(log.batches.len());
+        for batch in log.batches {
+            let n = batch.events.len() as u64;
+            let base = runtime.output_events;
+            let late_before = entry.stats.late_events_dropped.load(Ordering::Relaxed);
+            let outputs = runtime.apply(&batch.events, &entry.stats);
+            let late_after = entry.stats.late_events_dropped.load(Ordering::Relaxed);
+            self.metrics.events_in.get_or_create(labels).inc_by(n);
             self.metrics
-                .late_events
+                .output_events
                 .get_or_create(labels)
-                .inc_by(late_after - late_before);
+                .inc_by(outputs.len() as u64);
+            if late_after > late_before {
+                self.metrics
+                    .late_events
+                    .get_or_create(labels)
+                    .inc_by(late_after - late_before);
+            }
+            for (seq, o) in (base + 1..).zip(&outputs) {
+                // Nobody listening is fine.
+                let _ = entry.outputs.send((seq, o.clone()));
+            }
+            if let Some(stamp) = batch.idempotency {
+                runtime.remember(stamp, batch.events.len(), outputs.clone(), now_ms);
+            }
+            done.push(Batch {
+                accepted: n,
+                outputs,
+                replayed: false,
+            });
         }
-        for (seq, o) in (base + 1..).zip(&outputs) {
-            // Nobody listening is fine.
-            let _ = entry.outputs.send((seq, o.clone()));
-        }
-        if let Some(stamp) = log.idempotency {
-            runtime.remember(stamp, log.events.len(), outputs.clone(), now_ms);
-        }
-        Ok(Batch {
-            accepted: n,
-            outputs,
-            replayed: false,
-        })
+        Ok(done)
     }
 
     /// The pipeline's output events from `from` on (seq numbers start at 1): those still
@@ -340,4 +431,91 @@ fn reject_reason(e: &TenantError) -> &'static str {
         TenantError::PipelineNotFound | TenantError::TenantNotFound => "not_found",
         _ => "store",
     }
+}
+
+/// Most requests committed by one log write.
+const MAX_GROUP_REQUESTS: usize = 256;
+
+/// An event request waiting in a pipeline's queue for its group commit.
+pub(crate) struct Pending {
+    events: Vec<Event>,
+    /// Key and fingerprint.
+    idempotency: Option<(String, [u8; 32])>,
+    reply: oneshot::Sender<Result<Batch, TenantError>>,
+}
+
+/// What a group does with one of its requests.
+enum Plan {
+    /// Answered without writing (refused, a retry of an older request, or empty).
+    Now(Result<Batch, TenantError>),
+    /// The answer of this batch of the log entry.
+    Apply(usize),
+    /// A retry of this batch of the same group: its answer, marked replayed.
+    Retry(usize),
+}
+
+/// A request judged before the write.
+enum Judged {
+    Answer(Batch),
+    SameAs(usize),
+    Accept,
+}
+
+/// Judges a request as if it were alone (the rate limit is taken after, by the caller).
+fn judge(
+    runtime: &mut Runtime,
+    p: &Pending,
+    in_group: &HashMap<String, ([u8; 32], usize)>,
+    quota: &crate::quota::Quota,
+    state_bytes: u64,
+) -> Result<Judged, TenantError> {
+    runtime.engine_mut()?;
+    if let Some((key, fingerprint)) = &p.idempotency {
+        if let Some(r) = runtime.idempotency.get(key) {
+            if r.stamp.body_hash != *fingerprint {
+                return Err(TenantError::IdempotencyConflict { key: key.clone() });
+            }
+            return Ok(Judged::Answer(Batch {
+                accepted: r.accepted,
+                outputs: r.outputs.clone(),
+                replayed: true,
+            }));
+        }
+        if let Some((hash, index)) = in_group.get(key) {
+            if hash != fingerprint {
+                return Err(TenantError::IdempotencyConflict { key: key.clone() });
+            }
+            return Ok(Judged::SameAs(*index));
+        }
+    }
+    let engine = runtime.engine_mut()?;
+    for (index, event) in p.events.iter().enumerate() {
+        engine
+            .check_event(event)
+            .map_err(|e| TenantError::InvalidEvent {
+                index,
+                message: engine_error(&e),
+            })?;
+    }
+    if p.events.is_empty() {
+        return Ok(Judged::Answer(Batch {
+            accepted: 0,
+            outputs: Vec::new(),
+            replayed: false,
+        }));
+    }
+    state_quota(state_bytes, quota, "refusing events")?;
+    Ok(Judged::Accept)
+}
+
+/// An error with its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

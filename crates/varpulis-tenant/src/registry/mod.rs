@@ -1,6 +1,6 @@
 //! The registry: every tenant and pipeline, loaded from the store at open.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 
@@ -15,6 +15,7 @@ use varpulis_vpl::Program;
 mod events;
 mod pipelines;
 
+pub(crate) use events::Pending;
 pub use events::{Batch, Gap, Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, OutputsPage, Subscription};
 
 use crate::error::TenantError;
@@ -127,7 +128,7 @@ pub struct PipelineMetrics {
     pub last_checkpoint_id: Option<u64>,
 }
 
-struct Tenant {
+pub(crate) struct Tenant {
     record: StdMutex<TenantRecord>,
     pipelines: RwLock<BTreeMap<PipelineId, Arc<Entry>>>,
     limiter: StdMutex<RateLimiter>,
@@ -416,6 +417,7 @@ impl Registry {
             stats,
             outputs: pipeline::outputs_channel(),
             runtime: Mutex::new(runtime),
+            queue: std::sync::Mutex::new(VecDeque::new()),
             deleted: AtomicBool::new(false),
         }))
     }
@@ -457,6 +459,8 @@ impl Registry {
     async fn put_tenant(&self, rec: &TenantRecord) -> Result<(), TenantError> {
         let blob = record::encode(BlobKind::Tenant, rec)?;
         self.store.put(&self.layout.tenant(&rec.id), &blob).await?;
+        // Answered as created: it must survive a power loss too.
+        self.store.flush().await?;
         Ok(())
     }
 
@@ -465,6 +469,7 @@ impl Registry {
         self.store
             .put(&self.layout.pipeline(&rec.tenant, &rec.id), &blob)
             .await?;
+        self.store.flush().await?;
         Ok(())
     }
 
@@ -696,6 +701,7 @@ impl Registry {
                 .remove(&rec.id);
         }
         self.store.delete(&self.layout.tenant(id)).await?;
+        self.store.flush().await?;
         self.tenants.write().expect("not poisoned").remove(id);
         Ok(())
     }

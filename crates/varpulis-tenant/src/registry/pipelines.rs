@@ -24,6 +24,8 @@ impl Registry {
         self.store
             .delete(&self.layout.pipeline(&rec.tenant, &rec.id))
             .await?;
+        // Answered as deleted: a power loss must not bring it back.
+        self.store.flush().await?;
         for prefix in self.layout.pipeline_data(&rec.tenant, &rec.id) {
             for key in self.store.list(&prefix).await? {
                 self.store.delete(&key).await?;

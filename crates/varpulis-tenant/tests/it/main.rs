@@ -1,5 +1,6 @@
 //! The tenant registry over real stores, on a manual clock.
 
+mod group_commit;
 mod idempotency;
 mod keys;
 mod outputs;
