@@ -220,9 +220,10 @@ pub(crate) struct Runtime {
     pub(crate) idempotency: Window,
     /// Output events retained for clients that resume.
     pub(crate) output_log: OutputLog,
-    /// The log seq the newest checkpoint committed since the start includes (`None`: none
-    /// yet). The next commit trims the log up to it.
-    pub(crate) checkpoint_seq: Option<u64>,
+    /// The log seqs of the retained checkpoints this process knows (the one it recovered,
+    /// then those it committed), oldest first, at most `max(2, max_checkpoints)`. After each
+    /// commit the log is trimmed up to the oldest of them.
+    pub(crate) retained_seqs: VecDeque<u64>,
     /// Damaged checkpoints skipped by recoveries of this pipeline.
     pub(crate) fallbacks: u64,
 }
@@ -276,7 +277,7 @@ impl Runtime {
             last_checkpoint_at: now,
             idempotency: Window::default(),
             output_log: OutputLog::default(),
-            checkpoint_seq: None,
+            retained_seqs: VecDeque::new(),
             fallbacks: 0,
         })
     }
@@ -453,10 +454,17 @@ impl Runtime {
         let report = self.manager.checkpoint(&cp).await?;
         let id = report.id;
         let bytes = report.part_bytes_total + report.manifest_bytes;
-        // The log is trimmed up to the checkpoint before this one, not up to this one: if this
-        // one is found damaged at the next start, recovery falls back to the one before and
-        // replays the log from there, so no acknowledged batch may be gone from it.
-        if let Some(trim_to) = self.checkpoint_seq.replace(self.next_seq - 1) {
+        // The log is trimmed up to the oldest retained checkpoint, never up to this one: if
+        // the newer ones are found damaged at the next start, recovery falls back to an older
+        // one and replays the log from there, so no acknowledged batch may be gone from it.
+        self.retained_seqs.push_back(self.next_seq - 1);
+        let keep = self.manager.config().max_checkpoints.max(2);
+        while self.retained_seqs.len() > keep {
+            self.retained_seqs.pop_front();
+        }
+        if self.retained_seqs.len() >= 2
+            && let Some(&trim_to) = self.retained_seqs.front()
+        {
             // Committed: entries left by a failed trim are skipped by seq at replay and
             // deleted by the next trim.
             if let Err(e) = trim_log(store, layout, record, trim_to).await {
@@ -495,6 +503,7 @@ impl Runtime {
         let mut applied = 0;
         if let Some(cp) = recovery.checkpoint {
             applied = cp.source_offsets.get(LOG_OFFSET).copied().unwrap_or(0);
+            self.retained_seqs = VecDeque::from([applied]);
             let count = |k: &str| cp.metadata.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
             self.events_in = count(META_EVENTS_IN);
             self.output_events = count(META_OUTPUTS);
