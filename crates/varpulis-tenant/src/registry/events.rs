@@ -160,19 +160,23 @@ impl Registry {
                 reply,
             });
         // Whoever holds the lock commits every request queued by then, this one included if
-        // it was queued in time: the lock is released only after their answers are sent.
-        let mut runtime = lock(&entry).await?;
+        // it was queued in time, and answers them: an answered request returns at once,
+        // without waiting for the lock (the next group may be writing).
+        let cancelled = || TenantError::LogAppend {
+            // Only a group abandoned half-way drops its replies; the HTTP layer runs each
+            // request in its own task so that it never is.
+            message: String::from("the request's group commit was cancelled"),
+        };
+        let mut runtime = tokio::select! {
+            biased;
+            result = &mut answer => return result.unwrap_or_else(|_| Err(cancelled())),
+            runtime = lock(&entry) => runtime?,
+        };
         loop {
             match answer.try_recv() {
                 Ok(result) => return result,
                 Err(oneshot::error::TryRecvError::Empty) => {}
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    // Only a group abandoned half-way drops its replies; the caller was told
-                    // to drive process to completion.
-                    return Err(TenantError::LogAppend {
-                        message: String::from("the request's group commit was cancelled"),
-                    });
-                }
+                Err(oneshot::error::TryRecvError::Closed) => return Err(cancelled()),
             }
             let group: Vec<Pending> = {
                 let mut queue = entry.queue.lock().expect("not poisoned");
