@@ -153,6 +153,7 @@ fn main() -> Result<()> {
         "layering" => layering(),
         "test" => test(),
         "client" => client(),
+        "ui" => ui(),
         "fuzz" => {
             let seconds = match args.get(1) {
                 Some(s) => s
@@ -166,7 +167,7 @@ fn main() -> Result<()> {
         "bench-build" => bench_build(),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask [ci|fmt|clippy|layering|test|client|fuzz [SECONDS [TARGET...]]|doc|bench-build]"
+                "usage: cargo xtask [ci|fmt|clippy|layering|test|client|ui|fuzz [SECONDS [TARGET...]]|doc|bench-build]"
             );
             Ok(())
         }
@@ -182,6 +183,7 @@ fn ci() -> Result<()> {
     layering()?;
     test()?;
     client()?;
+    ui()?;
     doc()?;
     bench_build()?;
     fuzz::fuzz(fuzz::CI_SECONDS, &[])?;
@@ -305,6 +307,34 @@ fn client() -> Result<()> {
         if !status.success() {
             bail!("the server's Python client failed with {}", flags.join(" "));
         }
+    }
+    Ok(())
+}
+
+/// The status page (`GET /ui`) in headless Chromium (`tests/ui/status_page.py`, standard
+/// library only, DevTools protocol over a pipe) against the binary the test step built, as the
+/// client step runs it. Saves a screenshot to `$CARGO_TARGET_DIR/ui/status.png`.
+fn ui() -> Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives in the workspace")?;
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let binary = target.join("debug").join("varpulis");
+    let script = root.join("tests/ui/status_page.py");
+    step("python3 tests/ui/status_page.py");
+    let status = Command::new("python3")
+        .arg(&script)
+        .arg("--binary")
+        .arg(&binary)
+        .arg("--screenshot")
+        .arg(target.join("ui").join("status.png"))
+        .status()
+        .context("running python3 (apt-get install python3)")?;
+    if !status.success() {
+        bail!(
+            "the status page's browser test failed (it needs chromium: apt-get install chromium)"
+        );
     }
     Ok(())
 }

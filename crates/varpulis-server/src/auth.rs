@@ -63,3 +63,33 @@ impl FromRequestParts<AppState> for Admin {
         }
     }
 }
+
+/// A tenant (`x-api-key`) or the operator (`x-admin-key`): for endpoints that show each
+/// caller what is theirs. The admin header, when present, decides; a wrong key in it is not
+/// tried as a tenant key.
+pub(crate) enum Caller {
+    /// A tenant: it sees its own pipelines.
+    Tenant(TenantId),
+    /// The operator: every tenant.
+    Admin,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.headers.contains_key(ADMIN_KEY_HEADER) {
+            return Admin::from_request_parts(parts, state)
+                .await
+                .map(|Admin| Caller::Admin);
+        }
+        if !parts.headers.contains_key(API_KEY_HEADER) {
+            return Err(ApiError::unauthorized(format!(
+                "missing {API_KEY_HEADER} (a tenant's key) or {ADMIN_KEY_HEADER} (the admin key) header"
+            )));
+        }
+        Tenant::from_request_parts(parts, state)
+            .await
+            .map(|Tenant(id)| Caller::Tenant(id))
+    }
+}

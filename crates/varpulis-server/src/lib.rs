@@ -2,7 +2,8 @@
 //! logs over [`varpulis_tenant::Registry`], served by axum on tokio.
 //!
 //! What it is: the REST surface under `/api/v1` (see `docs/server.md` for every endpoint,
-//! header, body and error code), authentication by header (`x-api-key` for a tenant,
+//! header, body and error code), the status page at `/ui` (one self-contained HTML file whose
+//! script polls `/api/v1/status`), authentication by header (`x-api-key` for a tenant,
 //! `x-admin-key` for the operator), request-body limits, JSON errors
 //! `{"error": "...", "code": "..."}` with the right 4xx, and the periodic checkpoint tick.
 //!
@@ -16,6 +17,7 @@ mod body;
 mod convert;
 mod error;
 mod routes;
+mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -108,10 +110,12 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/pipelines/{id}/metrics", get(r::metrics))
         .route("/pipelines/{id}/logs", get(r::logs))
         .route("/pipelines/{id}/outputs", get(r::outputs))
-        .route("/usage", get(r::usage));
+        .route("/usage", get(r::usage))
+        .route("/status", get(ui::status));
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(r::prometheus))
+        .route("/ui", get(ui::page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

@@ -29,7 +29,8 @@ pub use pipeline::{
 };
 pub use quota::{Quota, QuotaTier, Usage};
 pub use registry::{
-    Batch, DEFAULT_TENANT, Gap, Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_BYTES,
-    OutputsPage, PipelineInfo, PipelineMetrics, PipelineStatus, Registry, RegistryConfig,
-    Subscription, TenantInfo,
+    Batch, CHECKPOINT_HISTORY, CheckpointSample, DEFAULT_TENANT, Gap, Idempotency,
+    MAX_IDEMPOTENCY_KEY_BYTES, MAX_NAME_BYTES, OutputsPage, PipelineInfo, PipelineMetrics,
+    PipelineStatus, PipelineStatusReport, Registry, RegistryConfig, Subscription, TenantInfo,
+    TenantStatusReport,
 };

@@ -190,6 +190,8 @@ pub(crate) struct Entry {
     /// Set, under the lock, when the pipeline is deleted: whoever takes the lock after that
     /// writes nothing for it.
     pub(crate) deleted: std::sync::atomic::AtomicBool,
+    /// Its recent checkpoints, for the status page.
+    pub(crate) checkpoints: crate::registry::CheckpointHistory,
 }
 
 impl Entry {

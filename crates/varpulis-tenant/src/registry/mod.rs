@@ -14,9 +14,12 @@ use varpulis_vpl::Program;
 
 mod events;
 mod pipelines;
+mod status;
 
 pub(crate) use events::Pending;
 pub use events::{Batch, Gap, Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, OutputsPage, Subscription};
+pub(crate) use status::CheckpointHistory;
+pub use status::{CHECKPOINT_HISTORY, CheckpointSample, PipelineStatusReport, TenantStatusReport};
 
 use crate::error::TenantError;
 use crate::ids::{ApiKey, KeyHash, PipelineId, TenantId};
@@ -406,6 +409,12 @@ impl Registry {
         }
         let stats = Stats::default();
         runtime.publish(&stats);
+        let checkpoints = CheckpointHistory::default();
+        if recover {
+            for sample in status::seed(&runtime.manager).await {
+                checkpoints.push(sample);
+            }
+        }
         let labels = pipeline_labels(&rec);
         Ok(Arc::new(Entry {
             labels,
@@ -419,6 +428,7 @@ impl Registry {
             runtime: Mutex::new(runtime),
             queue: std::sync::Mutex::new(VecDeque::new()),
             deleted: AtomicBool::new(false),
+            checkpoints,
         }))
     }
 
@@ -482,23 +492,30 @@ impl Registry {
         let rec = entry.shown().record;
         let labels = &entry.labels;
         let started = self.clock.monotonic();
+        let created_ms = self.clock.now_ms();
         let result = runtime
             .checkpoint(
                 &self.store,
                 &self.layout,
                 &rec,
                 &entry.stats,
-                self.clock.now_ms(),
+                created_ms,
                 started,
             )
             .await;
         match &result {
-            Ok(Some((_, bytes))) => {
-                let secs = self.clock.monotonic().saturating_sub(started).as_secs_f64();
+            Ok(Some((id, bytes))) => {
+                let took = self.clock.monotonic().saturating_sub(started);
                 self.metrics
                     .checkpoint_seconds
                     .get_or_create(labels)
-                    .observe(secs);
+                    .observe(took.as_secs_f64());
+                entry.checkpoints.push(CheckpointSample {
+                    id: *id,
+                    created_ms,
+                    bytes: *bytes,
+                    duration: Some(took),
+                });
                 self.metrics
                     .checkpoint_bytes
                     .get_or_create(labels)

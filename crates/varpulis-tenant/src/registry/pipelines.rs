@@ -8,7 +8,7 @@ use varpulis_engine::Engine;
 
 use super::{
     PipelineInfo, PipelineMetrics, Registry, check_name, check_streams, engine_error, info_of,
-    lock, state_quota,
+    lock, state_quota, status,
 };
 use crate::error::TenantError;
 use crate::ids::{PipelineId, TenantId};
@@ -268,17 +268,6 @@ impl Registry {
         id: &PipelineId,
     ) -> Result<PipelineMetrics, TenantError> {
         let (_, e) = self.pipeline_entry(tenant, id)?;
-        let s = &e.stats;
-        let wm = s.watermark.load(Ordering::Relaxed);
-        let last = s.last_checkpoint.load(Ordering::Relaxed);
-        Ok(PipelineMetrics {
-            events_in: s.events_in.load(Ordering::Relaxed),
-            output_events: s.output_events.load(Ordering::Relaxed),
-            state_bytes: s.state_bytes.load(Ordering::Relaxed),
-            late_events_dropped: s.late_events_dropped.load(Ordering::Relaxed),
-            watermark_ms: (wm > 0).then(|| i64::try_from(wm - 1).unwrap_or(i64::MAX)),
-            checkpoints: s.checkpoints.load(Ordering::Relaxed),
-            last_checkpoint_id: (last > 0).then(|| last - 1),
-        })
+        Ok(status::metrics_of(&e))
     }
 }

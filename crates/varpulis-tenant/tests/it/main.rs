@@ -8,6 +8,7 @@ mod prometheus;
 mod quotas;
 mod restart;
 mod restore;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;

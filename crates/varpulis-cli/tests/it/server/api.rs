@@ -617,3 +617,110 @@ fn metrics_bind_serves_metrics_without_a_key_and_nothing_else() {
         "only metrics on this address"
     );
 }
+
+#[test]
+fn the_status_page_is_served_and_its_data_needs_a_key() {
+    let server = Server::start(&Flags::default());
+    let root = server.base.trim_end_matches("/api/v1");
+    let page = reqwest::blocking::get(format!("{root}/ui")).expect("GET /ui");
+    assert_eq!(page.status(), 200);
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(header("content-type").starts_with("text/html"), "{page:?}");
+    assert!(
+        header("content-security-policy").contains("default-src 'none'"),
+        "{page:?}"
+    );
+    let html = page.text().expect("a body");
+    assert!(html.contains("/api/v1/status"), "the page polls the status");
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "no external asset"
+    );
+
+    let (a_id, a_key) = server.tenant("acme", None);
+    let (b_id, b_key) = server.tenant("other", None);
+    let p = server.pipeline(&a_key, "totals <b>&", FILTER);
+    server.batch(
+        &a_key,
+        &p,
+        events(
+            "Txn",
+            &[(1, json!({"amount": 20})), (2, json!({"amount": 5}))],
+        ),
+    );
+    let r = server.call(
+        "POST",
+        &format!("/pipelines/{p}/checkpoint"),
+        None,
+        Auth::Key(&a_key),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+
+    for (what, auth) in [
+        ("no key", Auth::None),
+        ("a wrong tenant key", Auth::Key("vpk_wrong")),
+    ] {
+        let r = server.call("GET", "/status", None, auth);
+        assert_error(&r, 401, "invalid_api_key", what);
+    }
+    let r = server.call(
+        "GET",
+        "/status",
+        None,
+        Auth::Admin("wrong-admin-key-0123456789"),
+    );
+    assert_error(&r, 401, "invalid_admin_key", "a wrong admin key");
+    // A tenant key in the admin header is not the admin key.
+    let r = server.call("GET", "/status", None, Auth::Admin(&a_key));
+    assert_error(&r, 401, "invalid_admin_key", "a tenant key as admin key");
+
+    let r = server.call("GET", "/status", None, Auth::Key(&a_key));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json["scope"], "tenant");
+    let tenants = r.json["tenants"].as_array().expect("tenants");
+    assert_eq!(tenants.len(), 1, "a tenant sees only itself: {r:?}");
+    assert_eq!(tenants[0]["id"], a_id.as_str());
+    let shown = &tenants[0]["pipelines"][0];
+    assert_eq!(shown["id"], p.as_str());
+    assert_eq!(shown["name"], "totals <b>&");
+    assert_eq!(shown["status"], "running");
+    assert_eq!(shown["events_in"], 2);
+    assert_eq!(shown["output_events"], 1);
+    assert_eq!(shown["late_events_dropped"], 0);
+    let last = &shown["last_checkpoint"];
+    assert!(last["id"].as_u64().is_some(), "{r:?}");
+    assert!(last["bytes"].as_u64().is_some_and(|b| b > 0), "{r:?}");
+    assert!(last["duration_ms"].as_f64().is_some(), "{r:?}");
+    assert_eq!(shown["checkpoints"].as_array().map(Vec::len), Some(1));
+    assert!(r.json["now_ms"].as_i64().is_some());
+
+    let r = server.call("GET", "/status", None, Auth::Key(&b_key));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json["tenants"][0]["id"], b_id.as_str());
+    assert_eq!(r.json["tenants"][0]["pipelines"], json!([]));
+    assert!(
+        !r.text.contains(&p),
+        "another tenant's pipeline leaks: {r:?}"
+    );
+
+    let r = server.call("GET", "/status", None, Auth::Admin(ADMIN));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json["scope"], "admin");
+    let tenants = r.json["tenants"].as_array().expect("tenants");
+    // Oldest first; acme and other may share a millisecond, so only default is surely first.
+    let mut names: Vec<&str> = tenants.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names.first(), Some(&"default"), "{r:?}");
+    names.sort_unstable();
+    assert_eq!(names, ["acme", "default", "other"], "{r:?}");
+    let acme = tenants
+        .iter()
+        .find(|t| t["id"] == a_id.as_str())
+        .expect("acme is listed");
+    assert_eq!(acme["pipelines"][0]["id"], p.as_str());
+}
