@@ -105,6 +105,25 @@ const LAYERING: &[Rule] = &[
         ],
         not_directly: &["varpulis-vpl", "varpulis-engine"],
     },
+    // Sequence patterns: an operator crate like the windows, no I/O and no expression
+    // language (conditions are closures the engine compiles from VPL).
+    Rule {
+        krate: "varpulis-patterns",
+        features: "--all-features",
+        never: &[
+            "tokio",
+            "futures",
+            "varpulis-store",
+            "varpulis-checkpoint",
+            "librocksdb-sys",
+            "rocksdb",
+            "aes-gcm",
+            "ring",
+            "argon2",
+            "aes",
+        ],
+        not_directly: &["varpulis-vpl", "varpulis-engine", "varpulis-windows"],
+    },
     // Tenants and pipelines over any store: no HTTP, and no native store or cipher of its own
     // (the binary picks those).
     Rule {

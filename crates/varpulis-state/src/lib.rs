@@ -28,6 +28,7 @@
 //! assert_eq!(state.version, ENGINE_CHECKPOINT_VERSION);
 //! ```
 
+mod pattern;
 mod window;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use varpulis_core::{Event, Value};
 
+pub use pattern::{PatternCheckpoint, PatternCounters, PatternPartitionState, PatternRunState};
 pub use varpulis_core::WindowKind;
 pub use window::{
     AccumulatorState, ExactSumState, PaneState, PartitionState, WindowCheckpoint, WindowSpecState,
