@@ -1,4 +1,4 @@
-//! SASE+ sequence patterns in event time for the Varpulis engine.
+//! SASE+ sequence patterns and windowed joins in event time for the Varpulis engine.
 //!
 //! What it is: [`PatternOperator`] runs one [`PatternSpec`]: a sequence of steps (one event of
 //! one of several types, `A OR B`; one of each, `A AND B`; one or more, the Kleene `all B`),
@@ -18,6 +18,10 @@
 //!   is emitted.
 //! - Every drop is counted ([`PatternCounters`](varpulis_state::PatternCounters)); partitions
 //!   without runs leave the state.
+//!
+//! [`JoinOperator`] runs a windowed inner equi-join of two or more inputs in event time: each
+//! processed event is combined with the latest event of the same key of every other input at
+//! most `window` older, once per event, in event-time order.
 //!
 //! What it is not: it has no clock, no I/O and no expression language. Conditions are
 //! closures ([`Predicate`]) the engine compiles from VPL; output projection is the engine's
@@ -45,10 +49,12 @@
 //! ```
 
 mod error;
+mod join;
 mod operator;
 mod spec;
 
 pub use error::PatternError;
+pub use join::{DEFAULT_MAX_KEYS, JoinInput, JoinMatch, JoinOperator, JoinSpec};
 pub use operator::{Match, PatternOperator};
 pub use spec::{
     Atom, Bindings, DEFAULT_MAX_KLEENE, DEFAULT_MAX_RUNS, PatternSpec, Predicate, Step, StepSpec,

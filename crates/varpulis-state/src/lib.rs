@@ -36,7 +36,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use varpulis_core::{Event, Value};
 
-pub use pattern::{PatternCheckpoint, PatternCounters, PatternPartitionState, PatternRunState};
+pub use pattern::{
+    JoinCounters, JoinOperatorCheckpoint, PatternCheckpoint, PatternCounters,
+    PatternPartitionState, PatternRunState,
+};
 pub use varpulis_core::WindowKind;
 pub use window::{
     AccumulatorState, ExactSumState, PaneState, PartitionState, WindowCheckpoint, WindowSpecState,

@@ -75,3 +75,37 @@ pub struct PatternCounters {
     /// Events of the pattern's types without the partition field (not processed).
     pub events_without_key: u64,
 }
+
+/// Everything a windowed-join operator holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JoinOperatorCheckpoint {
+    /// The shape of the join that wrote it (inputs, keys, window, bounds, the caller's text).
+    pub shape: String,
+    /// Per input (in the join's input order): the latest event of each key, oldest update
+    /// first.
+    pub buffers: Vec<Vec<Event>>,
+    /// Events received but not yet processed: `(arrival number, input, event)`, in processing
+    /// order.
+    pub pending: Vec<(u64, u32, Event)>,
+    /// The next arrival number.
+    pub next_arrival: u64,
+    /// The operator's watermark.
+    pub watermark_ms: Option<i64>,
+    /// What happened so far.
+    pub counters: JoinCounters,
+}
+
+/// What a join operator counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinCounters {
+    /// Combinations emitted.
+    pub matches: u64,
+    /// Buffered events dropped because the watermark left them out of every future window.
+    pub expired: u64,
+    /// Keys evicted because an input's buffer reached `max_keys`.
+    pub keys_evicted: u64,
+    /// Events dropped because the watermark had passed them.
+    pub late_events_dropped: u64,
+    /// Events without one of their input's key fields (not processed).
+    pub events_without_key: u64,
+}

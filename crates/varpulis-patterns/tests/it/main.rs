@@ -1,6 +1,7 @@
 //! The pattern operator against a brute-force oracle, restore at every position, and bounds.
 
 mod bounds;
+mod join;
 mod oracle;
 mod restore;
 
