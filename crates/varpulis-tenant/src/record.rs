@@ -249,6 +249,24 @@ impl Layout {
         self.key(&format!("out:{t}:{p}:{first:020}"))
     }
 
+    /// The roots under which pipelines keep their data (log, idempotency windows, outputs,
+    /// checkpoints): `P:{root}:{tenant}:{pipeline}...`.
+    pub(crate) fn data_roots(&self) -> [Key; 4] {
+        [
+            self.key("log"),
+            self.key("idem"),
+            self.key("out"),
+            self.key("cp"),
+        ]
+    }
+
+    /// The tenant and pipeline segments of a key under one of [`data_roots`](Self::data_roots).
+    pub(crate) fn owner_of<'k>(&self, key: &'k Key) -> Option<(&'k str, &'k str)> {
+        let skip = self.prefix.split(varpulis_store::SEPARATOR).count() + 1;
+        let mut segments = key.segments().skip(skip);
+        Some((segments.next()?, segments.next()?))
+    }
+
     /// Every key prefix of a pipeline's data (log, idempotency window, outputs, checkpoints).
     pub(crate) fn pipeline_data(&self, t: &TenantId, p: &PipelineId) -> [Key; 4] {
         [

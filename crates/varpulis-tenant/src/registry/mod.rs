@@ -333,6 +333,7 @@ impl Registry {
             let rec: PipelineRecord = record::decode(BlobKind::Pipeline, &key, &blob)?;
             records.push(rec);
         }
+        self.sweep_orphans(&records).await?;
         // Oldest first: if a tenant is over its pipeline quota, the newest are the ones in error.
         records.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
         for rec in records {
@@ -371,6 +372,33 @@ impl Registry {
                 .write()
                 .expect("not poisoned")
                 .insert(id, entry);
+        }
+        Ok(())
+    }
+
+    /// Deletes the data of pipelines that have no record: what an interrupted deletion left
+    /// (it deletes the record first, so data without a record is never wanted again).
+    async fn sweep_orphans(&self, records: &[PipelineRecord]) -> Result<(), TenantError> {
+        let known: std::collections::HashSet<(String, String)> = records
+            .iter()
+            .map(|r| (r.tenant.to_string(), r.id.to_string()))
+            .collect();
+        let mut swept = 0usize;
+        for root in self.layout.data_roots() {
+            for key in self.store.list(&root).await? {
+                let Some((t, p)) = self.layout.owner_of(&key) else {
+                    continue;
+                };
+                if !known.contains(&(t.to_owned(), p.to_owned())) {
+                    self.store.delete(&key).await?;
+                    swept += 1;
+                }
+            }
+        }
+        if swept > 0 {
+            tracing::warn!(
+                "deleted {swept} keys of pipelines that no longer exist (an interrupted deletion)"
+            );
         }
         Ok(())
     }

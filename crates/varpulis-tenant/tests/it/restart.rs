@@ -277,3 +277,49 @@ async fn a_damaged_newest_checkpoint_falls_back_and_replays_every_acknowledged_b
     let (count, session) = second_half(&r, &f).await;
     assert_eq!((count, session), uninterrupted().await);
 }
+
+#[tokio::test]
+async fn the_data_an_interrupted_deletion_left_is_swept_at_the_next_start() {
+    let store = memory();
+    let c = clock();
+    let r = open(&store, &c).await;
+    let f = first_half(&r).await;
+    r.shutdown().await.expect("checkpoints");
+    drop(r);
+    let keys_of = |p: String| {
+        let store = Arc::clone(&store);
+        async move {
+            let root = varpulis_store::Key::new("varpulis-server").expect("key");
+            store
+                .list(&root)
+                .await
+                .expect("list")
+                .into_iter()
+                .filter(|k| k.to_string().contains(&p))
+                .count()
+        }
+    };
+    let count_keys = keys_of(f.count.to_string()).await;
+    let session_keys = keys_of(f.session.to_string()).await;
+    assert!(
+        count_keys > 3 && session_keys > 3,
+        "{count_keys} {session_keys}"
+    );
+    // A deletion interrupted right after its first write: the record is gone, the data not.
+    let record =
+        varpulis_store::Key::new(format!("varpulis-server:pipeline:{}:{}", f.acme, f.count))
+            .expect("key");
+    store.delete(&record).await.expect("delete");
+    let r = open(&store, &c).await;
+    assert_eq!(
+        keys_of(f.count.to_string()).await,
+        0,
+        "the orphan's log, outputs and checkpoints"
+    );
+    assert_eq!(
+        keys_of(f.session.to_string()).await,
+        session_keys,
+        "the other pipeline's kept"
+    );
+    assert_eq!(r.list_pipelines(&f.acme).expect("list").len(), 1);
+}
