@@ -1,7 +1,7 @@
 //! The pattern operator: events held until the watermark passes them, then processed in
 //! event-time order against each open run of their partition (skip-till-next-match).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use varpulis_core::{Event, EventTime, Value};
@@ -66,7 +66,8 @@ pub struct PatternOperator {
     /// Per step, per atom: its slot.
     atom_slots: Vec<Vec<Option<usize>>>,
     shape: String,
-    partitions: BTreeMap<Option<Value>, Vec<Run>>,
+    /// Open runs per partition (snapshots sort them by key).
+    partitions: HashMap<Option<Value>, Vec<Run>>,
     /// Held events by (time, arrival).
     pending: BTreeMap<(EventTime, u64), Event>,
     /// Deadlines of runs: (deadline, run id) -> partition.
@@ -75,6 +76,8 @@ pub struct PatternOperator {
     next_run: u64,
     watermark: Option<EventTime>,
     counters: PatternCounters,
+    /// An empty buffer of runs, kept for its allocation.
+    scratch: Vec<Run>,
 }
 
 impl PatternOperator {
@@ -163,13 +166,14 @@ impl PatternOperator {
             slots,
             atom_slots,
             shape,
-            partitions: BTreeMap::new(),
+            partitions: HashMap::new(),
             pending: BTreeMap::new(),
             timers: BTreeMap::new(),
             next_arrival: 0,
             next_run: 0,
             watermark: None,
             counters: PatternCounters::default(),
+            scratch: Vec::new(),
         })
     }
 
@@ -347,7 +351,9 @@ impl PatternOperator {
             },
         };
         let mut runs = self.partitions.remove(&partition).unwrap_or_default();
-        let mut kept = Vec::with_capacity(runs.len() + 1);
+        // The partition's runs move to `kept` (a buffer reused across events) as they are
+        // judged; `runs`, emptied, becomes that buffer for the next event.
+        let mut kept = std::mem::take(&mut self.scratch);
         for mut run in runs.drain(..) {
             match self.advance(&mut run, event) {
                 Outcome::Keep => kept.push(run),
@@ -385,6 +391,7 @@ impl PatternOperator {
                 kept.push(run);
             }
         }
+        self.scratch = runs;
         if !kept.is_empty() {
             self.partitions.insert(partition, kept);
         }
@@ -521,11 +528,12 @@ impl PatternOperator {
     /// The operator's state.
     #[must_use]
     pub fn snapshot(&self) -> PatternCheckpoint {
+        let mut partitions: Vec<_> = self.partitions.iter().collect();
+        partitions.sort_by(|a, b| a.0.cmp(b.0));
         PatternCheckpoint {
             shape: self.shape.clone(),
-            partitions: self
-                .partitions
-                .iter()
+            partitions: partitions
+                .into_iter()
                 .map(|(key, runs)| PatternPartitionState {
                     key: key.clone(),
                     runs: runs
@@ -573,7 +581,7 @@ impl PatternOperator {
             )));
         }
         let n = self.spec.steps.len();
-        let mut partitions = BTreeMap::new();
+        let mut partitions = HashMap::new();
         let mut timers = BTreeMap::new();
         for p in &state.partitions {
             if p.key.is_some() != self.spec.partition_by.is_some() {

@@ -1,0 +1,210 @@
+//! Sequence-pattern and join operator throughput (events/s on one core, pre-built events),
+//! against a baseline that only evaluates a filter on the same events, and the state of open
+//! runs (bytes per run, snapshot size and encode time as the number of runs grows).
+//!
+//! Run: `cargo bench -p varpulis-benches --bench patterns -- --warm-up-time 1 --measurement-time 3`
+
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use varpulis_core::{Event, Value};
+use varpulis_patterns::{
+    Atom, JoinInput, JoinOperator, JoinSpec, PatternOperator, PatternSpec, Step, StepSpec,
+};
+
+const EVENTS: usize = 200_000;
+const KEYS: i64 = 1_000;
+/// The watermark trails the newest event by this much (the events are in order).
+const LAG_MS: i64 = 1_000;
+
+/// xorshift64*, deterministic.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// One event per ms over `KEYS` users: `types[i]` picked at random, a value 0..100.
+fn events(types: &[&str]) -> Vec<Event> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    (0..EVENTS)
+        .map(|i| {
+            let ty = types[(rng.next() % types.len() as u64) as usize];
+            Event::new(ty, i as i64)
+                .with_field("user", (rng.next() % KEYS as u64) as i64)
+                .with_field("value", (rng.next() % 100) as i64)
+        })
+        .collect()
+}
+
+fn int(e: &Event, f: &str) -> i64 {
+    match e.get(f) {
+        Some(Value::Int(i)) => *i,
+        _ => 0,
+    }
+}
+
+/// `A as a -> B where value > a.value as b .within(60s) .partition_by(user)`.
+fn sequence() -> PatternSpec {
+    let mut s = PatternSpec::new(
+        "Seq",
+        vec![
+            StepSpec::new(Step::Any(vec![Atom::new("A").alias("a")])),
+            StepSpec::new(Step::Any(vec![Atom::new("B").alias("b").when(|e, b| {
+                b.last("a")
+                    .is_some_and(|a| int(e, "value") > int(a, "value"))
+            })])),
+        ],
+    );
+    s.within_ms = Some(60_000);
+    s.partition_by = Some("user".to_owned());
+    s
+}
+
+/// `A as a -> all B where value > 50 as b -> C as c .within(60s) .partition_by(user)`.
+fn kleene() -> PatternSpec {
+    let mut s = PatternSpec::new(
+        "Kleene",
+        vec![
+            StepSpec::new(Step::Any(vec![Atom::new("A").alias("a")])),
+            StepSpec::new(Step::Kleene(
+                Atom::new("B").alias("b").when(|e, _| int(e, "value") > 50),
+            )),
+            StepSpec::new(Step::Any(vec![Atom::new("C").alias("c")])),
+        ],
+    );
+    s.within_ms = Some(60_000);
+    s.partition_by = Some("user".to_owned());
+    s.max_runs = 100;
+    s
+}
+
+fn run_pattern(spec: &PatternSpec, events: &[Event]) -> usize {
+    let mut op = PatternOperator::new(spec.clone()).expect("valid");
+    let mut out = Vec::new();
+    let mut n = 0;
+    for e in events {
+        op.process(e);
+        op.advance_watermark(e.timestamp_ms() - LAG_MS, &mut out);
+        n += out.len();
+        out.clear();
+    }
+    op.flush(&mut out);
+    n + out.len()
+}
+
+fn join() -> JoinSpec {
+    JoinSpec {
+        name: "J".to_owned(),
+        inputs: ["A", "B"]
+            .iter()
+            .map(|n| JoinInput {
+                name: (*n).to_owned(),
+                key_fields: vec!["user".to_owned()],
+            })
+            .collect(),
+        window_ms: 5_000,
+        max_keys: 100_000,
+        text: String::new(),
+    }
+}
+
+fn run_join(events: &[Event]) -> usize {
+    let mut op = JoinOperator::new(join()).expect("valid");
+    let mut out = Vec::new();
+    let mut n = 0;
+    for e in events {
+        if let Some(input) = op.input_of(e.event_type()) {
+            op.process(input, e);
+        }
+        op.advance_watermark(e.timestamp_ms() - LAG_MS, &mut out);
+        n += out.len();
+        out.clear();
+    }
+    op.flush(&mut out);
+    n + out.len()
+}
+
+/// The baseline: the same events through a `.where(value > 50)` filter.
+fn run_filter(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| e.event_type() == "B" && int(e, "value") > 50)
+        .fold(0, |n, e| {
+            black_box(e.clone());
+            n + 1
+        })
+}
+
+fn throughput(c: &mut Criterion) {
+    let abc = events(&["A", "B", "C"]);
+    let ab = events(&["A", "B"]);
+    let mut g = c.benchmark_group("patterns");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.bench_function("baseline filter", |b| {
+        b.iter(|| run_filter(black_box(&abc)))
+    });
+    g.bench_function("A -> B within 60s, 1000 keys", |b| {
+        b.iter(|| run_pattern(&sequence(), black_box(&ab)));
+    });
+    g.bench_function("A -> all B -> C within 60s, 1000 keys", |b| {
+        b.iter(|| run_pattern(&kleene(), black_box(&abc)));
+    });
+    g.bench_function("join A, B on user window 5s", |b| {
+        b.iter(|| run_join(black_box(&ab)));
+    });
+    g.finish();
+}
+
+/// `runs` open runs of `A -> B` (no `within`) over `KEYS` partitions.
+fn with_runs(runs: usize) -> PatternOperator {
+    let mut spec = sequence();
+    spec.within_ms = None;
+    spec.max_runs = usize::MAX;
+    let mut op = PatternOperator::new(spec).expect("valid");
+    let mut out = Vec::new();
+    for i in 0..runs {
+        op.process(
+            &Event::new("A", i as i64)
+                .with_field("user", (i as i64) % KEYS)
+                .with_field("value", 1),
+        );
+    }
+    op.advance_watermark(runs as i64 + 1, &mut out);
+    assert_eq!(op.open_runs(), runs);
+    op
+}
+
+/// State bytes per open run and snapshot size (printed), and the time of a snapshot encoded
+/// with postcard as the number of open runs grows.
+fn state_size(c: &mut Criterion) {
+    println!("| open runs | state bytes | bytes per run | snapshot bytes (postcard) |");
+    println!("|---|---|---|---|");
+    let mut g = c.benchmark_group("pattern snapshot");
+    for runs in [1_000usize, 10_000, 100_000] {
+        let op = with_runs(runs);
+        let bytes = postcard::to_allocvec(&op.snapshot())
+            .expect("encodes")
+            .len();
+        let state = op.approximate_state_bytes();
+        println!("| {runs} | {state} | {} | {bytes} |", state / runs);
+        g.throughput(Throughput::Elements(runs as u64));
+        g.bench_function(format!("snapshot + encode, {runs} runs"), |b| {
+            b.iter(|| {
+                postcard::to_allocvec(&op.snapshot())
+                    .expect("encodes")
+                    .len()
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, throughput, state_size);
+criterion_main!(benches);
