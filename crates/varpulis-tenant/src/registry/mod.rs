@@ -14,8 +14,8 @@ use varpulis_vpl::Program;
 
 mod events;
 mod pipelines;
-mod tenants;
 mod status;
+mod tenants;
 
 pub(crate) use events::Pending;
 pub use events::{Batch, Gap, Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, OutputsPage, Subscription};

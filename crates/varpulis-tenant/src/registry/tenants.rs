@@ -189,4 +189,5 @@ impl Registry {
     /// [`TenantError::TenantNotFound`].
     pub fn usage(&self, tenant: &TenantId) -> Result<Usage, TenantError> {
         Ok(self.tenant_or_err(tenant)?.usage())
-    }}
+    }
+}
