@@ -1,6 +1,7 @@
 //! `varpulis server`, the real binary on 127.0.0.1 with port 0, driven over HTTP.
 
 mod api;
+mod crash_loop;
 mod quotas;
 mod recovery;
 
