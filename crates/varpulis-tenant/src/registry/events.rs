@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, oneshot};
 use varpulis_checkpoint::codec::BlobKind;
+use varpulis_checkpoint::error_chain;
 use varpulis_core::Event;
 
 use super::{Registry, Tenant, engine_error, lock, state_quota};
@@ -298,15 +299,19 @@ impl Registry {
         let events: u64 = log.batches.iter().map(|b| b.events.len() as u64).sum();
         let labels = &entry.labels;
         let append_started = self.clock.monotonic();
-        let blob = record::encode(BlobKind::IngestLog, &log).map_err(|e| (chain(&e), events))?;
+        let blob =
+            record::encode(BlobKind::IngestLog, &log).map_err(|e| (error_chain(&e), events))?;
         // The put survives a process crash; the flush makes it survive a power loss too (an
         // fsync of the file, or of RocksDB's write-ahead log), once for the whole group. A
         // failed entry is overwritten by the next group: it takes the same seq.
         self.store
             .put(&self.layout.log_entry(tenant, id, seq), &blob)
             .await
-            .map_err(|e| (chain(&e), events))?;
-        self.store.flush().await.map_err(|e| (chain(&e), events))?;
+            .map_err(|e| (error_chain(&e), events))?;
+        self.store
+            .flush()
+            .await
+            .map_err(|e| (error_chain(&e), events))?;
         let secs = self
             .clock
             .monotonic()
@@ -510,16 +515,4 @@ fn judge(
     }
     state_quota(state_bytes, quota, "refusing events")?;
     Ok(Judged::Accept)
-}
-
-/// An error with its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
