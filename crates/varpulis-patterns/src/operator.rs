@@ -374,12 +374,11 @@ impl PatternOperator {
         }
         if let Some(run) = self.start(event) {
             let n = self.spec.steps.len();
+            self.counters.runs_started += 1;
             if run.step == n && self.spec.absence.is_empty() {
-                self.counters.runs_started += 1;
                 let time = run.last_ms;
                 out.push(self.matched(run, partition.clone(), time, false));
             } else {
-                self.counters.runs_started += 1;
                 if kept.len() >= self.spec.max_runs {
                     let oldest = kept.remove(0);
                     self.forget_timer(&oldest);

@@ -183,25 +183,22 @@ fn a1_b1_a2_b2_gives_two_matches_and_a1_a2_b1_gives_two_sharing_b1() {
         steps: p.steps[..2].to_vec(),
         ..p.clone()
     };
+    // The (a, b) event times of each match.
+    let pairs = |events: &[Event], order: &[usize]| -> Vec<(i64, i64)> {
+        run(&p2, events, order)
+            .iter()
+            .map(|m| (m.all("a")[0].timestamp_ms(), m.all("b")[0].timestamp_ms()))
+            .collect()
+    };
     let a1b1a2b2 = [ev("A", 1), ev("B", 2), ev("A", 3), ev("B", 4)];
-    let got = run(&p2, &a1b1a2b2, &[0, 1, 2, 3]);
-    let pairs: Vec<(i64, i64)> = got
-        .iter()
-        .map(|m| (m.all("a")[0].timestamp_ms(), m.all("b")[0].timestamp_ms()))
-        .collect();
     assert_eq!(
-        pairs,
+        pairs(&a1b1a2b2, &[0, 1, 2, 3]),
         [(1, 2), (3, 4)],
         "skip-till-next-match: each A takes the next B"
     );
     let a1a2b1 = [ev("A", 1), ev("A", 2), ev("B", 3)];
-    let got = run(&p2, &a1a2b1, &[0, 1, 2]);
-    let pairs: Vec<(i64, i64)> = got
-        .iter()
-        .map(|m| (m.all("a")[0].timestamp_ms(), m.all("b")[0].timestamp_ms()))
-        .collect();
     assert_eq!(
-        pairs,
+        pairs(&a1a2b1, &[0, 1, 2]),
         [(1, 3), (2, 3)],
         "both open runs take B1, oldest first"
     );
