@@ -9,6 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use varpulis_benches::Rng;
 use varpulis_core::{Event, Value};
 use varpulis_patterns::{
     Atom, JoinInput, JoinOperator, JoinSpec, PatternOperator, PatternSpec, Step, StepSpec,
@@ -19,26 +20,15 @@ const KEYS: i64 = 1_000;
 /// The watermark trails the newest event by this much (the events are in order).
 const LAG_MS: i64 = 1_000;
 
-/// xorshift64*, deterministic.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// One event per ms over `KEYS` users: `types[i]` picked at random, a value 0..100.
 fn events(types: &[&str]) -> Vec<Event> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     (0..EVENTS)
         .map(|i| {
-            let ty = types[(rng.next() % types.len() as u64) as usize];
+            let ty = types[(rng.next_u64() % types.len() as u64) as usize];
             Event::new(ty, i as i64)
-                .with_field("user", (rng.next() % KEYS as u64) as i64)
-                .with_field("value", (rng.next() % 100) as i64)
+                .with_field("user", (rng.next_u64() % KEYS as u64) as i64)
+                .with_field("value", (rng.next_u64() % 100) as i64)
         })
         .collect()
 }

@@ -28,23 +28,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group};
+use varpulis_benches::Rng;
 use varpulis_core::EventTime;
 use varpulis_engine::source::parse_json_line;
 use varpulis_engine::{EventFileReader, parse_evt};
 
 const LINES: usize = 100_000;
 const ZONES: u64 = 100;
-
-/// xorshift64*, deterministic.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 /// The workload in both formats, line for line the same events (`.evt` lines carry no `@`
 /// time, as in the comparison; the JSONL lines carry increasing timestamps).
@@ -56,10 +46,10 @@ fn generate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut t: i64 = 1_700_000_000_000;
     for _ in 0..LINES {
-        let zone = rng.next() % ZONES;
+        let zone = rng.next_u64() % ZONES;
         // 0.0 .. 199.9, one decimal: about half above the filter's 100.0.
-        let value = (rng.next() % 2_000) as f64 / 10.0;
-        t += (rng.next() % 10) as i64;
+        let value = (rng.next_u64() % 2_000) as f64 / 10.0;
+        t += (rng.next_u64() % 10) as i64;
         writeln!(
             e,
             "SensorEvent {{ zone: \"z{zone:02}\", value: {value:?} }}"

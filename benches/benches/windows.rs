@@ -5,23 +5,13 @@
 #![allow(missing_docs)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use varpulis_benches::Rng;
 use varpulis_core::Event;
 use varpulis_windows::{AggFn, Aggregate, WatermarkTracker, WindowOperator, WindowSpec};
 
 const EVENTS: usize = 200_000;
 /// Out-of-order bound declared for the source.
 const OUT_OF_ORDER_MS: i64 = 5_000;
-
-/// xorshift64*, deterministic.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 /// `n` events, one every `tenths_of_ms / 10` ms; `disorder` percent of them moved back by up to
 /// 2 s (inside the declared 5 s bound, so none is late). `key_of(i, ts)` picks the key.
@@ -36,12 +26,12 @@ fn events(
         .map(|i| {
             let mut ts = i as i64 * tenths_of_ms / 10;
             let key = key_of(i, ts, &mut rng);
-            if rng.next() % 100 < disorder {
-                ts -= (rng.next() % 2_000) as i64;
+            if rng.next_u64() % 100 < disorder {
+                ts -= (rng.next_u64() % 2_000) as i64;
             }
             Event::new("Reading", ts)
                 .with_field("sensor", key)
-                .with_field("value", (rng.next() % 10_000) as f64 / 8.0)
+                .with_field("value", (rng.next_u64() % 10_000) as f64 / 8.0)
         })
         .collect()
 }
@@ -87,7 +77,7 @@ fn bench_case(c: &mut Criterion, group: &str, name: &str, spec: &WindowSpec, eve
 }
 
 fn windows(c: &mut Criterion) {
-    let thousand_keys = |_: usize, _: i64, rng: &mut Rng| (rng.next() % 1_000) as i64;
+    let thousand_keys = |_: usize, _: i64, rng: &mut Rng| (rng.next_u64() % 1_000) as i64;
     for (label, disorder) in [("in_order", 0), ("ooo_20pct", 20)] {
         // 10 events per ms: 20 s of event time.
         let evs = events(EVENTS, 1, disorder, thousand_keys);
@@ -99,7 +89,9 @@ fn windows(c: &mut Criterion) {
             &evs,
         );
         // One event per 10 ms: 2,000 s of event time, so 5-minute windows do close.
-        let ten_keys = events(EVENTS, 100, disorder, |_, _, rng| (rng.next() % 10) as i64);
+        let ten_keys = events(EVENTS, 100, disorder, |_, _, rng| {
+            (rng.next_u64() % 10) as i64
+        });
         for slide in [60_000, 10_000, 1_000] {
             bench_case(
                 c,
@@ -121,7 +113,7 @@ fn windows(c: &mut Criterion) {
         // 1,000 keys in ten groups of 100; a group is active for 2 s every 4 s, so sessions
         // (gap 1 s) open and close all the time.
         let bursts = events(EVENTS, 1, disorder, |_, ts, rng| {
-            (rng.next() % 100) as i64 + 100 * ((ts / 2_000) % 2) + 200 * ((ts / 4_000) % 5)
+            (rng.next_u64() % 100) as i64 + 100 * ((ts / 2_000) % 2) + 200 * ((ts / 4_000) % 5)
         });
         bench_case(
             c,

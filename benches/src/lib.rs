@@ -17,6 +17,20 @@ pub fn payload(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// xorshift64*: deterministic pseudo-random numbers for generating workloads.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
 /// The value sizes every store benchmark uses: 100 B, 4 KiB and 1 MiB.
 pub const VALUE_SIZES: [(usize, &str); 3] = [(100, "100B"), (4096, "4KiB"), (1 << 20, "1MiB")];
 
