@@ -11,7 +11,10 @@ use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use varpulis_checkpoint::codec::{self, BlobKind, CodecError};
-use varpulis_checkpoint::{EngineCheckpoint, JoinCheckpoint, SaseCheckpoint, WindowCheckpoint};
+use varpulis_checkpoint::{
+    EngineCheckpoint, JoinCheckpoint, JoinOperatorCheckpoint, PatternCheckpoint, SaseCheckpoint,
+    WindowCheckpoint,
+};
 use varpulis_fuzz::{KIND_MANIFEST, KIND_PART, envelope, envelope_is_valid};
 
 fn round_trip<T: Serialize + DeserializeOwned>(blob: &[u8]) {
@@ -86,7 +89,14 @@ fuzz_target!(|data: &[u8]| {
     match (mode >> 2) & 3 {
         0 => round_trip::<EngineCheckpoint>(&blob),
         1 => round_trip::<WindowCheckpoint>(&blob),
-        2 => round_trip::<SaseCheckpoint>(&blob),
-        _ => round_trip::<JoinCheckpoint>(&blob),
+        // The seed's (format 1) and today's (format 2) part types of the same manifest lists.
+        2 => {
+            round_trip::<SaseCheckpoint>(&blob);
+            round_trip::<PatternCheckpoint>(&blob);
+        }
+        _ => {
+            round_trip::<JoinCheckpoint>(&blob);
+            round_trip::<JoinOperatorCheckpoint>(&blob);
+        }
     }
 });

@@ -77,13 +77,18 @@ const TARGETS: &[Target] = &[
     },
 ];
 
+/// The golden checkpoint files of every format version, named `v<N>-<file>`.
 fn golden(root: &Path) -> Result<Seeds> {
-    let dir = root.join("crates/varpulis-checkpoint/tests/golden/v1");
     let mut files = Vec::new();
-    for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        files.push((name, fs::read(entry.path())?));
+    for version in ["v1", "v2"] {
+        let dir = root
+            .join("crates/varpulis-checkpoint/tests/golden")
+            .join(version);
+        for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            files.push((format!("{version}-{name}"), fs::read(entry.path())?));
+        }
     }
     files.sort();
     Ok(files)
@@ -105,8 +110,8 @@ fn payload(blob: &[u8]) -> &[u8] {
 fn checkpoint_envelope_seeds(root: &Path) -> Result<Seeds> {
     let mut seeds = Vec::new();
     for (name, bytes) in golden(root)? {
-        let kind = u8::from(name.starts_with("manifest"));
-        let types = if name.starts_with("part") { 0..4 } else { 0..1 };
+        let kind = u8::from(name.contains("-manifest-"));
+        let types = if name.contains("-part-") { 0..4 } else { 0..1 };
         for ty in types {
             let mode = kind | ty << 2;
             seeds.push((format!("{name}-raw-{ty}"), prefixed(mode, &bytes)));
@@ -120,11 +125,15 @@ fn checkpoint_envelope_seeds(root: &Path) -> Result<Seeds> {
 }
 
 /// Modes: 0 manifest payload, 1 engine-core payload, 2 raw manifest, 3 | i << 2 part i
-/// replaced (parts in file-name order).
+/// replaced (parts in file-name order). The target embeds the version-1 files, so the seeds
+/// are those.
 fn checkpoint_manifest_seeds(root: &Path) -> Result<Seeds> {
     let mut seeds = Vec::new();
-    let files = golden(root)?;
-    let parts = files.iter().filter(|(n, _)| n.starts_with("part"));
+    let files: Seeds = golden(root)?
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("v1-"))
+        .collect();
+    let parts = files.iter().filter(|(n, _)| n.contains("-part-"));
     for (i, (name, bytes)) in parts.enumerate() {
         seeds.push((format!("{name}-core"), prefixed(1, payload(bytes))));
         let index = u8::try_from(i).context("part index")?;
@@ -133,7 +142,7 @@ fn checkpoint_manifest_seeds(root: &Path) -> Result<Seeds> {
             prefixed(3 | index << 2, payload(bytes)),
         ));
     }
-    for (name, bytes) in files.iter().filter(|(n, _)| n.starts_with("manifest")) {
+    for (name, bytes) in files.iter().filter(|(n, _)| n.contains("-manifest-")) {
         seeds.push((format!("{name}-payload"), prefixed(0, payload(bytes))));
         seeds.push((format!("{name}-raw"), prefixed(2, bytes)));
     }

@@ -52,6 +52,13 @@ pub enum CheckpointError {
         /// Every checkpoint that was invalid, newest first.
         skipped: Vec<crate::SkippedCheckpoint>,
     },
+    /// A state that cannot be written as it is (operator maps of another format version than
+    /// its own `version`).
+    #[error("checkpoint state cannot be written: {reason}")]
+    InvalidState {
+        /// What is wrong.
+        reason: String,
+    },
     /// The configuration is unusable (for example a key prefix that is not a valid key).
     #[error("invalid checkpoint configuration: {reason}")]
     InvalidConfig {

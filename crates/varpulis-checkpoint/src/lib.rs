@@ -87,7 +87,8 @@ pub use schedule::{CLOCK_STRIDE, CheckpointEvery, CheckpointSchedule};
 pub use varpulis_state as state;
 
 pub use state::{
-    AccumulatorState, EngineCheckpoint, ExactSumState, JoinCheckpoint, PaneState, PartitionState,
-    SaseCheckpoint, SaseRunState, SourceWatermark, WatermarkCheckpoint, WindowCheckpoint,
-    WindowKind, WindowSpecState,
+    AccumulatorState, EngineCheckpoint, ExactSumState, JoinCheckpoint, JoinCounters,
+    JoinOperatorCheckpoint, PaneState, PartitionState, PatternCheckpoint, PatternCounters,
+    PatternPartitionState, PatternRunState, SaseCheckpoint, SaseRunState, SourceWatermark,
+    WatermarkCheckpoint, WindowCheckpoint, WindowKind, WindowSpecState,
 };

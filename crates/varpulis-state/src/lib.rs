@@ -45,19 +45,31 @@ pub use window::{
     AccumulatorState, ExactSumState, PaneState, PartitionState, WindowCheckpoint, WindowSpecState,
 };
 
+mod engine_serde;
+
 /// Version of the [`EngineCheckpoint`] structure written by this release.
-pub const ENGINE_CHECKPOINT_VERSION: u32 = 1;
+///
+/// - 1: the seed's structure; `sase_states` and `join_states` hold the seed's
+///   [`SaseCheckpoint`] and [`JoinCheckpoint`] (which no operator of this engine writes).
+/// - 2: adds `pattern_states` ([`PatternCheckpoint`]) and `join_operator_states`
+///   ([`JoinOperatorCheckpoint`]), the state of the sequence and join operators; the seed maps
+///   stay readable from version 1 and are empty in version 2.
+pub const ENGINE_CHECKPOINT_VERSION: u32 = 2;
 
 /// The state of one engine context (seed name and fields).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Serialized as the fields in declaration order; a version-1 value (`version < 2`) is
+/// exactly the seed's eight fields, without `pattern_states` and `join_operator_states`, so
+/// version-1 bytes still read and are written back unchanged (`docs/design/state-format.md`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct EngineCheckpoint {
     /// Structure version ([`ENGINE_CHECKPOINT_VERSION`] when written by this release).
     pub version: u32,
     /// Window operator states by stream name.
     pub window_states: BTreeMap<String, WindowCheckpoint>,
-    /// SASE+ pattern-matcher states by stream name.
+    /// The seed's SASE+ pattern-matcher states by stream name (version 1 only).
     pub sase_states: BTreeMap<String, SaseCheckpoint>,
-    /// Join buffer states by stream name.
+    /// The seed's join buffer states by stream name (version 1 only).
     pub join_states: BTreeMap<String, JoinCheckpoint>,
     /// Engine-level variables (`var`, `let`, `:=`).
     pub variables: BTreeMap<String, Value>,
@@ -67,6 +79,10 @@ pub struct EngineCheckpoint {
     pub events_processed: u64,
     /// Output events emitted so far.
     pub output_events_emitted: u64,
+    /// Sequence-pattern operator states by stream name (version 2).
+    pub pattern_states: BTreeMap<String, PatternCheckpoint>,
+    /// Join operator states by stream name (version 2).
+    pub join_operator_states: BTreeMap<String, JoinOperatorCheckpoint>,
 }
 
 impl Default for EngineCheckpoint {
@@ -80,6 +96,8 @@ impl Default for EngineCheckpoint {
             watermark_state: None,
             events_processed: 0,
             output_events_emitted: 0,
+            pattern_states: BTreeMap::new(),
+            join_operator_states: BTreeMap::new(),
         }
     }
 }

@@ -10,7 +10,8 @@ use super::{CommitCtx, CommitReport, ManifestRefs};
 use crate::codec::{self, BlobKind};
 use crate::manifest::{ContextEntry, EngineCoreRef, Manifest, PartRef, part_hash};
 use crate::{
-    Checkpoint, CheckpointError, EngineCheckpoint, JoinCheckpoint, SaseCheckpoint, WindowCheckpoint,
+    Checkpoint, CheckpointError, EngineCheckpoint, JoinCheckpoint, JoinOperatorCheckpoint,
+    PatternCheckpoint, SaseCheckpoint, WindowCheckpoint,
 };
 
 /// Whether everything already in the store is durable when a commit starts.
@@ -33,6 +34,8 @@ enum PartValue<'a> {
     Window(&'a WindowCheckpoint),
     Sase(&'a SaseCheckpoint),
     Join(&'a JoinCheckpoint),
+    Pattern(&'a PatternCheckpoint),
+    JoinOperator(&'a JoinOperatorCheckpoint),
 }
 
 impl Serialize for PartValue<'_> {
@@ -42,6 +45,8 @@ impl Serialize for PartValue<'_> {
             Self::Window(v) => v.serialize(s),
             Self::Sase(v) => v.serialize(s),
             Self::Join(v) => v.serialize(s),
+            Self::Pattern(v) => v.serialize(s),
+            Self::JoinOperator(v) => v.serialize(s),
         }
     }
 }
@@ -53,9 +58,46 @@ fn contexts_of(cp: &Checkpoint) -> Vec<(&String, &EngineCheckpoint)> {
     contexts
 }
 
-/// Every part of `cp`, in manifest order: per context, the engine core, then the window, SASE
-/// and join states in key order. [`manifest_of`] consumes part references in this order.
-fn parts_of(cp: &Checkpoint) -> Vec<PartValue<'_>> {
+/// Whether a context's engine state has the version-2 operator maps (`pattern_states`,
+/// `join_operator_states`) in its manifest's `sase` and `joins` lists, rather than the seed's
+/// (`sase_states`, `join_states`): decided by its version, as recovery decides from the core
+/// part.
+pub(crate) fn operator_maps_v2(version: u32) -> bool {
+    version >= 2
+}
+
+/// Refuses a state whose operator maps do not fit its version: the maps of the other version
+/// would not be written.
+fn check_versions(cp: &Checkpoint) -> Result<(), CheckpointError> {
+    for (name, engine) in contexts_of(cp) {
+        let (unwritten, what) = if operator_maps_v2(engine.version) {
+            (
+                !engine.sase_states.is_empty() || !engine.join_states.is_empty(),
+                "the seed's sase_states or join_states (format 1 only)",
+            )
+        } else {
+            (
+                !engine.pattern_states.is_empty() || !engine.join_operator_states.is_empty(),
+                "pattern_states or join_operator_states (format 2 and later)",
+            )
+        };
+        if unwritten {
+            return Err(CheckpointError::InvalidState {
+                reason: format!(
+                    "context {name:?} of version {} holds {what}",
+                    engine.version
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every part of `cp`, in manifest order: per context, the engine core, then the window,
+/// pattern and join states in key order (version 1: the seed's SASE and join states).
+/// [`manifest_of`] consumes part references in this order.
+fn parts_of(cp: &Checkpoint) -> Result<Vec<PartValue<'_>>, CheckpointError> {
+    check_versions(cp)?;
     let mut parts = Vec::new();
     for (_, engine) in contexts_of(cp) {
         parts.push(PartValue::Core(EngineCoreRef {
@@ -66,10 +108,20 @@ fn parts_of(cp: &Checkpoint) -> Vec<PartValue<'_>> {
             output_events_emitted: engine.output_events_emitted,
         }));
         parts.extend(engine.window_states.values().map(PartValue::Window));
-        parts.extend(engine.sase_states.values().map(PartValue::Sase));
-        parts.extend(engine.join_states.values().map(PartValue::Join));
+        if operator_maps_v2(engine.version) {
+            parts.extend(engine.pattern_states.values().map(PartValue::Pattern));
+            parts.extend(
+                engine
+                    .join_operator_states
+                    .values()
+                    .map(PartValue::JoinOperator),
+            );
+        } else {
+            parts.extend(engine.sase_states.values().map(PartValue::Sase));
+            parts.extend(engine.join_states.values().map(PartValue::Join));
+        }
     }
-    parts
+    Ok(parts)
 }
 
 /// The manifest of `cp` as checkpoint `id`, given the references of [`parts_of`] in order.
@@ -85,12 +137,27 @@ fn manifest_of(cp: &Checkpoint, id: u64, refs: &[PartRef]) -> Manifest {
     let mut refs = refs.iter().copied();
     let contexts = contexts_of(cp)
         .into_iter()
-        .map(|(name, engine)| ContextEntry {
-            name: name.clone(),
-            core: refs.next().expect("one reference per part"),
-            windows: named(&mut refs, engine.window_states.keys()),
-            sase: named(&mut refs, engine.sase_states.keys()),
-            joins: named(&mut refs, engine.join_states.keys()),
+        .map(|(name, engine)| {
+            let core = refs.next().expect("one reference per part");
+            let windows = named(&mut refs, engine.window_states.keys());
+            let (sase, joins) = if operator_maps_v2(engine.version) {
+                (
+                    named(&mut refs, engine.pattern_states.keys()),
+                    named(&mut refs, engine.join_operator_states.keys()),
+                )
+            } else {
+                (
+                    named(&mut refs, engine.sase_states.keys()),
+                    named(&mut refs, engine.join_states.keys()),
+                )
+            };
+            ContextEntry {
+                name: name.clone(),
+                core,
+                windows,
+                sase,
+                joins,
+            }
         })
         .collect();
     Manifest {
@@ -120,7 +187,7 @@ pub fn encoded_size(cp: &Checkpoint) -> Result<u64, CheckpointError> {
     let mut seen = HashSet::new();
     let mut refs = Vec::new();
     let mut total = 0;
-    for value in parts_of(cp) {
+    for value in parts_of(cp)? {
         let (part, _) = encode_part(&value)?;
         if seen.insert(part.hash) {
             total += part.len;
@@ -175,7 +242,7 @@ pub(crate) async fn commit<S: StateStore + ?Sized>(
     let mut batched = Vec::new();
     let mut earlier_batches = false;
     let mut reused = false;
-    for value in parts_of(cp) {
+    for value in parts_of(cp)? {
         let (part, blob) = encode_part(&value)?;
         refs.push(part);
         if !seen.insert(part.hash) {

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use futures::stream::{self, Stream, StreamExt};
 use varpulis_store::{Key, StateStore, StoreError};
 
+use super::commit::operator_maps_v2;
 use super::{Recovery, RecoveryMode, SkippedCheckpoint};
 use crate::codec::{self, BlobKind};
 use crate::manifest::{EngineCore, Layout, Manifest, PartHash, PartRef, part_hash};
@@ -158,16 +159,22 @@ async fn load_verified<S: StateStore + ?Sized>(
     let mut context_states = HashMap::with_capacity(manifest.contexts.len());
     for ctx in &manifest.contexts {
         let core: EngineCore = reader.read(&ctx.core).await?;
-        let engine = EngineCheckpoint {
+        let mut engine = EngineCheckpoint {
             version: core.version,
             window_states: reader.read_map(&ctx.windows).await?,
-            sase_states: reader.read_map(&ctx.sase).await?,
-            join_states: reader.read_map(&ctx.joins).await?,
             variables: core.variables,
             watermark_state: core.watermark_state,
             events_processed: core.events_processed,
             output_events_emitted: core.output_events_emitted,
+            ..EngineCheckpoint::default()
         };
+        if operator_maps_v2(core.version) {
+            engine.pattern_states = reader.read_map(&ctx.sase).await?;
+            engine.join_operator_states = reader.read_map(&ctx.joins).await?;
+        } else {
+            engine.sase_states = reader.read_map(&ctx.sase).await?;
+            engine.join_states = reader.read_map(&ctx.joins).await?;
+        }
         context_states.insert(ctx.name.clone(), engine);
     }
     let checkpoint = Checkpoint {

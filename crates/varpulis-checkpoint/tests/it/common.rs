@@ -7,9 +7,10 @@ use std::sync::Arc;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use varpulis_checkpoint::{
-    AccumulatorState, Checkpoint, EngineCheckpoint, ExactSumState, JoinCheckpoint, PaneState,
-    PartitionState, SaseCheckpoint, SaseRunState, SourceWatermark, WatermarkCheckpoint,
-    WindowCheckpoint, WindowKind, WindowSpecState,
+    AccumulatorState, Checkpoint, EngineCheckpoint, ExactSumState, JoinCheckpoint, JoinCounters,
+    JoinOperatorCheckpoint, PaneState, PartitionState, PatternCheckpoint, PatternCounters,
+    PatternPartitionState, PatternRunState, SaseCheckpoint, SaseRunState, SourceWatermark,
+    WatermarkCheckpoint, WindowCheckpoint, WindowKind, WindowSpecState,
 };
 use varpulis_core::{Event, Value};
 use varpulis_store::{Capabilities, Key, StateStore, StoreError, WriteBatch};
@@ -117,9 +118,90 @@ pub(crate) fn exact(seed: u64) -> ExactSumState {
     }
 }
 
-/// An engine state with windows, a SASE run, a join, variables and watermarks.
+/// An engine state of format version 1 (the seed's): windows, a seed SASE run, a seed join,
+/// variables and watermarks.
+pub(crate) fn engine_v1(seed: u64) -> EngineCheckpoint {
+    let mut e = engine_common(seed, 1);
+    e.sase_states.insert(
+        "Pattern".to_owned(),
+        SaseCheckpoint {
+            runs: vec![SaseRunState {
+                nfa_state: 2,
+                started_ms: -1,
+                captured: BTreeMap::from([("a".to_owned(), vec![event(1), event(2)])]),
+            }],
+        },
+    );
+    e.join_states.insert(
+        "Joined".to_owned(),
+        JoinCheckpoint {
+            buffers: BTreeMap::from([("Left".to_owned(), vec![event(3)])]),
+            expiry: vec![(10, "Left".to_owned(), 0)],
+        },
+    );
+    e
+}
+
+/// An engine state of today's format: windows, a pattern operator with open runs, a join
+/// operator, variables and watermarks.
 pub(crate) fn engine(seed: u64) -> EngineCheckpoint {
+    let mut e = engine_common(seed, varpulis_checkpoint::state::ENGINE_CHECKPOINT_VERSION);
+    e.pattern_states.insert(
+        "Fraud".to_owned(),
+        PatternCheckpoint {
+            shape: "A as a -> all B as b within 60000ms".to_owned(),
+            partitions: vec![PatternPartitionState {
+                key: Some(Value::from("u1")),
+                runs: vec![PatternRunState {
+                    id: 3,
+                    step: 1,
+                    matched: 0,
+                    started_ms: -1,
+                    last_ms: 2,
+                    kleene_len: 1,
+                    captures: vec![vec![event(1)], vec![event(2)]],
+                }],
+            }],
+            pending: vec![(7, event(4))],
+            next_arrival: 8,
+            next_run: 4,
+            watermark_ms: Some(seed as i64),
+            counters: PatternCounters {
+                runs_started: 4,
+                matches: 1,
+                runs_expired: 1,
+                runs_cancelled: 1,
+                runs_evicted: seed,
+                kleene_overflows: 0,
+                late_events_dropped: 2,
+                events_without_key: 3,
+            },
+        },
+    );
+    e.join_operator_states.insert(
+        "Paid".to_owned(),
+        JoinOperatorCheckpoint {
+            shape: "join(Orders, Payments) on id == id window 300000ms".to_owned(),
+            buffers: vec![vec![event(3)], vec![]],
+            pending: vec![(2, 1, event(5))],
+            next_arrival: 3,
+            watermark_ms: None,
+            counters: JoinCounters {
+                matches: seed,
+                expired: 1,
+                keys_evicted: 0,
+                late_events_dropped: 0,
+                events_without_key: 1,
+            },
+        },
+    );
+    e
+}
+
+/// Windows, variables and watermarks at `version`, no pattern or join state.
+fn engine_common(seed: u64, version: u32) -> EngineCheckpoint {
     let mut e = EngineCheckpoint {
+        version,
         events_processed: seed * 10,
         output_events_emitted: seed,
         ..EngineCheckpoint::default()
@@ -138,23 +220,6 @@ pub(crate) fn engine(seed: u64) -> EngineCheckpoint {
             late_events_dropped: 0,
             watermark_ms: None,
             next_seq: 0,
-        },
-    );
-    e.sase_states.insert(
-        "Pattern".to_owned(),
-        SaseCheckpoint {
-            runs: vec![SaseRunState {
-                nfa_state: 2,
-                started_ms: -1,
-                captured: BTreeMap::from([("a".to_owned(), vec![event(1), event(2)])]),
-            }],
-        },
-    );
-    e.join_states.insert(
-        "Joined".to_owned(),
-        JoinCheckpoint {
-            buffers: BTreeMap::from([("Left".to_owned(), vec![event(3)])]),
-            expiry: vec![(10, "Left".to_owned(), 0)],
         },
     );
     for (i, v) in every_value().into_iter().enumerate() {
@@ -176,9 +241,29 @@ pub(crate) fn engine(seed: u64) -> EngineCheckpoint {
 
 /// A checkpoint with two contexts, offsets and metadata.
 pub(crate) fn checkpoint(seed: u64) -> Checkpoint {
-    let mut cp = Checkpoint::new(1_700_000_000_000 + seed as i64)
-        .with_context("main", engine(seed))
-        .with_context("empty", EngineCheckpoint::default());
+    with_offsets(
+        Checkpoint::new(1_700_000_000_000 + seed as i64)
+            .with_context("main", engine(seed))
+            .with_context("empty", EngineCheckpoint::default()),
+        seed,
+    )
+}
+
+/// [`checkpoint`] in format version 1 (the golden files of `tests/golden/v1`).
+pub(crate) fn checkpoint_v1(seed: u64) -> Checkpoint {
+    let empty = EngineCheckpoint {
+        version: 1,
+        ..EngineCheckpoint::default()
+    };
+    with_offsets(
+        Checkpoint::new(1_700_000_000_000 + seed as i64)
+            .with_context("main", engine_v1(seed))
+            .with_context("empty", empty),
+        seed,
+    )
+}
+
+fn with_offsets(mut cp: Checkpoint, seed: u64) -> Checkpoint {
     cp.source_offsets
         .insert("events.evt".to_owned(), seed * 100);
     cp.metadata.insert("program".to_owned(), format!("p{seed}"));
@@ -197,13 +282,11 @@ pub(crate) fn distinct_checkpoint(seed: u64) -> Checkpoint {
         for w in engine.window_states.values_mut() {
             w.late_events_dropped = seed;
         }
-        for s in engine.sase_states.values_mut() {
-            for r in &mut s.runs {
-                r.nfa_state = seed as u32;
-            }
+        for p in engine.pattern_states.values_mut() {
+            p.next_run = seed + 100;
         }
-        for j in engine.join_states.values_mut() {
-            j.expiry.push((seed as i64, "x".to_owned(), seed));
+        for j in engine.join_operator_states.values_mut() {
+            j.next_arrival = seed + 100;
         }
     }
     cp

@@ -1,26 +1,57 @@
-//! Old bytes stay readable: golden files of format version 1, committed under
-//! `tests/golden/v1/`, must load to the fixture checkpoint, and today's code must still write
-//! them byte for byte (a change that alters the bytes needs a new format version, or, before a
-//! release, deliberately regenerated files).
+//! Old bytes stay readable: golden files of each format version, committed under
+//! `tests/golden/v<N>/`, must load to the fixture checkpoint of that version, and today's code
+//! must still write them byte for byte (a change that alters the bytes needs a new format
+//! version, or, before a release, deliberately regenerated files).
 //!
 //! Regenerate with:
 //! `VARPULIS_REGENERATE_GOLDEN=1 cargo test -p varpulis-checkpoint --test it golden`
 //!
-//! Files: `engine-checkpoint.bin` (one envelope holding `common::engine(1)`), and the store
-//! image of `common::checkpoint(1)` committed as checkpoint 1: `manifest-<id>.bin` is key
+//! Files: `engine-checkpoint.bin` (one envelope holding `common::engine_v1(1)` in `v1`,
+//! `common::engine(1)` in `v2`), and the store image of `common::checkpoint_v1(1)` (`v1`) or
+//! `common::checkpoint(1)` (`v2`) committed as checkpoint 1: `manifest-<id>.bin` is key
 //! `varpulis:ckpt:manifest:<id>`, `part-<hash>.bin` is key `varpulis:ckpt:part:<hash>`.
+//! Version 1 holds the seed's SASE and join states; version 2 the pattern and join operators'.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use varpulis_checkpoint::codec::{self, BlobKind};
-use varpulis_checkpoint::{CheckpointStore, EngineCheckpoint};
+use varpulis_checkpoint::{Checkpoint, CheckpointStore, EngineCheckpoint};
 use varpulis_store::{Key, MemoryStore, StateStore, StateStoreExt};
 
 use crate::common::{self, block_on};
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
+/// A format version's fixtures.
+#[derive(Clone, Copy)]
+enum Version {
+    V1,
+    V2,
+}
+
+impl Version {
+    fn dir(self) -> PathBuf {
+        let name = match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        };
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name)
+    }
+
+    fn checkpoint(self) -> Checkpoint {
+        match self {
+            Self::V1 => common::checkpoint_v1(1),
+            Self::V2 => common::checkpoint(1),
+        }
+    }
+
+    fn engine(self) -> EngineCheckpoint {
+        match self {
+            Self::V1 => common::engine_v1(1),
+            Self::V2 => common::engine(1),
+        }
+    }
 }
 
 fn file_name(key: &Key) -> String {
@@ -35,12 +66,9 @@ fn key_of(file: &str) -> Key {
 }
 
 /// Today's bytes: file name -> contents.
-async fn current() -> BTreeMap<String, Vec<u8>> {
+async fn current(v: Version) -> BTreeMap<String, Vec<u8>> {
     let store = MemoryStore::new();
-    let report = store
-        .commit_checkpoint(&common::checkpoint(1))
-        .await
-        .unwrap();
+    let report = store.commit_checkpoint(&v.checkpoint()).await.unwrap();
     assert_eq!(report.id, 1);
     let mut out = BTreeMap::new();
     for key in store.list_all().await.unwrap() {
@@ -48,13 +76,13 @@ async fn current() -> BTreeMap<String, Vec<u8>> {
     }
     out.insert(
         "engine-checkpoint.bin".to_owned(),
-        codec::encode(BlobKind::Part, &common::engine(1)).unwrap(),
+        codec::encode(BlobKind::Part, &v.engine()).unwrap(),
     );
     out
 }
 
-fn regenerate(files: &BTreeMap<String, Vec<u8>>) {
-    let dir = dir();
+fn regenerate(v: Version, files: &BTreeMap<String, Vec<u8>>) {
+    let dir = v.dir();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for (name, bytes) in files {
@@ -62,11 +90,11 @@ fn regenerate(files: &BTreeMap<String, Vec<u8>>) {
     }
 }
 
-fn golden() -> BTreeMap<String, Vec<u8>> {
-    let entries = std::fs::read_dir(dir()).unwrap_or_else(|e| {
+fn golden(v: Version) -> BTreeMap<String, Vec<u8>> {
+    let entries = std::fs::read_dir(v.dir()).unwrap_or_else(|e| {
         panic!(
             "golden files missing at {} ({e}); regenerate with VARPULIS_REGENERATE_GOLDEN=1",
-            dir().display()
+            v.dir().display()
         )
     });
     entries
@@ -80,20 +108,19 @@ fn golden() -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-#[test]
-fn golden_v1_checkpoint_files_still_load() {
+fn still_load(v: Version) {
     block_on(async {
         if std::env::var_os("VARPULIS_REGENERATE_GOLDEN").is_some() {
-            regenerate(&current().await);
+            regenerate(v, &current(v).await);
         }
-        let files = golden();
+        let files = golden(v);
         let store = MemoryStore::new();
         for (name, bytes) in &files {
             if name != "engine-checkpoint.bin" {
                 store.put(&key_of(name), bytes).await.unwrap();
             }
         }
-        let mut expected = common::checkpoint(1);
+        let mut expected = v.checkpoint();
         expected.id = 1;
         let loaded = store
             .load_checkpoint(1)
@@ -104,18 +131,18 @@ fn golden_v1_checkpoint_files_still_load() {
 
         let engine: EngineCheckpoint =
             codec::decode(BlobKind::Part, &files["engine-checkpoint.bin"]).unwrap();
+        assert_eq!(engine, v.engine());
         assert_eq!(
             postcard::to_stdvec(&engine).unwrap(),
-            postcard::to_stdvec(&common::engine(1)).unwrap()
+            postcard::to_stdvec(&v.engine()).unwrap()
         );
     });
 }
 
-#[test]
-fn todays_encoding_writes_the_golden_v1_bytes() {
+fn still_written(v: Version) {
     block_on(async {
-        let today = current().await;
-        let golden = golden();
+        let today = current(v).await;
+        let golden = golden(v);
         assert_eq!(
             today.keys().collect::<Vec<_>>(),
             golden.keys().collect::<Vec<_>>(),
@@ -127,5 +154,50 @@ fn todays_encoding_writes_the_golden_v1_bytes() {
                 "{name} changed: a format change needs a new format version"
             );
         }
+    });
+}
+
+#[test]
+fn golden_v1_checkpoint_files_still_load() {
+    still_load(Version::V1);
+}
+
+#[test]
+fn todays_encoding_writes_the_golden_v1_bytes() {
+    still_written(Version::V1);
+}
+
+#[test]
+fn golden_v2_checkpoint_files_still_load() {
+    still_load(Version::V2);
+}
+
+#[test]
+fn todays_encoding_writes_the_golden_v2_bytes() {
+    still_written(Version::V2);
+}
+
+#[test]
+fn a_state_whose_operator_maps_do_not_fit_its_version_is_refused_not_half_written() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let mut v1_with_patterns = common::checkpoint_v1(1);
+        let v2 = common::engine(1);
+        let main = v1_with_patterns.context_states.get_mut("main").unwrap();
+        main.pattern_states = v2.pattern_states;
+        let err = store
+            .commit_checkpoint(&v1_with_patterns)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("pattern_states"), "{err}");
+        let mut v2_with_seed = common::checkpoint(1);
+        let main = v2_with_seed.context_states.get_mut("main").unwrap();
+        main.sase_states = common::engine_v1(1).sase_states;
+        let err = store.commit_checkpoint(&v2_with_seed).await.unwrap_err();
+        assert!(err.to_string().contains("sase_states"), "{err}");
+        assert!(
+            store.list_all().await.unwrap().is_empty(),
+            "nothing written"
+        );
     });
 }
