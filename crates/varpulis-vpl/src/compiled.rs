@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use varpulis_core::{Event, FieldRef, Value};
 
-use crate::expr::{self, BinaryOp, Expr, ExprKind, UnaryOp};
+use crate::expr::{self, BinaryOp, CaptureFunc, Expr, ExprKind, UnaryOp};
 
 /// What a [`CompiledExpr`] reads: the input event's fields, the program variables, and the
 /// aggregated row (`.having` and `.emit` after `.aggregate`). Missing names read as `null`.
@@ -28,6 +28,15 @@ pub trait Row {
     fn variable(&self, name: &str) -> Option<&Value>;
     /// A column of the aggregated row (an aggregate alias or the partition key).
     fn alias(&self, column: &FieldRef) -> Option<&Value>;
+    /// `alias.field`: a field of the last event captured under a pattern alias, or of a join
+    /// input's event. None outside patterns and joins.
+    fn member(&self, _alias: &str, _field: &FieldRef) -> Option<&Value> {
+        None
+    }
+    /// Every event captured under a pattern alias, oldest first. None outside patterns.
+    fn captured(&self, _alias: &str) -> &[Event] {
+        &[]
+    }
 }
 
 /// The ready-made [`Row`]: an optional input event, variables, and an aggregated row given as
@@ -96,6 +105,10 @@ enum Node {
     Alias(FieldRef),
     /// An unresolved name: alias, then variable, then field (as [`Expr::eval`]).
     Name(FieldRef),
+    /// `alias.field`.
+    Member(Arc<str>, FieldRef),
+    /// `func(alias.field)` over a pattern capture.
+    Capture(CaptureFunc, Arc<str>, Option<FieldRef>),
     Unary(UnaryOp, Box<Node>),
     Binary(BinaryOp, Box<Node>, Box<Node>),
     /// `first op1 r1 op2 r2 ...`, evaluated left to right.
@@ -154,6 +167,14 @@ impl Node {
             ExprKind::Variable(n) => Self::Variable(Arc::from(n.as_str())),
             ExprKind::Alias(n) => Self::Alias(FieldRef::new(n.as_str())),
             ExprKind::Name(n) => Self::Name(FieldRef::new(n.as_str())),
+            ExprKind::Member { alias, field } => {
+                Self::Member(Arc::from(alias.as_str()), FieldRef::new(field.as_str()))
+            }
+            ExprKind::Capture { func, alias, field } => Self::Capture(
+                *func,
+                Arc::from(alias.as_str()),
+                field.as_deref().map(FieldRef::new),
+            ),
             // `Expr::eval` gives `null` for a call (none survives checking).
             ExprKind::Call { .. } => Self::Literal(Value::Null),
             ExprKind::Unary { op, operand } => Self::Unary(*op, Box::new(Self::lower(operand))),
@@ -174,6 +195,10 @@ impl Node {
                     .or_else(|| row.field(f))
                     .unwrap_or(&NULL),
             ),
+            Self::Member(alias, f) => Cow::Borrowed(row.member(alias, f).unwrap_or(&NULL)),
+            Self::Capture(func, alias, f) => {
+                Cow::Owned(func.apply(row.captured(alias), f.as_ref()))
+            }
             Self::Unary(op, operand) => {
                 let v = operand.value(row);
                 Cow::Owned(match op {

@@ -34,6 +34,8 @@ pub(crate) enum Tok {
     Star,
     Slash,
     Percent,
+    /// `->`: followed-by, between the steps of a pattern.
+    Arrow,
     Eof,
 }
 
@@ -94,6 +96,7 @@ pub(crate) fn lex(source: &str, whole_file: bool) -> (Vec<Token>, Vec<Diagnostic
             '.' => single(Tok::Dot),
             '@' => single(Tok::At),
             '+' => single(Tok::Plus),
+            '-' if next == Some(b'>') => (Tok::Arrow, i + 2),
             '-' => single(Tok::Minus),
             '*' => single(Tok::Star),
             '/' => single(Tok::Slash),

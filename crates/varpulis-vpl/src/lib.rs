@@ -61,10 +61,10 @@ pub use compiled::{Bindings, CompiledExpr, Row};
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use evt::{EvtLine, parse_evt_line};
 pub use evt_scan::EvtScanner;
-pub use expr::{BinaryOp, EvalContext, Expr, ExprKind, Scope, UnaryOp};
+pub use expr::{BinaryOp, CaptureFunc, EvalContext, Expr, ExprKind, ReadField, Scope, UnaryOp};
 pub use plan::{
-    AggFunc, AggregatePlan, Assignment, EmitField, EventDecl, FieldDecl, Program, Source,
-    StreamPlan, Type, VarDecl, WindowKind,
+    AggFunc, AggregatePlan, Assignment, EmitField, EventDecl, FieldDecl, JoinPlan, PatternAtom,
+    PatternPlan, PatternStep, Program, Source, StepKind, StreamPlan, Type, VarDecl, WindowKind,
 };
 
 /// The deepest nesting a program expression or an event line may have: parentheses, call

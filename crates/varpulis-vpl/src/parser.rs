@@ -22,6 +22,11 @@ const OPS: &[&str] = &[
     "aggregate",
     "having",
     "emit",
+    "within",
+    "not",
+    "on",
+    "max_runs",
+    "max_kleene",
 ];
 
 pub(crate) const DURATION_EXAMPLE: &str = "a duration like 10s";
@@ -50,9 +55,65 @@ pub(crate) enum Stmt {
     },
     Stream {
         name: Ident,
-        source: Ident,
+        body: Body,
         ops: Vec<Op>,
     },
+    /// `pattern P = SEQ(...) within d partition by f`.
+    Pattern {
+        name: Ident,
+        pattern: PatternSyntax,
+        within: Option<(i64, Span)>,
+        partition_by: Option<Ident>,
+    },
+}
+
+/// What a stream reads.
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    /// One event type, stream or named pattern.
+    Source(Ident),
+    /// A followed-by pattern: `A as a -> B where ... as b`.
+    Pattern(PatternSyntax),
+    /// `join(A, B, ...)`.
+    Join(Vec<Ident>),
+}
+
+/// A sequence of pattern steps as written.
+#[derive(Debug, Clone)]
+pub(crate) struct PatternSyntax {
+    pub(crate) steps: Vec<StepSyntax>,
+    pub(crate) span: Span,
+}
+
+impl PatternSyntax {
+    pub(crate) fn inputs(&self) -> Vec<&Ident> {
+        let mut out: Vec<&Ident> = Vec::new();
+        for a in self.steps.iter().flat_map(|s| &s.atoms) {
+            if !out.iter().any(|i| i.text == a.ty.text) {
+                out.push(&a.ty);
+            }
+        }
+        out
+    }
+}
+
+/// One step: `NOT X`, `all B`/`B+`, `A OR B`, `A AND B`, or one atom.
+#[derive(Debug, Clone)]
+pub(crate) struct StepSyntax {
+    pub(crate) negated: bool,
+    pub(crate) kleene: bool,
+    /// `AND` between the atoms (else `OR`, or a single atom).
+    pub(crate) all_of: bool,
+    pub(crate) atoms: Vec<AtomSyntax>,
+    pub(crate) span: Span,
+}
+
+/// `Type [where expr] [as alias]`.
+#[derive(Debug, Clone)]
+pub(crate) struct AtomSyntax {
+    pub(crate) ty: Ident,
+    pub(crate) filter: Option<Expr>,
+    pub(crate) alias: Option<Ident>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +134,15 @@ pub(crate) enum OpKind {
     Aggregate(Vec<(Ident, Expr)>),
     Having(Expr),
     Emit(Vec<(Ident, Expr)>),
+    /// `.within(d)`, with the duration's span.
+    Within(i64, Span),
+    /// `.not(X where ...)`.
+    Not(AtomSyntax),
+    /// `.on(A.x == B.y and ...)`.
+    On(Expr),
+    /// `.max_runs(n)` / `.max_kleene(n)`.
+    MaxRuns(u64),
+    MaxKleene(u64),
 }
 
 /// Binding levels of operators, loosest first.
@@ -280,10 +350,18 @@ impl<'s> Parser<'s> {
             Tok::Ident(s) => {
                 matches!(s.as_str(), "event" | "var" | "let" | "stream")
                     || *self.peek_at(1) == Tok::Walrus
+                    || self.at_pattern_decl()
             }
             Tok::Eof => true,
             _ => false,
         }
+    }
+
+    /// `pattern Name =`: a named pattern (`pattern` is not a keyword elsewhere).
+    fn at_pattern_decl(&self) -> bool {
+        self.at_keyword("pattern")
+            && matches!(self.peek_at(1), Tok::Ident(_))
+            && *self.peek_at(2) == Tok::Assign
     }
 
     fn recover(&mut self) {
@@ -304,16 +382,30 @@ impl<'s> Parser<'s> {
         } else if self.at_keyword("stream") {
             self.bump();
             self.stream()?
+        } else if self.at_pattern_decl() {
+            self.bump();
+            self.pattern_decl()?
         } else if matches!(self.peek().tok, Tok::Ident(_)) && *self.peek_at(1) == Tok::Walrus {
             let name = self.ident("a variable name")?;
             self.bump();
             let expr = self.expr()?;
             Stmt::Assign { name, expr }
         } else {
-            return Err(self.error("a statement (event, var, let, stream or `name := expr`)"));
+            return Err(
+                self.error("a statement (event, var, let, stream, pattern or `name := expr`)")
+            );
         };
         if !self.at_statement_start() {
-            let what = if matches!(stmt, Stmt::Stream { .. }) {
+            let what = if let Stmt::Stream {
+                body: Body::Pattern(_),
+                ops,
+                ..
+            } = &stmt
+                && ops.is_empty()
+            {
+                "`->` and the next step, `.` and an operation (.within, .emit, ...), or a new \
+                 statement"
+            } else if matches!(stmt, Stmt::Stream { .. }) {
                 "`.` and an operation (.where, .window, ...) or a new statement"
             } else {
                 "a new statement (event, var, let, stream or `name := expr`)"
@@ -391,13 +483,183 @@ impl<'s> Parser<'s> {
 
     fn stream(&mut self) -> PResult<Stmt> {
         let name = self.ident("a stream name")?;
-        self.expect(&Tok::Assign, "`=` and a source (an event type or a stream)")?;
-        let source = self.ident("a source (an event type or a stream)")?;
+        self.expect(
+            &Tok::Assign,
+            "`=` and a source (an event type, a stream, a pattern or join(...))",
+        )?;
+        let source = self.ident("a source (an event type, a stream, a pattern or join(...))")?;
+        let body = if source.text == "join" && self.at(&Tok::LParen) {
+            self.bump();
+            let mut inputs = Vec::new();
+            loop {
+                inputs.push(self.ident("a join input (an event type or a stream)")?);
+                if !self.eat(&Tok::Comma) {
+                    break;
+                }
+            }
+            self.expect(&Tok::RParen, "`,` or `)` to close join(")?;
+            Body::Join(inputs)
+        } else if self.at_step_continuation()
+            || (matches!(source.text.as_str(), "all" | "NOT" | "not")
+                && matches!(self.peek().tok, Tok::Ident(_)))
+        {
+            let start = source.span;
+            let first = if matches!(source.text.as_str(), "all" | "NOT" | "not") {
+                // A first step that starts with a keyword: read it again as a step (the
+                // checker says why it cannot come first).
+                self.pos -= 1;
+                self.step()?
+            } else {
+                self.step_after(source, false)?
+            };
+            let mut steps = vec![first];
+            while self.eat(&Tok::Arrow) {
+                steps.push(self.step()?);
+            }
+            let end = steps.last().map_or(start, |s| s.span);
+            Body::Pattern(PatternSyntax {
+                steps,
+                span: start.to(end),
+            })
+        } else {
+            Body::Source(source)
+        };
         let mut ops = Vec::new();
         while self.eat(&Tok::Dot) {
             ops.push(self.op()?);
         }
-        Ok(Stmt::Stream { name, source, ops })
+        Ok(Stmt::Stream { name, body, ops })
+    }
+
+    /// After a stream's first name: does a pattern step go on (`as`, `where`, `+`, `OR`,
+    /// `AND`) or follow (`->`)?
+    fn at_step_continuation(&self) -> bool {
+        match &self.peek().tok {
+            Tok::Arrow | Tok::Plus => true,
+            Tok::Ident(s) => matches!(s.as_str(), "as" | "where" | "OR" | "AND"),
+            _ => false,
+        }
+    }
+
+    /// `pattern P = SEQ(step, ...) [within d] [partition by field]`.
+    fn pattern_decl(&mut self) -> PResult<Stmt> {
+        let name = self.ident("a pattern name")?;
+        self.expect(&Tok::Assign, "`=` and SEQ(...)")?;
+        let seq = self.peek().clone();
+        if !matches!(&seq.tok, Tok::Ident(s) if s == "SEQ") {
+            return Err(self.error("SEQ( and the pattern's steps"));
+        }
+        self.bump();
+        self.expect(&Tok::LParen, "`(` after SEQ")?;
+        let mut steps = Vec::new();
+        loop {
+            steps.push(self.nested(Self::step)?);
+            if !self.eat(&Tok::Comma) {
+                break;
+            }
+        }
+        let close = self.expect(&Tok::RParen, "`,` and a step, or `)` to close SEQ(")?;
+        let mut within = None;
+        let mut partition_by = None;
+        loop {
+            if self.at_keyword("within") && within.is_none() {
+                self.bump();
+                within = Some(self.duration("within")?);
+            } else if self.at_keyword("partition") && partition_by.is_none() {
+                self.bump();
+                if !self.at_keyword("by") {
+                    return Err(self.error("`by` and a field name after partition"));
+                }
+                self.bump();
+                partition_by = Some(self.ident("a field name to partition by")?);
+            } else {
+                break;
+            }
+        }
+        Ok(Stmt::Pattern {
+            name,
+            pattern: PatternSyntax {
+                steps,
+                span: seq.span.to(close),
+            },
+            within,
+            partition_by,
+        })
+    }
+
+    /// One step: `[NOT] [all] atom [(OR|AND) atom]...`.
+    fn step(&mut self) -> PResult<StepSyntax> {
+        let start = self.peek().span;
+        let negated = if self.at_keyword("NOT") || self.at_keyword("not") {
+            self.bump();
+            true
+        } else {
+            false
+        };
+        let kleene = if self.at_keyword("all") && matches!(self.peek_at(1), Tok::Ident(_)) {
+            self.bump();
+            true
+        } else {
+            false
+        };
+        let ty = self.ident("an event type or a stream (a pattern step)")?;
+        let mut step = self.step_after(ty, kleene)?;
+        step.negated = negated;
+        step.span = start.to(step.span);
+        Ok(step)
+    }
+
+    /// The rest of a step whose first atom's type `ty` was read.
+    fn step_after(&mut self, ty: Ident, kleene: bool) -> PResult<StepSyntax> {
+        let start = ty.span;
+        let mut kleene = kleene;
+        let first = self.atom_after(ty, &mut kleene)?;
+        let mut atoms = vec![first];
+        let mut all_of = None;
+        while self.at_keyword("OR") || self.at_keyword("AND") {
+            let and = self.at_keyword("AND");
+            if all_of.is_some_and(|a| a != and) {
+                return Err(self
+                    .error("the same operator between a step's events")
+                    .with_help("a step is `A OR B OR ...` or `A AND B AND ...`, not both"));
+            }
+            all_of = Some(and);
+            self.bump();
+            let ty = self.ident("an event type after OR/AND")?;
+            let mut plus = false;
+            atoms.push(self.atom_after(ty, &mut plus)?);
+            if plus {
+                return Err(self.error("no `+` inside OR/AND: a Kleene step has one event type"));
+            }
+        }
+        let end = self.toks[self.pos.saturating_sub(1)].span;
+        Ok(StepSyntax {
+            negated: false,
+            kleene,
+            all_of: all_of.unwrap_or(false),
+            atoms,
+            span: start.to(end),
+        })
+    }
+
+    /// `[+] [where expr] [as alias]` after an atom's type; `+` sets `kleene`.
+    fn atom_after(&mut self, ty: Ident, kleene: &mut bool) -> PResult<AtomSyntax> {
+        if self.eat(&Tok::Plus) {
+            *kleene = true;
+        }
+        let filter = if self.at_keyword("where") {
+            self.bump();
+            Some(self.expr()?)
+        } else {
+            None
+        };
+        let alias = if self.at_keyword("as") {
+            self.bump();
+            Some(self.ident("an alias after `as`")?)
+        } else {
+            None
+        };
+        Ok(AtomSyntax { ty, filter, alias })
     }
 
     fn op(&mut self) -> PResult<Op> {
@@ -412,7 +674,8 @@ impl<'s> Parser<'s> {
                     self.src,
                     t.span,
                     "an operation (.where, .partition_by, .watermark, .allowed_lateness, \
-                     .window, .aggregate, .having or .emit)",
+                     .window, .aggregate, .having, .emit, .within, .not, .on, .max_runs or \
+                     .max_kleene)",
                 );
                 d.message = format!("unknown operation .{s}: {}", d.message);
                 if let Some(h) = suggest(s, OPS.iter().copied()) {
@@ -441,6 +704,42 @@ impl<'s> Parser<'s> {
                 OpKind::Watermark(ms, span)
             }
             "allowed_lateness" => OpKind::AllowedLateness(self.duration("allowed lateness")?.0),
+            "within" => {
+                let (ms, span) = self.duration("within")?;
+                OpKind::Within(ms, span)
+            }
+            "not" => {
+                let ty = self.ident("an event type or a stream that cancels the pattern's runs")?;
+                let mut kleene = false;
+                let atom = self.atom_after(ty, &mut kleene)?;
+                if kleene || atom.alias.is_some() {
+                    return Err(Diagnostic::expected(
+                        self.src,
+                        atom.alias.as_ref().map_or(name.span, |a| a.span),
+                        "X or X where condition (no alias, no `+`)",
+                    ));
+                }
+                OpKind::Not(atom)
+            }
+            "on" => OpKind::On(self.expr()?),
+            "max_runs" | "max_kleene" => {
+                let t = self.peek().clone();
+                let n = match &t.tok {
+                    Tok::Number(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
+                        text.parse::<u64>().ok().filter(|n| *n > 0)
+                    }
+                    _ => None,
+                };
+                let Some(n) = n else {
+                    return Err(self.error("a positive whole number"));
+                };
+                self.bump();
+                if name.text == "max_runs" {
+                    OpKind::MaxRuns(n)
+                } else {
+                    OpKind::MaxKleene(n)
+                }
+            }
             "window" => self.window()?,
             "aggregate" => {
                 OpKind::Aggregate(self.items("an aggregate like total: sum(amount)", false)?)
@@ -720,6 +1019,20 @@ impl<'s> Parser<'s> {
                 }
                 let name = s.clone();
                 self.bump();
+                // `alias.field` (a pattern alias, a join input); `.op(` after a name is the
+                // stream's next operation.
+                if self.at(&Tok::Dot)
+                    && let Tok::Ident(field) = self.peek_at(1)
+                    && *self.peek_at(2) != Tok::LParen
+                {
+                    let field = field.clone();
+                    self.bump();
+                    let end = self.bump().span;
+                    return Ok(Expr::new(
+                        ExprKind::Member { alias: name, field },
+                        t.span.to(end),
+                    ));
+                }
                 if !self.at(&Tok::LParen) {
                     return Ok(Expr::new(ExprKind::Name(name), t.span));
                 }

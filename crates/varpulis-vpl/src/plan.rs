@@ -60,21 +60,41 @@ impl Program {
         vars
     }
 
-    /// The event types read directly by some stream, sorted and deduplicated (the sources the
-    /// engine tracks watermarks for).
+    /// The event types read directly by some stream (its source, or an input of its pattern
+    /// or join), sorted and deduplicated (the sources the engine tracks watermarks for).
     #[must_use]
     pub fn source_event_types(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = self
-            .streams
-            .iter()
-            .filter_map(|s| match &s.source {
-                Source::Event(n) => Some(n.as_str()),
-                Source::Stream(_) => None,
-            })
-            .collect();
+        let mut out: Vec<&str> = Vec::new();
+        for s in &self.streams {
+            for input in s.inputs() {
+                if let Source::Event(n) = input
+                    && let Some(name) = self.event_name(s, &n)
+                {
+                    out.push(name);
+                }
+            }
+        }
         out.sort_unstable();
         out.dedup();
         out
+    }
+
+    /// `name` as borrowed from `stream`'s plan (an input it reads).
+    fn event_name<'p>(&self, stream: &'p StreamPlan, name: &str) -> Option<&'p str> {
+        let atoms = stream.pattern.iter().flat_map(|p| {
+            p.steps
+                .iter()
+                .flat_map(|s| s.atoms.iter().chain(&s.not_before))
+                .chain(&p.absence)
+                .chain(&p.not)
+                .map(|a| &a.source)
+        });
+        let joins = stream.join.iter().flat_map(|j| &j.inputs);
+        std::iter::once(&stream.source)
+            .chain(atoms)
+            .chain(joins)
+            .find(|s| matches!(s, Source::Event(n) if n == name))
+            .map(Source::name)
     }
 }
 
@@ -298,13 +318,115 @@ pub struct StreamPlan {
     /// `.having(expr)`: over aggregate aliases, the partition key and variables.
     pub having: Option<Expr>,
     /// `.emit(...)`: the output projection. After `.aggregate` it reads aliases, the partition
-    /// key and variables; without a window it reads input fields and variables.
+    /// key and variables; without a window it reads input fields and variables; after a
+    /// pattern or a join it reads `alias.field`, capture functions (`len(b)`), the partition
+    /// key and variables.
     pub emit: Option<Vec<EmitField>>,
+    /// A sequence pattern (`A as a -> B ...`, or a named `pattern`): the stream outputs one
+    /// event per match (`source` is then the first step's input).
+    pub pattern: Option<PatternPlan>,
+    /// A windowed join (`join(A, B) .on(...) .window(d)`): the stream outputs one event per
+    /// combination that passes `.where` (`source` is then the first input).
+    pub join: Option<JoinPlan>,
     /// Span of the name.
     pub span: Span,
 }
 
+/// A sequence pattern, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternPlan {
+    /// The steps, in order (a `NOT X` between two steps is the `not_before` of the next).
+    pub steps: Vec<PatternStep>,
+    /// A trailing `NOT X`: the pattern is an absence (needs `within`).
+    pub absence: Vec<PatternAtom>,
+    /// `.not(X where ...)`: cancels any open run.
+    pub not: Vec<PatternAtom>,
+    /// `.within(d)` (or `within d` of a named pattern), in ms.
+    pub within_ms: Option<i64>,
+    /// `.max_runs(n)`: open runs per partition (the operator's default without it).
+    pub max_runs: Option<u64>,
+    /// `.max_kleene(n)`: events per Kleene capture (the operator's default without it).
+    pub max_kleene: Option<u64>,
+    /// Canonical text of the pattern (steps, conditions, negations, `within`, partitioning):
+    /// the shape a checkpoint is checked against.
+    pub text: String,
+}
+
+/// One step of a pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternStep {
+    /// How its atoms combine.
+    pub kind: StepKind,
+    /// Its atoms (one for `Single` and `Kleene`).
+    pub atoms: Vec<PatternAtom>,
+    /// `NOT X` before it: one of these while a run waits for the step cancels the run.
+    pub not_before: Vec<PatternAtom>,
+}
+
+/// How a step's atoms combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// One event of the first atom it matches (`A`, `A OR B`).
+    Any,
+    /// One event of each atom, in any order (`A AND B`).
+    All,
+    /// One or more events of its atom (`all B`, `B+`).
+    Kleene,
+}
+
+/// `Type [where condition] [as alias]` in a pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternAtom {
+    /// What it reads: an event type or a stream's output.
+    pub source: Source,
+    /// The condition, over the event's fields, earlier aliases (`a.field`) and variables.
+    pub filter: Option<Expr>,
+    /// The alias its events are captured under.
+    pub alias: Option<String>,
+}
+
+/// A windowed inner equi-join, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinPlan {
+    /// The inputs (two or more), in `join(...)` order; each input's name is its alias in
+    /// `.on`, `.where` and `.emit`.
+    pub inputs: Vec<Source>,
+    /// Per input, its key fields in key order (the `.on` pairs).
+    pub keys: Vec<Vec<String>>,
+    /// `.window(d)`: an event joins the latest event of each other input at most `d` older.
+    pub window_ms: i64,
+    /// Canonical text (inputs, keys, window): the shape a checkpoint is checked against.
+    pub text: String,
+}
+
 impl StreamPlan {
+    /// Everything the stream reads, in order, each once: its source, or every input of its
+    /// pattern or join.
+    #[must_use]
+    pub fn inputs(&self) -> Vec<Source> {
+        let mut out: Vec<Source> = Vec::new();
+        let mut add = |s: &Source| {
+            if !out.contains(s) {
+                out.push(s.clone());
+            }
+        };
+        if let Some(p) = &self.pattern {
+            for step in &p.steps {
+                for a in step.atoms.iter().chain(&step.not_before) {
+                    add(&a.source);
+                }
+            }
+            for a in p.absence.iter().chain(&p.not) {
+                add(&a.source);
+            }
+        } else if let Some(j) = &self.join {
+            j.inputs.iter().for_each(&mut add);
+        } else {
+            add(&self.source);
+        }
+        out
+    }
+
     /// Names of the output event's fields when they are known without looking at the input:
     /// the `.emit` names, or (after `.aggregate` without `.emit`) the partition key followed
     /// by every alias. `None` for a pass-through stream (its events keep their fields).

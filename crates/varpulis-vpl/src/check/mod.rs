@@ -7,6 +7,7 @@
 
 mod decls;
 mod graph;
+mod pattern;
 mod stream;
 mod types;
 mod window;

@@ -54,7 +54,7 @@ impl<'a> StreamInput<'a> {
 }
 
 /// The first of `ops` that `f` picks: the accepted operations have each kind at most once.
-fn pick<'o, T>(ops: &[&'o Op], f: impl FnMut(&'o Op) -> Option<T>) -> Option<T> {
+pub(super) fn pick<'o, T>(ops: &[&'o Op], f: impl FnMut(&'o Op) -> Option<T>) -> Option<T> {
     ops.iter().copied().find_map(f)
 }
 
@@ -63,6 +63,7 @@ impl Checker<'_> {
     pub(super) fn stream(&mut self, mut s: StreamInput<'_>) -> (StreamPlan, Option<Schema>) {
         // Each step reports on its own operation; `check` sorts the diagnostics by position, so
         // the steps need not follow the order the operations are written in.
+        self.pattern_ops_on_plain_stream(s.ops);
         let ops = self.accepted_ops(s.ops);
         self.window_with_aggregate(&ops);
         let aggregated = ops.iter().any(|o| matches!(o.kind, OpKind::Aggregate(_)));
@@ -91,6 +92,8 @@ impl Checker<'_> {
             aggregates,
             having,
             emit,
+            pattern: None,
+            join: None,
             span: s.name.span,
         };
         (plan, schema)

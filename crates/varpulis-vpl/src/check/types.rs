@@ -5,7 +5,7 @@ use varpulis_core::Value;
 
 use super::{Checker, list};
 use crate::diagnostic::{Span, suggest};
-use crate::expr::{BinaryOp, Expr, ExprKind, UnaryOp};
+use crate::expr::{BinaryOp, CaptureFunc, Expr, ExprKind, UnaryOp};
 use crate::plan::{AggFunc, Type};
 
 /// A static type: known, the null literal, or unknown (undeclared event fields).
@@ -64,6 +64,25 @@ pub(super) enum Names<'a> {
         input: Option<&'a Schema>,
         clause: &'a str,
     },
+    /// A pattern's or a join's expressions: `alias.field` over `aliases`; bare names are the
+    /// current event's fields and variables in a step's condition (`event`), else variables
+    /// and the partition key; capture functions (`len(b)`) when `captures`.
+    Pattern {
+        event: Option<(Option<&'a Schema>, &'a str)>,
+        aliases: &'a [AliasInfo],
+        key: Option<&'a (String, Ty)>,
+        captures: bool,
+        clause: &'a str,
+    },
+}
+
+/// A pattern alias (or a join input) and the fields its events have.
+#[derive(Debug, Clone)]
+pub(super) struct AliasInfo {
+    pub(super) name: String,
+    /// `None`: unknown (an undeclared event type).
+    pub(super) fields: Option<Schema>,
+    pub(super) desc: String,
 }
 
 impl Checker<'_> {
@@ -73,7 +92,14 @@ impl Checker<'_> {
         let span = e.span;
         match &mut e.kind {
             ExprKind::Literal(v) => Ty::of_value(v),
-            ExprKind::Field(_) | ExprKind::Variable(_) | ExprKind::Alias(_) => Ty::Any,
+            ExprKind::Field(_)
+            | ExprKind::Variable(_)
+            | ExprKind::Alias(_)
+            | ExprKind::Capture { .. } => Ty::Any,
+            ExprKind::Member { alias, field } => {
+                let (alias, field) = (alias.clone(), field.clone());
+                self.member(&alias, &field, span, names)
+            }
             ExprKind::Name(n) => {
                 let n = n.clone();
                 let (kind, ty) = self.resolve(&n, span, names);
@@ -86,6 +112,14 @@ impl Checker<'_> {
                 args,
             } => {
                 let (func, func_span) = (func.clone(), *func_span);
+                if let Names::Pattern { captures: true, .. } = names
+                    && let Some(capture) = CaptureFunc::from_name(&func)
+                {
+                    let args = std::mem::take(args);
+                    let (kind, ty) = self.capture(capture, &func, func_span, args, names);
+                    e.kind = kind;
+                    return ty;
+                }
                 for a in args.iter_mut() {
                     self.infer(a, names);
                 }
@@ -199,6 +233,130 @@ impl Checker<'_> {
         d.found = Some(t.describe().to_owned());
     }
 
+    /// `alias.field`: the field's type, or the error for an unknown alias or field.
+    fn member(&mut self, alias: &str, field: &str, span: Span, names: &Names<'_>) -> Ty {
+        let Names::Pattern {
+            aliases, clause, ..
+        } = names
+        else {
+            self.err(
+                span,
+                format!(
+                    "{alias}.{field}: `.` reads a field of a pattern alias or a join input, \
+                     and this stream has neither"
+                ),
+            )
+            .help = Some("name the field alone: it is the input event's".into());
+            return Ty::Any;
+        };
+        let Some(a) = aliases.iter().find(|a| a.name == alias) else {
+            let expected = format!(
+                "an alias defined by an earlier step, or a join input ({})",
+                list(aliases.iter().map(|a| &a.name))
+            );
+            let help = suggest(alias, aliases.iter().map(|a| a.name.as_str())).or_else(|| {
+                Some("give a step an alias with `as`: A as a -> B where x == a.x".into())
+            });
+            let d = self.err(
+                span,
+                format!("unknown alias {alias:?} in {clause}: expected {expected}"),
+            );
+            d.expected = Some(expected);
+            d.found = Some(alias.to_owned());
+            d.help = help;
+            return Ty::Any;
+        };
+        match &a.fields {
+            None => Ty::Any,
+            Some(fs) => match fs.iter().find(|(f, _)| f == field) {
+                Some((_, t)) => *t,
+                None => {
+                    let expected = format!(
+                        "a field of {} ({})",
+                        a.desc,
+                        list(fs.iter().map(|(f, _)| f))
+                    );
+                    let help = suggest(field, fs.iter().map(|(f, _)| f.as_str()));
+                    let d = self.err(
+                        span,
+                        format!("unknown field {field:?} of {alias}: expected {expected}"),
+                    );
+                    d.expected = Some(expected);
+                    d.found = Some(field.to_owned());
+                    d.help = help;
+                    Ty::Any
+                }
+            },
+        }
+    }
+
+    /// `len(b)`, `sum(b.v)`, ...: the checked [`ExprKind::Capture`] and its type.
+    fn capture(
+        &mut self,
+        func: CaptureFunc,
+        name: &str,
+        span: Span,
+        mut args: Vec<Expr>,
+        names: &Names<'_>,
+    ) -> (ExprKind, Ty) {
+        let bad = (ExprKind::Literal(Value::Null), Ty::Any);
+        let arg = match args.len() {
+            1 => args.pop().unwrap_or_else(Expr::placeholder),
+            _ => {
+                let example = if func.reads_field() {
+                    format!("{name}(b.value)")
+                } else {
+                    format!("{name}(b)")
+                };
+                self.err(span, format!("{name} takes one argument, like {example}"));
+                return bad;
+            }
+        };
+        let Names::Pattern { aliases, .. } = names else {
+            return bad;
+        };
+        let known = |alias: &str| aliases.iter().any(|a| a.name == alias);
+        match (&arg.kind, func.reads_field()) {
+            (ExprKind::Name(alias), false) if known(alias) => (
+                ExprKind::Capture {
+                    func,
+                    alias: alias.clone(),
+                    field: None,
+                },
+                Ty::Known(Type::Int),
+            ),
+            (ExprKind::Member { alias, field }, true) if known(alias) => {
+                let t = self.member(alias, field, arg.span, names);
+                let ty = match func {
+                    CaptureFunc::Len => Ty::Known(Type::Int),
+                    CaptureFunc::Avg => Ty::Known(Type::Float),
+                    CaptureFunc::Sum if !t.is_number() => Ty::Any,
+                    _ => t,
+                };
+                (
+                    ExprKind::Capture {
+                        func,
+                        alias: alias.clone(),
+                        field: Some(field.clone()),
+                    },
+                    ty,
+                )
+            }
+            _ => {
+                let expected = if func.reads_field() {
+                    format!("{name}(alias.field) over a pattern alias")
+                } else {
+                    format!("{name}(alias) over a pattern alias")
+                };
+                let found = self.found(arg.span);
+                let d = self.err(arg.span, format!("expected {expected}"));
+                d.expected = Some(expected);
+                d.found = Some(found);
+                bad
+            }
+        }
+    }
+
     /// A call outside `.aggregate(alias: f(x))`: a misplaced or nested aggregate, or an unknown
     /// function.
     pub(super) fn bad_call(&mut self, func: &str, span: Span, nested: bool) {
@@ -288,6 +446,50 @@ impl Checker<'_> {
                         unresolved
                     }
                 }
+            }
+            Names::Pattern {
+                event: Some((fields, source)),
+                ..
+            } => self.resolve(
+                n,
+                span,
+                &Names::Event {
+                    fields: *fields,
+                    source,
+                },
+            ),
+            Names::Pattern {
+                event: None,
+                aliases,
+                key,
+                clause,
+                ..
+            } => {
+                if let Some(t) = var {
+                    return (ExprKind::Variable(n.to_owned()), t);
+                }
+                if let Some((k, t)) = key
+                    && k == n
+                {
+                    return (ExprKind::Alias(n.to_owned()), *t);
+                }
+                let expected = format!(
+                    "a variable{}, alias.field or a function of a capture like len(b)",
+                    key.map_or(String::new(), |(k, _)| format!(", the partition key {k}"))
+                );
+                let help = if aliases.iter().any(|a| a.name == n) {
+                    Some(format!("{n} is an alias: read a field, {n}.field"))
+                } else {
+                    suggest(n, aliases.iter().map(|a| a.name.as_str()))
+                };
+                let d = self.err(
+                    span,
+                    format!("unknown name {n:?} in .{clause}: expected {expected}"),
+                );
+                d.expected = Some(expected);
+                d.found = Some(n.to_owned());
+                d.help = help;
+                unresolved
             }
             Names::Row {
                 columns,

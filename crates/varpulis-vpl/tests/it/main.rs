@@ -6,6 +6,7 @@ mod eval;
 mod evt;
 mod fuzz_regressions;
 mod limits;
+mod patterns;
 mod plans;
 mod robustness;
 
