@@ -130,6 +130,29 @@ impl JoinOperator {
         self.counters
     }
 
+    /// The join it runs.
+    #[must_use]
+    pub fn spec(&self) -> &JoinSpec {
+        &self.spec
+    }
+
+    /// Approximate bytes held: buffered and held events, and the expiry index.
+    #[must_use]
+    pub fn approximate_state_bytes(&self) -> usize {
+        let event = |e: &Event| {
+            48 + e.event_type().len() + e.fields().map(|(n, _)| n.len() + 24).sum::<usize>()
+        };
+        let buffered: usize = self
+            .buffers
+            .iter()
+            .flat_map(|b| b.latest.iter())
+            .map(|(k, (e, _))| 32 + k.len() * 24 + event(e))
+            .sum();
+        buffered
+            + self.pending.values().map(|(_, e)| event(e)).sum::<usize>()
+            + self.expiry.len() * 32
+    }
+
     /// Buffered events, over all inputs.
     #[must_use]
     pub fn buffered(&self) -> usize {

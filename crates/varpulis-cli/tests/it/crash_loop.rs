@@ -34,6 +34,67 @@ stream HotStreak = ZoneStats
     .aggregate(windows: count(), hottest: max(avg_t))
 ";
 
+/// Sequence patterns (followed-by with a cross-event condition and `.not`, a Kleene capture,
+/// an absence) and a join, partitioned, over one input of several event types.
+const PATTERN_PROGRAM: &str = "\
+event Login: user: str, ip: int
+event Txn: user: str, amount: int
+event Lost: user: str
+event Pay: user: str, amount: int
+stream Fraud = Login as l -> Txn where amount > 900 as t
+    .within(2s)
+    .not(Lost)
+    .partition_by(user)
+    .emit(user: l.user, ip: l.ip, amount: t.amount)
+stream Bursts = Login as l -> all Txn where amount > 500 as t -> Lost as x
+    .within(3s)
+    .partition_by(user)
+    .max_runs(50)
+    .emit(user: l.user, n: len(t), total: sum(t.amount), top: max(t.amount))
+stream Silent = Login as l -> NOT Txn where user == l.user
+    .within(1s)
+    .emit(user: l.user, at: l.ip)
+stream Paid = join(Txn, Pay)
+    .on(Txn.user == Pay.user and Txn.amount == Pay.amount)
+    .window(500ms)
+    .emit(user: Txn.user, amount: Pay.amount)
+";
+
+fn generate_patterns(path: &Path, seed: u64) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut t: i64 = 1_700_000_000_000;
+    let mut last_amount = 0;
+    for _ in 0..EVENTS {
+        t += rng.gen_range(0..20);
+        let user = rng.gen_range(0..30);
+        let line = match rng.gen_range(0..100) {
+            0..20 => format!(
+                "{{\"event_type\":\"Login\",\"timestamp\":{t},\"user\":\"u{user}\",\"ip\":{}}}",
+                rng.gen_range(0..1000)
+            ),
+            20..75 => {
+                last_amount = rng.gen_range(0..1000);
+                format!(
+                    "{{\"event_type\":\"Txn\",\"timestamp\":{t},\"user\":\"u{user}\",\"amount\":{last_amount}}}"
+                )
+            }
+            75..80 => format!("{{\"event_type\":\"Lost\",\"timestamp\":{t},\"user\":\"u{user}\"}}"),
+            // A payment, often of the last transaction's amount.
+            _ => format!(
+                "{{\"event_type\":\"Pay\",\"timestamp\":{t},\"user\":\"u{user}\",\"amount\":{}}}",
+                if rng.gen_bool(0.7) {
+                    last_amount
+                } else {
+                    rng.gen_range(0..1000)
+                }
+            ),
+        };
+        writeln!(f, "{line}").unwrap();
+    }
+    f.flush().unwrap();
+}
+
 fn generate(path: &Path, seed: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -61,8 +122,12 @@ struct Setup {
 }
 
 fn setup(seed: u64) -> Setup {
+    setup_with(seed, PROGRAM, generate)
+}
+
+fn setup_with(seed: u64, text: &str, generate: fn(&Path, u64)) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
-    let program = write(tmp.path(), "crash.vpl", PROGRAM);
+    let program = write(tmp.path(), "crash.vpl", text);
     let events = tmp.path().join("events.jsonl");
     generate(&events, seed);
     let expected = ok(&mut run(&program, &events)).stdout;
@@ -96,11 +161,14 @@ fn run_cmd(s: &Setup, dir: &Path, store_args: &[&str], key: Option<&str>) -> Com
 }
 
 fn crash_loop(store_args: &[&str], key: Option<&str>, seed: u64) {
-    let s = setup(seed);
+    crash_loop_over(&setup(seed), store_args, key, seed);
+}
+
+fn crash_loop_over(s: &Setup, store_args: &[&str], key: Option<&str>, seed: u64) {
     // Measure one uninterrupted checkpointed run, to spread the kills over the whole run.
     let probe = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let status = run_cmd(&s, probe.path(), store_args, key).status().unwrap();
+    let status = run_cmd(s, probe.path(), store_args, key).status().unwrap();
     assert!(status.success());
     let full_ms = u64::try_from(started.elapsed().as_millis())
         .unwrap()
@@ -116,7 +184,7 @@ fn crash_loop(store_args: &[&str], key: Option<&str>, seed: u64) {
     let mut kills = 0;
     let mut completed = 0;
     while kills < KILLS {
-        let mut child = run_cmd(&s, dir.path(), store_args, key).spawn().unwrap();
+        let mut child = run_cmd(s, dir.path(), store_args, key).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(rng.gen_range(2..=max_delay)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL on Unix
@@ -136,7 +204,7 @@ fn crash_loop(store_args: &[&str], key: Option<&str>, seed: u64) {
         std::fs::remove_dir_all(dir.path().join("state")).unwrap();
         std::fs::remove_file(dir.path().join("out.jsonl")).unwrap();
     }
-    let status = run_cmd(&s, dir.path(), store_args, key).status().unwrap();
+    let status = run_cmd(s, dir.path(), store_args, key).status().unwrap();
     assert!(status.success());
     eprintln!(
         "crash loop {store_args:?}: {kills} kills (delays up to {max_delay} ms of a {full_ms} ms run), \
@@ -179,6 +247,26 @@ fn encrypted_file_store_survives_repeated_kill_9_with_byte_identical_output() {
 #[test]
 fn rocksdb_store_survives_repeated_kill_9_with_byte_identical_output() {
     crash_loop(&["--store", "rocksdb"], None, 3);
+}
+
+#[test]
+fn pattern_and_join_streams_survive_repeated_kill_9_with_byte_identical_output() {
+    let s = setup_with(5, PATTERN_PROGRAM, generate_patterns);
+    let out = String::from_utf8(s.expected.clone()).unwrap();
+    for stream in ["Fraud", "Bursts", "Silent", "Paid"] {
+        assert!(
+            out.contains(&format!("\"event_type\":\"{stream}\"")),
+            "the input makes {stream} match"
+        );
+    }
+    crash_loop_over(&s, &[], None, 5);
+}
+
+#[cfg(feature = "persistence")]
+#[test]
+fn pattern_and_join_streams_survive_repeated_kill_9_on_rocksdb() {
+    let s = setup_with(6, PATTERN_PROGRAM, generate_patterns);
+    crash_loop_over(&s, &["--store", "rocksdb"], None, 6);
 }
 
 #[test]

@@ -2,11 +2,17 @@
 
 use crate::{examples_dir, ok, run, varpulis};
 
-const EXAMPLES: [(&str, &str); 4] = [
+const EXAMPLES: [(&str, &str); 8] = [
     ("zone_stats", "jsonl"),
     ("sliding_avg", "evt"),
     ("sessions", "evt"),
     ("orders_lateness", "jsonl"),
+    // Sequence patterns and a join (the expected outputs are worked out by hand in
+    // `docs/design/patterns.md`, "Examples").
+    ("fraud", "jsonl"),
+    ("rising", "jsonl"),
+    ("payments", "jsonl"),
+    ("unshipped", "jsonl"),
 ];
 
 fn expected(name: &str) -> String {

@@ -4,7 +4,7 @@
 
 use varpulis_core::EventTime;
 
-use super::compile::{CompiledStream, Input};
+use super::compile::CompiledStream;
 
 /// The input event times a stream (or a source type) accepts: the times its window and every
 /// window downstream can represent, for the event and for every result it leads to. `low_by`
@@ -76,10 +76,11 @@ pub(super) fn stream_accepts(streams: &[CompiledStream]) -> Vec<Accepts> {
         let outputs = streams[i + 1..]
             .iter()
             .zip(&acc[i + 1..])
-            .filter(|(s, _)| s.input == Input::Stream(i))
+            .filter(|(s, _)| s.reads_stream(i))
             .fold(Accepts::everything(i), |a, (_, b)| a.intersect(*b));
         acc[i] = match &streams[i].window {
-            // Without a window an output keeps its input's time.
+            // Without a window an output keeps its input's time (a pattern's or join's output
+            // carries the time of one of its events, or a deadline the watermark passed).
             None => outputs,
             Some(op) => match op.accepted_event_times() {
                 None => Accepts::nothing(i),

@@ -1,6 +1,7 @@
-//! Compiling a program's stream plans into [`CompiledStream`]s: each stream's input, its window
-//! operator (aggregate inputs as VPL expressions over the program variables) and how far its
-//! operator watermark lags the effective one.
+//! Compiling a program's stream plans into [`CompiledStream`]s: each stream's input (or, for a
+//! pattern or a join, inputs), its window, pattern or join operator (aggregate inputs and
+//! conditions as VPL expressions over the program variables) and how far its operator
+//! watermark lags the effective one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use varpulis_vpl::{Bindings, CompiledExpr, Source, StreamPlan, WindowKind};
 use varpulis_windows::{Aggregate, WindowOperator, WindowSpec};
 
 use super::accepts::{Accepts, stream_accepts};
+use super::operators::Operator;
 use super::{Engine, EngineError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,11 +22,24 @@ pub(super) enum Input {
     Stream(usize),
 }
 
+/// One input of a pattern or join stream: where its events come from and the name they carry
+/// (the event type, or the upstream stream's name).
+#[derive(Debug, Clone)]
+pub(super) struct Feed {
+    pub(super) input: Input,
+    pub(super) name: String,
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct CompiledStream {
     pub(super) plan: StreamPlan,
+    /// The source of a plain stream (a pattern's or join's first input: see `feeds`).
     pub(super) input: Input,
     pub(super) window: Option<WindowOperator>,
+    /// A pattern or join stream's operator.
+    pub(super) operator: Option<Operator>,
+    /// A pattern or join stream's inputs (empty for a plain stream).
+    pub(super) feeds: Vec<Feed>,
     /// How far behind the effective watermark this stream's operator watermark is: the
     /// allowed lateness of every windowed stream upstream, so that an upstream window emitted
     /// late is never late here.
@@ -40,6 +55,59 @@ pub(super) struct CompiledStream {
     /// Whether a later stream reads this one's outputs (else they are moved to the output,
     /// not copied).
     pub(super) has_readers: bool,
+}
+
+impl CompiledStream {
+    /// Advances a pattern or join stream's operator to `wm` (`None`: flushes it) and appends
+    /// the output events of its matches to `out`.
+    pub(super) fn drain_operator(
+        &mut self,
+        variables: &BTreeMap<String, Value>,
+        wm: Option<varpulis_core::EventTime>,
+        out: &mut Vec<Event>,
+    ) {
+        let Self {
+            plan,
+            operator,
+            output_type,
+            filter,
+            emit,
+            emit_names,
+            ..
+        } = self;
+        let Some(op) = operator.as_mut() else {
+            return;
+        };
+        super::operators::Projection {
+            plan,
+            output_type,
+            filter: filter.as_ref(),
+            emit,
+            emit_names,
+            variables,
+        }
+        .drain(op, wm, out);
+    }
+
+    /// Whether input events of type `t` reach this stream directly.
+    pub(super) fn reads_event_type(&self, t: &str) -> bool {
+        if self.feeds.is_empty() {
+            self.input == Input::Event && self.plan.source.name() == t
+        } else {
+            self.feeds
+                .iter()
+                .any(|f| f.input == Input::Event && f.name == t)
+        }
+    }
+
+    /// Whether this stream reads the outputs of stream `up`.
+    pub(super) fn reads_stream(&self, up: usize) -> bool {
+        if self.feeds.is_empty() {
+            self.input == Input::Stream(up)
+        } else {
+            self.feeds.iter().any(|f| f.input == Input::Stream(up))
+        }
+    }
 }
 
 /// A VPL expression as a window aggregate input: evaluated against the event and the program
@@ -99,25 +167,37 @@ impl Engine {
     pub(super) fn compile(&mut self) -> Result<(), EngineError> {
         let mut streams: Vec<CompiledStream> = Vec::with_capacity(self.program.streams.len());
         for plan in &self.program.streams {
-            let (input, lag) = match &plan.source {
-                Source::Event(_) => (Input::Event, 0),
-                Source::Stream(name) => {
-                    let idx = streams
-                        .iter()
-                        .position(|s| s.plan.name == *name)
-                        .expect("streams are in dependency order");
-                    let up = &streams[idx];
-                    let up_lateness = if up.window.is_some() {
-                        up.plan.allowed_lateness_ms.unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    (
-                        Input::Stream(idx),
-                        up.watermark_lag_ms.saturating_add(up_lateness),
-                    )
-                }
-            };
+            // The inputs: a plain stream's source, or every input of a pattern or join.
+            let mut feeds = Vec::new();
+            let mut lag = 0_i64;
+            for source in plan.inputs() {
+                let input = match &source {
+                    Source::Event(_) => Input::Event,
+                    Source::Stream(name) => {
+                        let idx = streams
+                            .iter()
+                            .position(|s| s.plan.name == *name)
+                            .expect("streams are in dependency order");
+                        let up = &streams[idx];
+                        let up_lateness = if up.window.is_some() {
+                            up.plan.allowed_lateness_ms.unwrap_or(0)
+                        } else {
+                            0
+                        };
+                        lag = lag.max(up.watermark_lag_ms.saturating_add(up_lateness));
+                        Input::Stream(idx)
+                    }
+                };
+                feeds.push(Feed {
+                    input,
+                    name: source.name().to_owned(),
+                });
+            }
+            let input = feeds[0].input;
+            let operator = Operator::build(plan, &self.variables)?;
+            if operator.is_none() {
+                feeds.clear();
+            }
             let window = match plan.window {
                 Some(w) => Some(window_operator(plan, w, &self.variables)?),
                 None => None,
@@ -141,10 +221,24 @@ impl Engine {
                 plan: plan.clone(),
                 input,
                 window,
+                operator,
                 watermark_lag_ms: lag,
                 has_readers: false,
+                feeds,
             });
-            if let Input::Stream(up) = input {
+            let me = streams.len() - 1;
+            let ups: Vec<usize> = if streams[me].feeds.is_empty() {
+                vec![input]
+            } else {
+                streams[me].feeds.iter().map(|f| f.input).collect()
+            }
+            .into_iter()
+            .filter_map(|i| match i {
+                Input::Stream(up) => Some(up),
+                Input::Event => None,
+            })
+            .collect();
+            for up in ups {
                 streams[up].has_readers = true;
             }
         }
@@ -157,7 +251,7 @@ impl Engine {
                 streams
                     .iter()
                     .zip(&accepts)
-                    .filter(|(s, _)| s.input == Input::Event && s.plan.source.name() == t)
+                    .filter(|(s, _)| s.reads_event_type(t))
                     .map(|(_, a)| *a)
                     .reduce(Accepts::intersect)
                     .unwrap_or(Accepts::everything(0))

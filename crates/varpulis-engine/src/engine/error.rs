@@ -2,6 +2,7 @@
 
 use varpulis_checkpoint::state::ENGINE_CHECKPOINT_VERSION;
 use varpulis_core::EventTime;
+use varpulis_patterns::PatternError;
 use varpulis_windows::WindowError;
 
 /// Errors of building or restoring an [`Engine`](super::Engine).
@@ -17,11 +18,34 @@ pub enum EngineError {
         #[source]
         source: WindowError,
     },
-    /// The checkpoint holds window state for a stream the program does not define.
+    /// A stream's pattern or join could not be built or its state restored (for example a
+    /// checkpoint taken under another pattern: `IncompatibleState`).
+    #[error("stream {stream}")]
+    Pattern {
+        /// The stream.
+        stream: String,
+        /// What the operator said.
+        #[source]
+        source: PatternError,
+    },
+    /// The checkpoint holds the seed format's SASE or join state (engine checkpoint version
+    /// 1), which no operator of this engine can resume.
     #[error(
-        "the checkpoint holds window state for stream {stream}, which the program does not \
-         define; use the program the checkpoint was taken with, or start from an empty state \
-         directory"
+        "the checkpoint holds {what} state of the seed format for stream {stream}, which this \
+         engine cannot resume; start from an empty state directory"
+    )]
+    SeedState {
+        /// The stream named by the checkpoint.
+        stream: String,
+        /// `SASE` or `join`.
+        what: &'static str,
+    },
+    /// The checkpoint holds operator state for a stream the program does not define (or that
+    /// has no operator of that kind).
+    #[error(
+        "the checkpoint holds window, pattern or join state for stream {stream}, which the \
+         program does not define; use the program the checkpoint was taken with, or start from \
+         an empty state directory"
     )]
     UnknownStream {
         /// The stream named by the checkpoint.

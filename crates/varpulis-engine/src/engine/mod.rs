@@ -9,11 +9,12 @@ mod accepts;
 mod compile;
 mod error;
 mod flush;
+mod operators;
 mod step;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use varpulis_checkpoint::EngineCheckpoint;
@@ -55,6 +56,9 @@ pub struct Engine {
     results: Vec<WindowResult>,
     late: Vec<LateEvent>,
     flush: Option<Box<Flush>>,
+    /// A flush of a program with pattern or join streams: computed at its first step, then
+    /// handed out (see [`Engine::flush_step`]).
+    flushed: Option<VecDeque<Event>>,
 }
 
 /// An event a window dropped as late (every window it belonged to was already emitted): the
@@ -77,15 +81,20 @@ impl Engine {
     pub fn new(program: Program) -> Result<Self, EngineError> {
         let variables = Arc::new(program.initial_variables());
         let mut watermarks = WatermarkTracker::new();
-        let mut bounds: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut bounds: BTreeMap<String, i64> = BTreeMap::new();
         for s in &program.streams {
-            if let (Source::Event(t), Some(ooo)) = (&s.source, s.watermark_out_of_order_ms) {
-                let b = bounds.entry(t.as_str()).or_insert(0);
-                *b = (*b).max(ooo);
+            let Some(ooo) = s.watermark_out_of_order_ms else {
+                continue;
+            };
+            for input in s.inputs() {
+                if let Source::Event(t) = input {
+                    let b = bounds.entry(t).or_insert(0);
+                    *b = (*b).max(ooo);
+                }
             }
         }
         for (source, bound) in bounds {
-            watermarks.declare_source(source, bound);
+            watermarks.declare_source(&source, bound);
         }
         let source_types = program
             .source_event_types()
@@ -104,6 +113,7 @@ impl Engine {
             results: Vec::new(),
             late: Vec::new(),
             flush: None,
+            flushed: None,
             program,
         };
         engine.compile()?;
@@ -134,14 +144,22 @@ impl Engine {
         self.output_events_emitted
     }
 
-    /// Late events dropped by every window, in total.
+    /// Late events dropped by every window, pattern and join, in total.
     #[must_use]
     pub fn late_events_dropped(&self) -> u64 {
-        self.streams
+        let windows: u64 = self
+            .streams
             .iter()
             .filter_map(|s| s.window.as_ref())
             .map(WindowOperator::late_events_dropped)
-            .sum()
+            .sum();
+        let operators: u64 = self
+            .streams
+            .iter()
+            .filter_map(|s| s.operator.as_ref())
+            .map(operators::Operator::late_events_dropped)
+            .sum();
+        windows + operators
     }
 
     /// The effective watermark.
@@ -150,14 +168,22 @@ impl Engine {
         self.watermarks.effective()
     }
 
-    /// Approximate bytes of window state held.
+    /// Approximate bytes of window, pattern and join state held.
     #[must_use]
     pub fn approximate_state_bytes(&self) -> usize {
-        self.streams
+        let windows: usize = self
+            .streams
             .iter()
             .filter_map(|s| s.window.as_ref())
             .map(WindowOperator::approximate_state_bytes)
-            .sum()
+            .sum();
+        let operators: usize = self
+            .streams
+            .iter()
+            .filter_map(|s| s.operator.as_ref())
+            .map(operators::Operator::approximate_state_bytes)
+            .sum();
+        windows + operators
     }
 
     /// Late events dropped since the last call, in the order they arrived (the side output).
@@ -192,8 +218,7 @@ impl Engine {
             // Name a stream the event reaches directly when its own window cannot take the
             // time, else the one downstream.
             let direct = self.streams.iter().position(|s| {
-                s.input == Input::Event
-                    && s.plan.source.name() == event.event_type()
+                s.reads_event_type(event.event_type())
                     && s.window.as_ref().is_some_and(|op| {
                         op.accepted_event_times().is_none_or(|r| !r.contains(&ts))
                     })
@@ -222,6 +247,7 @@ impl Engine {
     pub fn process(&mut self, event: &Event, out: &mut Vec<Event>) -> Result<(), EngineError> {
         let source = self.source_of(event)?;
         self.flush = None;
+        self.flushed = None;
         self.events_processed += 1;
         let wm = if source.is_some() {
             self.watermarks.observe(event)
@@ -238,7 +264,33 @@ impl Engine {
             let (done, rest) = self.produced.split_at_mut(i);
             let mine = &mut rest[0];
             mine.clear();
+            let op_wm = operator_watermark(&self.streams[i], &self.watermarks, wm);
             let stream = &mut self.streams[i];
+            if let Some(op) = stream.operator.as_mut() {
+                for f in &stream.feeds {
+                    match f.input {
+                        Input::Event => {
+                            if f.name == event.event_type() {
+                                op.process(&f.name, event);
+                            }
+                        }
+                        Input::Stream(up) => {
+                            for e in &done[up] {
+                                op.process(&f.name, e);
+                            }
+                        }
+                    }
+                }
+                if let Some(wm) = op_wm {
+                    stream.drain_operator(&self.variables, Some(wm), mine);
+                }
+                if stream.has_readers {
+                    out.extend(mine.iter().cloned());
+                } else {
+                    out.append(mine);
+                }
+                continue;
+            }
             match stream.input {
                 Input::Event => {
                     if stream.plan.source.name() == event.event_type() {
@@ -285,6 +337,9 @@ impl Engine {
     /// would hold a half-flushed state. [`Engine::process`] or a restore in the middle abandons
     /// the flush (a new one then starts from what is left).
     pub fn flush_step(&mut self, out: &mut Vec<Event>, max_outputs: usize) -> bool {
+        if self.streams.iter().any(|s| s.operator.is_some()) {
+            return self.flush_step_with_operators(out, max_outputs);
+        }
         let mut flush = match self.flush.take() {
             Some(flush) => flush,
             None => Box::new(Flush::new(&self.streams)),
@@ -316,6 +371,59 @@ impl Engine {
         more
     }
 
+    /// [`flush_step`](Self::flush_step) of a program with pattern or join streams: the whole
+    /// flush is computed at the first step (stream by stream in dependency order, each taking
+    /// what its inputs flushed, then flushing its own operator) and handed out `max_outputs`
+    /// at a time. It holds the flush's outputs at once, where a program of windows alone is
+    /// flushed incrementally.
+    fn flush_step_with_operators(&mut self, out: &mut Vec<Event>, max_outputs: usize) -> bool {
+        if self.flushed.is_none() {
+            let mut all = VecDeque::new();
+            let mut produced: Vec<Vec<Event>> = vec![Vec::new(); self.streams.len()];
+            let mut step = Step {
+                variables: &self.variables,
+                results: &mut self.results,
+                late: &mut self.late,
+            };
+            for i in 0..self.streams.len() {
+                let (done, rest) = produced.split_at_mut(i);
+                let mine = &mut rest[0];
+                let stream = &mut self.streams[i];
+                if let Some(op) = stream.operator.as_mut() {
+                    for f in &stream.feeds {
+                        if let Input::Stream(up) = f.input {
+                            for e in &done[up] {
+                                op.process(&f.name, e);
+                            }
+                        }
+                    }
+                    stream.drain_operator(step.variables, None, mine);
+                } else {
+                    if let Input::Stream(up) = stream.input {
+                        for e in &done[up] {
+                            step.handle(stream, e, mine);
+                        }
+                    }
+                    if let Some(op) = stream.window.as_mut() {
+                        while op.flush_step(step.results, usize::MAX) {}
+                        step.finish(stream, mine);
+                    }
+                }
+                all.extend(mine.iter().cloned());
+            }
+            self.flushed = Some(all);
+        }
+        let buffer = self.flushed.as_mut().expect("computed above");
+        let n = max_outputs.min(buffer.len());
+        out.extend(buffer.drain(..n));
+        self.output_events_emitted += n as u64;
+        let more = !buffer.is_empty();
+        if !more {
+            self.flushed = None;
+        }
+        more
+    }
+
     /// The engine's state: every window operator, the watermark tracker, variables and
     /// counters.
     #[must_use]
@@ -339,6 +447,22 @@ impl Engine {
             watermark_state: Some(self.watermarks.snapshot()),
             events_processed: self.events_processed,
             output_events_emitted: self.output_events_emitted,
+            pattern_states: self
+                .streams
+                .iter()
+                .filter_map(|s| match s.operator.as_ref()? {
+                    operators::Operator::Pattern(op) => Some((s.plan.name.clone(), op.snapshot())),
+                    operators::Operator::Join(_) => None,
+                })
+                .collect(),
+            join_operator_states: self
+                .streams
+                .iter()
+                .filter_map(|s| match s.operator.as_ref()? {
+                    operators::Operator::Join(op) => Some((s.plan.name.clone(), op.snapshot())),
+                    operators::Operator::Pattern(_) => None,
+                })
+                .collect(),
             ..EngineCheckpoint::default()
         }
     }
@@ -356,12 +480,40 @@ impl Engine {
         if cp.version > ENGINE_CHECKPOINT_VERSION {
             return Err(EngineError::UnsupportedVersion { found: cp.version });
         }
-        if let Some(name) = cp.window_states.keys().find(|n| {
-            !self
-                .streams
-                .iter()
-                .any(|s| s.window.is_some() && s.plan.name == **n)
-        }) {
+        if let Some(name) = cp.sase_states.keys().next() {
+            return Err(EngineError::SeedState {
+                stream: name.clone(),
+                what: "SASE",
+            });
+        }
+        if let Some(name) = cp.join_states.keys().next() {
+            return Err(EngineError::SeedState {
+                stream: name.clone(),
+                what: "join",
+            });
+        }
+        let has = |name: &str, kind: fn(&CompiledStream) -> bool| {
+            self.streams.iter().any(|s| kind(s) && s.plan.name == name)
+        };
+        let unknown = cp
+            .window_states
+            .keys()
+            .find(|n| !has(n, |s| s.window.is_some()))
+            .or_else(|| {
+                cp.pattern_states.keys().find(|n| {
+                    !has(n, |s| {
+                        matches!(s.operator, Some(operators::Operator::Pattern(_)))
+                    })
+                })
+            })
+            .or_else(|| {
+                cp.join_operator_states.keys().find(|n| {
+                    !has(n, |s| {
+                        matches!(s.operator, Some(operators::Operator::Join(_)))
+                    })
+                })
+            });
+        if let Some(name) = unknown {
             return Err(EngineError::UnknownStream {
                 stream: name.clone(),
             });
@@ -373,6 +525,7 @@ impl Engine {
             }
         }
         self.variables = Arc::new(variables);
+        self.flushed = None;
         self.compile()?;
         for stream in &mut self.streams {
             if let (Some(op), Some(state)) = (
@@ -384,6 +537,24 @@ impl Engine {
                     source,
                 })?;
             }
+        }
+        for stream in &mut self.streams {
+            let name = &stream.plan.name;
+            let restored = match stream.operator.as_mut() {
+                Some(operators::Operator::Pattern(op)) => cp
+                    .pattern_states
+                    .get(name)
+                    .map_or(Ok(()), |state| op.restore(state)),
+                Some(operators::Operator::Join(op)) => cp
+                    .join_operator_states
+                    .get(name)
+                    .map_or(Ok(()), |state| op.restore(state)),
+                None => Ok(()),
+            };
+            restored.map_err(|source| EngineError::Pattern {
+                stream: name.clone(),
+                source,
+            })?;
         }
         // Window state holds only times the program accepts (what `process` checks), so what it
         // emits later is accepted downstream.
@@ -417,6 +588,30 @@ impl Engine {
         self.output_events_emitted = cp.output_events_emitted;
         Ok(())
     }
+}
+
+/// The watermark of a pattern or join stream, given the effective one.
+///
+/// A pipeline's input is one stream of events of every type, in time order up to the declared
+/// bounds; a pattern or a join reads several of its types as that one stream. So an operator
+/// fed only by event types follows the most advanced of their watermarks (each type's largest
+/// time minus its out-of-order bound): a type that is rare, or has stopped, does not hold the
+/// pattern back, and an event of any of its types older than that is late. One fed (also) by
+/// another stream follows the effective watermark, lagged like a window's, since that
+/// stream's outputs come as the effective watermark passes.
+fn operator_watermark(
+    stream: &CompiledStream,
+    watermarks: &WatermarkTracker,
+    effective: Option<EventTime>,
+) -> Option<EventTime> {
+    if stream.feeds.iter().any(|f| f.input != Input::Event) {
+        return effective.map(|wm| wm.saturating_sub(stream.watermark_lag_ms));
+    }
+    stream
+        .feeds
+        .iter()
+        .filter_map(|f| watermarks.source_watermark(&f.name))
+        .max()
 }
 
 /// Puts a checkpoint of [`Engine::create_checkpoint_unsorted`] in the order

@@ -360,3 +360,93 @@ fn a_checkpoint_holding_a_time_a_downstream_window_cannot_represent_is_refused()
         "{err:?}"
     );
 }
+
+const PATTERNS: &str = "\
+stream Seq = A as a -> B where v > a.v as b .within(50ms) .partition_by(k) .emit(k: k, d: b.v - a.v)
+stream Runs = A as a -> all B where v > a.v as b -> C .within(80ms) .partition_by(k) .emit(n: len(b), s: sum(b.v))
+stream J = join(A, C) .on(A.k == C.k) .window(30ms) .emit(k: A.k, x: C.v)
+";
+
+fn pattern_events() -> Vec<Event> {
+    let mut x: u64 = 11;
+    (0..2_000_i64)
+        .map(|i| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let ty = ["A", "B", "B", "C"][usize::try_from((x >> 33) % 4).unwrap()];
+            Event::new(ty, i * 3)
+                .with_field("k", i64::try_from((x >> 20) % 3).unwrap())
+                .with_field("v", i64::try_from((x >> 40) % 10).unwrap())
+        })
+        .collect()
+}
+
+fn pattern_engine(src: &str) -> Engine {
+    Engine::new(varpulis_vpl::parse_program(src).unwrap()).unwrap()
+}
+
+#[test]
+fn a_pattern_program_restored_at_any_position_gives_the_uninterrupted_output() {
+    let events = pattern_events();
+    let mut whole = pattern_engine(PATTERNS);
+    let mut expected = Vec::new();
+    for e in &events {
+        whole.process(e, &mut expected).unwrap();
+    }
+    whole.flush(&mut expected);
+    let streams: std::collections::BTreeSet<&str> =
+        expected.iter().map(Event::event_type).collect();
+    assert_eq!(streams.len(), 3, "every stream matches: {streams:?}");
+    for cut in [0, 1, 7, 500, 1_333, 1_999] {
+        let mut first = pattern_engine(PATTERNS);
+        let mut got = Vec::new();
+        for e in &events[..cut] {
+            first.process(e, &mut got).unwrap();
+        }
+        let cp = first.create_checkpoint();
+        assert!(cut == 0 || !cp.pattern_states.is_empty());
+        let mut second = pattern_engine(PATTERNS);
+        second.restore_checkpoint(&cp).unwrap();
+        for e in &events[cut..] {
+            second.process(e, &mut got).unwrap();
+        }
+        second.flush(&mut got);
+        assert_eq!(got, expected, "restored after {cut} events");
+    }
+}
+
+#[test]
+fn a_checkpoint_of_another_pattern_is_refused_as_incompatible_with_the_stream_named() {
+    let mut e = pattern_engine(PATTERNS);
+    let mut out = Vec::new();
+    for ev in &pattern_events()[..100] {
+        e.process(ev, &mut out).unwrap();
+    }
+    let cp = e.create_checkpoint();
+    let changed = PATTERNS.replace("v > a.v as b .within(50ms)", "v >= a.v as b .within(50ms)");
+    let err = pattern_engine(&changed)
+        .restore_checkpoint(&cp)
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            EngineError::Pattern { stream, source: varpulis_patterns::PatternError::IncompatibleState { .. } }
+                if stream == "Seq"
+        ),
+        "{err:?}"
+    );
+    let mut v1 = cp.clone();
+    v1.version = 1;
+    v1.pattern_states.clear();
+    v1.join_operator_states.clear();
+    v1.sase_states.insert(
+        "Old".to_owned(),
+        varpulis_checkpoint::SaseCheckpoint::default(),
+    );
+    let err = pattern_engine(PATTERNS)
+        .restore_checkpoint(&v1)
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::SeedState { stream, .. } if stream == "Old"),
+        "{err:?}"
+    );
+}
