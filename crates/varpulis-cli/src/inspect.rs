@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use varpulis_checkpoint::{
-    Checkpoint, CheckpointConfig, CheckpointManager, WindowCheckpoint, encoded_size, error_chain,
+    Checkpoint, CheckpointConfig, CheckpointManager, JoinOperatorCheckpoint, PatternCheckpoint,
+    WindowCheckpoint, encoded_size, error_chain,
 };
 use varpulis_core::format_duration_ms;
 use varpulis_engine::CONTEXT;
@@ -134,6 +135,53 @@ fn describe_window(name: &str, w: &WindowCheckpoint) -> String {
     )
 }
 
+fn describe_pattern(name: &str, p: &PatternCheckpoint) -> String {
+    let runs: usize = p.partitions.iter().map(|x| x.runs.len()).sum();
+    let bytes = postcard::to_allocvec(p).map_or(0, |v| v.len() as u64);
+    let wm = p
+        .watermark_ms
+        .map_or_else(|| "none".to_owned(), |m| m.to_string());
+    let c = &p.counters;
+    format!(
+        "  {name}: pattern; {} partition(s), {runs} open run(s), {} held event(s), ~{}; \
+         watermark {wm}; runs started {}, matches {}, expired {}, cancelled {}, evicted {}, \
+         Kleene overflows {}, late events dropped {}, events without key {}\n",
+        p.partitions.len(),
+        p.pending.len(),
+        human_bytes(bytes),
+        c.runs_started,
+        c.matches,
+        c.runs_expired,
+        c.runs_cancelled,
+        c.runs_evicted,
+        c.kleene_overflows,
+        c.late_events_dropped,
+        c.events_without_key,
+    )
+}
+
+fn describe_join(name: &str, j: &JoinOperatorCheckpoint) -> String {
+    let buffered: usize = j.buffers.iter().map(Vec::len).sum();
+    let bytes = postcard::to_allocvec(j).map_or(0, |v| v.len() as u64);
+    let wm = j
+        .watermark_ms
+        .map_or_else(|| "none".to_owned(), |m| m.to_string());
+    let c = &j.counters;
+    format!(
+        "  {name}: join of {} input(s); {buffered} buffered event(s), {} held event(s), ~{}; \
+         watermark {wm}; matches {}, expired {}, keys evicted {}, late events dropped {}, \
+         events without key {}\n",
+        j.buffers.len(),
+        j.pending.len(),
+        human_bytes(bytes),
+        c.matches,
+        c.expired,
+        c.keys_evicted,
+        c.late_events_dropped,
+        c.events_without_key,
+    )
+}
+
 /// `checkpoint inspect`: one checkpoint in detail (the newest valid one by default), then
 /// every invalid checkpoint and why.
 pub(crate) async fn inspect(store: Arc<dyn StateStore>, id: Option<u64>) -> Result<String> {
@@ -196,12 +244,21 @@ pub(crate) async fn inspect(store: Arc<dyn StateStore>, id: Option<u64>) -> Resu
                 for (var, value) in &state.variables {
                     let _ = writeln!(out, "  var {var} = {value}");
                 }
-                if state.window_states.is_empty() {
-                    out.push_str("  no window state\n");
+                if state.window_states.is_empty()
+                    && state.pattern_states.is_empty()
+                    && state.join_operator_states.is_empty()
+                {
+                    out.push_str("  no window, pattern or join state\n");
                 } else {
                     out.push_str("  streams:\n");
                     for (stream, w) in &state.window_states {
                         out.push_str(&describe_window(stream, w));
+                    }
+                    for (stream, p) in &state.pattern_states {
+                        out.push_str(&describe_pattern(stream, p));
+                    }
+                    for (stream, j) in &state.join_operator_states {
+                        out.push_str(&describe_join(stream, j));
                     }
                 }
             }

@@ -102,3 +102,41 @@ fn a_late_event_is_reported_on_stderr_not_silently_dropped() {
         late[0]
     );
 }
+
+#[test]
+fn a_pattern_over_its_bounds_keeps_max_runs_and_inspect_counts_the_evictions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let program = crate::write(
+        tmp.path(),
+        "bounded.vpl",
+        "stream S = A as a -> B as b .partition_by(k) .max_runs(10) .emit(x: a.v)",
+    );
+    let lines: String = (0..1000)
+        .map(|i| format!("{{\"event_type\":\"A\",\"timestamp\":{i},\"k\":1,\"v\":{i}}}\n"))
+        .collect();
+    let events = crate::write(tmp.path(), "a.jsonl", &lines);
+    let state = tmp.path().join("state");
+    let mut cmd = run(&program, &events);
+    cmd.arg("--state-dir")
+        .arg(&state)
+        .arg("--output")
+        .arg(tmp.path().join("out.jsonl"))
+        .env("RUST_LOG", "warn");
+    let out = ok(&mut cmd);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("bounds dropped state") && stderr.contains("stream=S"),
+        "{stderr}"
+    );
+    let inspect = ok(varpulis()
+        .args(["checkpoint", "inspect", "--state-dir"])
+        .arg(&state));
+    let text = String::from_utf8(inspect.stdout).unwrap();
+    // 999 events processed (the last is held until the watermark passes it): 10 runs kept.
+    assert!(
+        text.contains("S: pattern; 1 partition(s), 10 open run(s)")
+            && text.contains("runs started 999")
+            && text.contains("evicted 989"),
+        "{text}"
+    );
+}

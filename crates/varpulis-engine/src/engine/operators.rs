@@ -237,6 +237,18 @@ impl Operator {
         }
     }
 
+    /// What the operator dropped to stay within its bounds: runs evicted and Kleene
+    /// overflows of a pattern, keys evicted of a join.
+    pub(super) fn bounded_drops(&self) -> u64 {
+        match self {
+            Self::Pattern(op) => {
+                let c = op.counters();
+                c.runs_evicted + c.kleene_overflows
+            }
+            Self::Join(op) => op.counters().keys_evicted,
+        }
+    }
+
     pub(super) fn approximate_state_bytes(&self) -> usize {
         match self {
             Self::Pattern(op) => op.approximate_state_bytes(),
@@ -270,6 +282,22 @@ impl Projection<'_> {
     /// Advances `op` to `wm` (or, `None`, flushes it: end of input) and appends the output
     /// events of what it emits to `out`.
     pub(super) fn drain(&self, op: &mut Operator, wm: Option<EventTime>, out: &mut Vec<Event>) {
+        let dropped = op.bounded_drops();
+        self.drain_matches(op, wm, out);
+        let now = op.bounded_drops();
+        // Logged when the count reaches 1, 10, 100, ...: visible, without a line per drop
+        // (every count is in the checkpoint, `checkpoint inspect` shows them).
+        if now > dropped && now.ilog10() > dropped.max(1).ilog10() || (dropped == 0 && now > 0) {
+            tracing::warn!(
+                stream = %self.plan.name,
+                dropped = now,
+                "the stream's bounds dropped state: runs evicted (max_runs), Kleene captures \
+                 over max_kleene, or join keys evicted"
+            );
+        }
+    }
+
+    fn drain_matches(&self, op: &mut Operator, wm: Option<EventTime>, out: &mut Vec<Event>) {
         match op {
             Operator::Pattern(op) => {
                 let mut matches = Vec::new();
