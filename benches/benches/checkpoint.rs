@@ -43,7 +43,11 @@ const PART: usize = 256 * 1024;
 
 /// A one-context state of `bytes` bytes in parts of [`PART`] bytes; `generation` changes every part.
 fn state(bytes: usize, generation: i64) -> Checkpoint {
-    let mut engine = EngineCheckpoint::default();
+    // Seed-format join parts (format version 1): sizes comparable with earlier figures.
+    let mut engine = EngineCheckpoint {
+        version: 1,
+        ..EngineCheckpoint::default()
+    };
     for i in 0..bytes.div_ceil(PART) {
         let text: String = payload(PART, i as u64)
             .into_iter()
@@ -261,7 +265,11 @@ fn ratios(_: &mut Criterion) {
     let rt = runtime();
     // 1,000 parts of 4 KiB, 1% changed.
     let store = MemoryStore::new();
-    let mut engine = EngineCheckpoint::default();
+    // Seed-format join parts (format version 1): sizes comparable with earlier figures.
+    let mut engine = EngineCheckpoint {
+        version: 1,
+        ..EngineCheckpoint::default()
+    };
     for i in 0..1_000_u64 {
         let text: String = payload(4_096, i)
             .into_iter()

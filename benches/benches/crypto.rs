@@ -157,7 +157,11 @@ fn stores(c: &mut Criterion) {
 /// A one-context state of `bytes` bytes in parts of [`PART`] bytes; `generation` changes every
 /// part (the shape of `checkpoint.rs`'s state).
 fn checkpoint_state(bytes: usize, generation: i64) -> Checkpoint {
-    let mut engine = EngineCheckpoint::default();
+    // Seed-format join parts (format version 1): sizes comparable with earlier figures.
+    let mut engine = EngineCheckpoint {
+        version: 1,
+        ..EngineCheckpoint::default()
+    };
     for i in 0..bytes.div_ceil(PART) {
         let text: String = payload(PART, i as u64)
             .into_iter()

@@ -2,6 +2,10 @@
 //! against a baseline that only evaluates a filter on the same events, and the state of open
 //! runs (bytes per run, snapshot size and encode time as the number of runs grows).
 //!
+//! The `engine` group runs the same workloads end to end through the engine (VPL parsed and
+//! compiled, conditions as compiled expressions, matches projected through `.emit`, the
+//! watermark from the events), against the same events through a plain `.where` stream.
+//!
 //! Run: `cargo bench -p varpulis-benches --bench patterns -- --warm-up-time 1 --measurement-time 3`
 
 #![allow(missing_docs)]
@@ -152,6 +156,65 @@ fn throughput(c: &mut Criterion) {
     g.finish();
 }
 
+fn engine(src: &str) -> varpulis_engine::Engine {
+    let program = varpulis_vpl::parse_program(src).expect("valid VPL");
+    varpulis_engine::Engine::new(program).expect("compiles")
+}
+
+/// The events through a fresh engine of `src`; the number of outputs (flushed at the end).
+fn run_engine(src: &str, events: &[Event]) -> usize {
+    let mut e = engine(src);
+    let mut out = Vec::new();
+    let mut n = 0;
+    for ev in events {
+        e.process(ev, &mut out).expect("accepted");
+        n += out.len();
+        out.clear();
+    }
+    e.flush(&mut out);
+    n + out.len()
+}
+
+const VPL_WHERE: &str = "stream W = B .where(value > 50)";
+const VPL_SEQUENCE: &str = "stream S = A as a -> B where value > a.value as b .within(60s) \
+                            .partition_by(user) .emit(user: a.user, d: b.value - a.value)";
+const VPL_KLEENE: &str = "stream K = A as a -> all B where value > 50 as b -> C as c \
+                          .within(60s) .partition_by(user) .max_runs(100) \
+                          .emit(user: a.user, n: len(b), total: sum(b.value))";
+const VPL_JOIN: &str = "stream J = join(A, B) .on(A.user == B.user) .window(5s) \
+                        .emit(user: A.user, a: A.value, b: B.value)";
+
+fn end_to_end(c: &mut Criterion) {
+    let abc = events(&["A", "B", "C"]);
+    let ab = events(&["A", "B"]);
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.bench_function("baseline .where(value > 50)", |b| {
+        b.iter(|| run_engine(VPL_WHERE, black_box(&abc)));
+    });
+    g.bench_function("A -> B within 60s, 1000 keys", |b| {
+        b.iter(|| run_engine(VPL_SEQUENCE, black_box(&ab)));
+    });
+    g.bench_function("A -> all B -> C within 60s, 1000 keys", |b| {
+        b.iter(|| run_engine(VPL_KLEENE, black_box(&abc)));
+    });
+    g.bench_function("join(A, B) on user window 5s", |b| {
+        b.iter(|| run_engine(VPL_JOIN, black_box(&ab)));
+    });
+    g.finish();
+    // What the workloads produce, for the matches/s figures.
+    for (name, src, evs) in [
+        ("sequence", VPL_SEQUENCE, &ab),
+        ("kleene", VPL_KLEENE, &abc),
+        ("join", VPL_JOIN, &ab),
+    ] {
+        println!(
+            "{name}: {} outputs per {EVENTS} events",
+            run_engine(src, evs)
+        );
+    }
+}
+
 /// `runs` open runs of `A -> B` (no `within`) over `KEYS` partitions.
 fn with_runs(runs: usize) -> PatternOperator {
     let mut spec = sequence();
@@ -196,5 +259,5 @@ fn state_size(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, throughput, state_size);
+criterion_group!(benches, throughput, end_to_end, state_size);
 criterion_main!(benches);

@@ -30,6 +30,8 @@ fn state_for(id: u64) -> Checkpoint {
     let mut engine = EngineCheckpoint {
         events_processed: id * 10,
         output_events_emitted: id,
+        // Seed-format join parts (format version 1), as any operator state would do.
+        version: 1,
         ..EngineCheckpoint::default()
     };
     for i in 0..8_u64 {
