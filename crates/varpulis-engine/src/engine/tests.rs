@@ -450,3 +450,70 @@ fn a_checkpoint_of_another_pattern_is_refused_as_incompatible_with_the_stream_na
         "{err:?}"
     );
 }
+
+#[test]
+fn a_join_reads_a_windowed_streams_results_and_or_and_steps_match_through_the_engine() {
+    // Per account and second, the total; joined with the account's latest limit.
+    let src = "\
+stream Totals = Txn .partition_by(account) .window(1s) .aggregate(total: sum(amount))
+stream Over = join(Totals, Limit) .on(Totals.account == Limit.account) .window(10s)
+    .where(Totals.total > Limit.max) .emit(account: Totals.account, total: Totals.total)
+stream Either = Open as o -> Alert OR Alarm as x -> Ack AND Close .within(10s)
+    .emit(first: o.id, second: x.id)
+";
+    let mut e = pattern_engine(src);
+    let mut out = Vec::new();
+    let events = [
+        Event::new("Limit", 0)
+            .with_field("account", "a")
+            .with_field("max", 15),
+        Event::new("Txn", 100)
+            .with_field("account", "a")
+            .with_field("amount", 10),
+        Event::new("Txn", 200)
+            .with_field("account", "a")
+            .with_field("amount", 10),
+        Event::new("Open", 300).with_field("id", 1),
+        Event::new("Alarm", 400).with_field("id", 2),
+        Event::new("Close", 500).with_field("id", 3),
+        Event::new("Ack", 600).with_field("id", 4),
+        Event::new("Txn", 1_100)
+            .with_field("account", "a")
+            .with_field("amount", 5),
+        Event::new("Txn", 2_500)
+            .with_field("account", "a")
+            .with_field("amount", 1),
+    ];
+    for ev in &events {
+        e.process(ev, &mut out).unwrap();
+    }
+    e.flush(&mut out);
+    let got: Vec<String> = out
+        .iter()
+        .map(|ev| {
+            let fields: Vec<String> = ev.fields().map(|(k, v)| format!("{k}={v}")).collect();
+            format!(
+                "{}@{} {}",
+                ev.event_type(),
+                ev.timestamp_ms(),
+                fields.join(",")
+            )
+        })
+        .collect();
+    // [0, 1s) totals 20 > 15: joined when the window's result reaches the join; [1s, 2s)
+    // totals 5, [2s, 3s) 1 (flushed): not over. The sequence takes Alarm (OR) and then Ack and
+    // Close in either order (AND).
+    assert!(
+        got.contains(&"Over@1000 account=\"a\",total=20".to_owned()),
+        "{got:?}"
+    );
+    assert_eq!(
+        got.iter().filter(|g| g.starts_with("Over")).count(),
+        1,
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&"Either@600 first=1,second=2".to_owned()),
+        "{got:?}"
+    );
+}
