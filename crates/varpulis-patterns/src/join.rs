@@ -8,6 +8,7 @@ use varpulis_core::{Event, EventTime, Value};
 use varpulis_state::{JoinCounters, JoinOperatorCheckpoint};
 
 use crate::error::PatternError;
+use crate::held::Held;
 
 /// Keys kept per input by default; the least recently updated is evicted (and counted) past
 /// it.
@@ -53,7 +54,7 @@ type JoinKey = Vec<Value>;
 #[derive(Debug, Default)]
 struct Buffer {
     /// Key -> (latest event, its update number).
-    latest: HashMap<JoinKey, (Event, u64)>,
+    latest: HashMap<JoinKey, (Event, u64), foldhash::fast::RandomState>,
     /// (update number) -> key: least recently updated first.
     order: BTreeMap<u64, JoinKey>,
 }
@@ -66,7 +67,7 @@ pub struct JoinOperator {
     buffers: Vec<Buffer>,
     /// (time, key-independent expiry): (event time, input, update number).
     expiry: BTreeSet<(EventTime, usize, u64)>,
-    pending: BTreeMap<(EventTime, u64), (usize, Event)>,
+    pending: Held<(usize, Event)>,
     next_arrival: u64,
     next_update: u64,
     watermark: Option<EventTime>,
@@ -116,7 +117,7 @@ impl JoinOperator {
             shape,
             buffers,
             expiry: BTreeSet::new(),
-            pending: BTreeMap::new(),
+            pending: Held::default(),
             next_arrival: 0,
             next_update: 0,
             watermark: None,
@@ -192,11 +193,10 @@ impl JoinOperator {
             return;
         }
         self.watermark = Some(wm);
-        while let Some(entry) = self.pending.first_entry() {
-            if entry.key().0 >= wm {
+        while self.pending.first_key().is_some_and(|(t, _)| t < wm) {
+            let Some((_, (input, event))) = self.pending.pop_first() else {
                 break;
-            }
-            let (input, event) = entry.remove();
+            };
             self.step(input, &event, out);
         }
         let horizon = wm.saturating_sub(self.spec.window_ms);
@@ -298,10 +298,11 @@ impl JoinOperator {
                 .collect(),
             pending: self
                 .pending
-                .iter()
+                .sorted()
+                .into_iter()
                 .map(|((_, arrival), (input, e))| {
                     (
-                        *arrival,
+                        arrival,
                         u32::try_from(*input).unwrap_or(u32::MAX),
                         e.clone(),
                     )
@@ -359,7 +360,7 @@ impl JoinOperator {
             }
             buffers.push(b);
         }
-        let mut pending = BTreeMap::new();
+        let mut pending = Held::default();
         for (arrival, input, e) in &state.pending {
             let input = usize::try_from(*input).unwrap_or(usize::MAX);
             if input >= self.spec.inputs.len() || *arrival >= state.next_arrival {

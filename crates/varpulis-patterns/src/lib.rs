@@ -49,6 +49,7 @@
 //! ```
 
 mod error;
+mod held;
 mod join;
 mod operator;
 mod spec;

@@ -3,11 +3,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use varpulis_core::{Event, EventTime, Value};
 use varpulis_state::{PatternCheckpoint, PatternCounters, PatternPartitionState, PatternRunState};
 
 use crate::error::PatternError;
+use crate::held::Held;
+
+/// Partition keys hash with foldhash (as the windows' do): fast, seeded per process; the
+/// order of partitions never reaches an output (snapshots sort them).
+type KeyHasher = foldhash::fast::RandomState;
 use crate::spec::{Atom, Bindings, PatternSpec, Step};
 
 /// A complete match (or an absence), with what each alias captured.
@@ -22,7 +28,7 @@ pub struct Match {
     pub partition: Option<Value>,
     /// Every alias, in pattern order, with its captured events (empty for an alternative of
     /// an `OR` that was not taken).
-    pub captures: Vec<(String, Vec<Event>)>,
+    pub captures: Vec<(Arc<str>, Vec<Event>)>,
     /// `true` for a trailing-`NOT` pattern emitted because nothing cancelled it in time.
     pub absence: bool,
 }
@@ -33,7 +39,7 @@ impl Match {
     pub fn all(&self, alias: &str) -> &[Event] {
         self.captures
             .iter()
-            .find(|(n, _)| n == alias)
+            .find(|(n, _)| &**n == alias)
             .map_or(&[], |(_, e)| e.as_slice())
     }
 }
@@ -62,14 +68,14 @@ enum Outcome {
 pub struct PatternOperator {
     spec: PatternSpec,
     /// Alias slots, in pattern order.
-    slots: Vec<String>,
+    slots: Vec<Arc<str>>,
     /// Per step, per atom: its slot.
     atom_slots: Vec<Vec<Option<usize>>>,
     shape: String,
     /// Open runs per partition (snapshots sort them by key).
-    partitions: HashMap<Option<Value>, Vec<Run>>,
+    partitions: HashMap<Option<Value>, Vec<Run>, KeyHasher>,
     /// Held events by (time, arrival).
-    pending: BTreeMap<(EventTime, u64), Event>,
+    pending: Held<Event>,
     /// Deadlines of runs: (deadline, run id) -> partition.
     timers: BTreeMap<(EventTime, u64), Option<Value>>,
     next_arrival: u64,
@@ -122,7 +128,7 @@ impl PatternOperator {
                 return invalid("a trailing `NOT` cannot follow a Kleene step".to_owned());
             }
         }
-        let mut slots: Vec<String> = Vec::new();
+        let mut slots: Vec<Arc<str>> = Vec::new();
         let mut atom_slots = Vec::new();
         for (i, s) in spec.steps.iter().enumerate() {
             if let Step::All(atoms) = &s.step
@@ -139,7 +145,7 @@ impl PatternOperator {
                 let slot = match &atom.alias {
                     None => None,
                     Some(alias) => {
-                        if let Some(pos) = slots.iter().position(|n| n == alias) {
+                        if let Some(pos) = slots.iter().position(|n| **n == **alias) {
                             // The alternatives of one OR may share an alias; steps may not.
                             let shared = matches!(s.step, Step::Any(_))
                                 && step_aliases.contains(&alias.as_str());
@@ -148,7 +154,7 @@ impl PatternOperator {
                             }
                             Some(pos)
                         } else {
-                            slots.push(alias.clone());
+                            slots.push(Arc::from(alias.as_str()));
                             Some(slots.len() - 1)
                         }
                     }
@@ -166,8 +172,8 @@ impl PatternOperator {
             slots,
             atom_slots,
             shape,
-            partitions: HashMap::new(),
-            pending: BTreeMap::new(),
+            partitions: HashMap::with_hasher(KeyHasher::default()),
+            pending: Held::default(),
             timers: BTreeMap::new(),
             next_arrival: 0,
             next_run: 0,
@@ -265,8 +271,7 @@ impl PatternOperator {
         loop {
             let event = self
                 .pending
-                .first_key_value()
-                .map(|(k, _)| *k)
+                .first_key()
                 .filter(|(t, _)| below.is_none_or(|w| *t < w));
             let timer = self
                 .timers
@@ -282,8 +287,9 @@ impl PatternOperator {
         }
     }
 
-    fn release(&mut self, key: (EventTime, u64), out: &mut Vec<Match>) {
-        if let Some(event) = self.pending.remove(&key) {
+    /// Processes the first held event (whose key is `_key`).
+    fn release(&mut self, _key: (EventTime, u64), out: &mut Vec<Match>) {
+        if let Some((_, event)) = self.pending.pop_first() {
             self.step_event(&event, out);
         }
     }
@@ -551,8 +557,9 @@ impl PatternOperator {
                 .collect(),
             pending: self
                 .pending
-                .iter()
-                .map(|((_, arrival), e)| (*arrival, e.clone()))
+                .sorted()
+                .into_iter()
+                .map(|((_, arrival), e)| (arrival, e.clone()))
                 .collect(),
             next_arrival: self.next_arrival,
             next_run: self.next_run,
@@ -580,7 +587,7 @@ impl PatternOperator {
             )));
         }
         let n = self.spec.steps.len();
-        let mut partitions = HashMap::new();
+        let mut partitions = HashMap::with_hasher(KeyHasher::default());
         let mut timers = BTreeMap::new();
         for p in &state.partitions {
             if p.key.is_some() != self.spec.partition_by.is_some() {
@@ -653,7 +660,7 @@ impl PatternOperator {
             }
             partitions.insert(p.key.clone(), runs);
         }
-        let mut pending = BTreeMap::new();
+        let mut pending = Held::default();
         for (arrival, e) in &state.pending {
             if *arrival >= state.next_arrival {
                 return Err(bad(format!(

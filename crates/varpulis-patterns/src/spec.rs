@@ -14,7 +14,7 @@ pub const DEFAULT_MAX_KLEENE: usize = 10_000;
 /// What a predicate sees of a run: the events captured so far, by alias.
 #[derive(Debug, Clone, Copy)]
 pub struct Bindings<'a> {
-    pub(crate) names: &'a [String],
+    pub(crate) names: &'a [Arc<str>],
     pub(crate) captures: &'a [Vec<Event>],
 }
 
@@ -30,7 +30,7 @@ impl<'a> Bindings<'a> {
     pub fn all(&self, alias: &str) -> &'a [Event] {
         self.names
             .iter()
-            .position(|n| n == alias)
+            .position(|n| **n == *alias)
             .and_then(|i| self.captures.get(i))
             .map_or(&[], Vec::as_slice)
     }

@@ -85,7 +85,12 @@ fn one_run(p: &P, events: &[Event], start: usize) -> Option<(i64, u8, Match)> {
         partition: key(first),
         captures: aliases(p)
             .into_iter()
-            .map(|al| (al.to_owned(), caps.get(al).cloned().unwrap_or_default()))
+            .map(|al| {
+                (
+                    std::sync::Arc::from(al),
+                    caps.get(al).cloned().unwrap_or_default(),
+                )
+            })
             .collect(),
         absence,
     };
