@@ -1046,7 +1046,22 @@ impl<'s> Parser<'s> {
                         }
                     }
                 }
-                let close = self.expect(&Tok::RParen, "`,` or `)` to close the call")?;
+                let mut close = self.expect(&Tok::RParen, "`,` or `)` to close the call")?;
+                // `first(b).value` is `first(b.value)`: a field of a capture function's event.
+                if let [arg] = args.as_mut_slice()
+                    && let ExprKind::Name(alias) = &arg.kind
+                    && self.at(&Tok::Dot)
+                    && let Tok::Ident(field) = self.peek_at(1)
+                    && *self.peek_at(2) != Tok::LParen
+                {
+                    let member = ExprKind::Member {
+                        alias: alias.clone(),
+                        field: field.clone(),
+                    };
+                    self.bump();
+                    close = self.bump().span;
+                    arg.kind = member;
+                }
                 Ok(Expr::new(
                     ExprKind::Call {
                         func: name,

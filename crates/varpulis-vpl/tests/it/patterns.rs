@@ -77,6 +77,16 @@ fn kleene_steps_and_capture_functions_in_emit() {
             CaptureFunc::Last
         ]
     );
+    // `first(up).price` is `first(up.price)`.
+    let p2 = plan(
+        "stream R = Tick as s -> all Tick as up -> Drop .within(1m) \
+         .emit(a: first(up).price, b: last(up).price)",
+    );
+    let emit = p2.stream("R").unwrap().emit.as_ref().unwrap();
+    assert!(matches!(
+        &emit[0].expr.kind,
+        ExprKind::Capture { func: CaptureFunc::First, alias, field: Some(f) } if alias == "up" && f == "price"
+    ));
     // `B+` is the same step as `all B`.
     let plus = plan("stream R = A as a -> B+ as b -> C .emit(n: len(b))");
     let pat = plus.stream("R").unwrap().pattern.as_ref().unwrap();
