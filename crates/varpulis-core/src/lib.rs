@@ -25,7 +25,7 @@ mod window;
 pub use agg::AggFunc;
 pub use decimal::exact_decimal;
 pub use duration::{DurationError, format_duration_ms, parse_duration, parse_duration_ms};
-pub use event::{Event, FieldRef};
+pub use event::{Event, FieldRef, same_name};
 pub use intern::Interner;
 pub use value::Value;
 pub use window::WindowKind;

@@ -39,7 +39,7 @@ impl Match {
     pub fn all(&self, alias: &str) -> &[Event] {
         self.captures
             .iter()
-            .find(|(n, _)| &**n == alias)
+            .find(|(n, _)| varpulis_core::same_name(n, alias))
             .map_or(&[], |(_, e)| e.as_slice())
     }
 }
@@ -222,7 +222,11 @@ impl PatternOperator {
     /// Whether the pattern reads events of this type.
     #[must_use]
     pub fn reads(&self, event_type: &str) -> bool {
-        let of = |atoms: &[Atom]| atoms.iter().any(|a| a.event_type == event_type);
+        let of = |atoms: &[Atom]| {
+            atoms
+                .iter()
+                .any(|a| varpulis_core::same_name(&a.event_type, event_type))
+        };
         self.spec
             .steps
             .iter()

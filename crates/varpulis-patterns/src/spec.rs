@@ -30,7 +30,7 @@ impl<'a> Bindings<'a> {
     pub fn all(&self, alias: &str) -> &'a [Event] {
         self.names
             .iter()
-            .position(|n| **n == *alias)
+            .position(|n| varpulis_core::same_name(n, alias))
             .and_then(|i| self.captures.get(i))
             .map_or(&[], Vec::as_slice)
     }
@@ -91,7 +91,7 @@ impl Atom {
     }
 
     pub(crate) fn matches(&self, event: &Event, bindings: &Bindings<'_>) -> bool {
-        event.event_type() == self.event_type
+        varpulis_core::same_name(event.event_type(), &self.event_type)
             && self.predicate.as_ref().is_none_or(|p| p(event, bindings))
     }
 }

@@ -101,7 +101,7 @@ impl Row for MatchRow<'_> {
 /// What `.where` and `.emit` of a join read: each input's event by the input's name.
 struct JoinRow<'a> {
     m: &'a JoinMatch,
-    inputs: &'a [String],
+    inputs: &'a [JoinInput],
     variables: &'a BTreeMap<String, Value>,
 }
 
@@ -116,7 +116,10 @@ impl Row for JoinRow<'_> {
         None
     }
     fn member(&self, alias: &str, field: &FieldRef) -> Option<&Value> {
-        let i = self.inputs.iter().position(|n| n == alias)?;
+        let i = self
+            .inputs
+            .iter()
+            .position(|n| varpulis_core::same_name(&n.name, alias))?;
         field.get(self.m.events.get(i)?)
     }
 }
@@ -321,17 +324,11 @@ impl Projection<'_> {
                     Some(wm) => op.advance_watermark(wm, &mut matches),
                     None => op.flush(&mut matches),
                 }
-                let inputs: Vec<String> = self
-                    .plan
-                    .join
-                    .iter()
-                    .flat_map(|j| &j.inputs)
-                    .map(|s| s.name().to_owned())
-                    .collect();
+                let inputs = &op.spec().inputs;
                 for m in &matches {
                     let row = JoinRow {
                         m,
-                        inputs: &inputs,
+                        inputs,
                         variables: self.variables,
                     };
                     if self.filter.is_some_and(|f| !f.matches(&row)) {
