@@ -135,12 +135,20 @@ fn describe_window(name: &str, w: &WindowCheckpoint) -> String {
     )
 }
 
+/// An operator state's encoded size (from its postcard encoding) and its watermark, as
+/// `describe_*` print them.
+fn size_and_watermark(
+    encoded: Result<Vec<u8>, postcard::Error>,
+    wm: Option<i64>,
+) -> (String, String) {
+    let bytes = encoded.map_or(0, |v| v.len() as u64);
+    let wm = wm.map_or_else(|| "none".to_owned(), |m| m.to_string());
+    (human_bytes(bytes), wm)
+}
+
 fn describe_pattern(name: &str, p: &PatternCheckpoint) -> String {
     let runs: usize = p.partitions.iter().map(|x| x.runs.len()).sum();
-    let bytes = postcard::to_allocvec(p).map_or(0, |v| v.len() as u64);
-    let wm = p
-        .watermark_ms
-        .map_or_else(|| "none".to_owned(), |m| m.to_string());
+    let (size, wm) = size_and_watermark(postcard::to_allocvec(p), p.watermark_ms);
     let c = &p.counters;
     format!(
         "  {name}: pattern; {} partition(s), {runs} open run(s), {} held event(s), ~{}; \
@@ -148,7 +156,7 @@ fn describe_pattern(name: &str, p: &PatternCheckpoint) -> String {
          Kleene overflows {}, late events dropped {}, events without key {}\n",
         p.partitions.len(),
         p.pending.len(),
-        human_bytes(bytes),
+        size,
         c.runs_started,
         c.matches,
         c.runs_expired,
@@ -162,10 +170,7 @@ fn describe_pattern(name: &str, p: &PatternCheckpoint) -> String {
 
 fn describe_join(name: &str, j: &JoinOperatorCheckpoint) -> String {
     let buffered: usize = j.buffers.iter().map(Vec::len).sum();
-    let bytes = postcard::to_allocvec(j).map_or(0, |v| v.len() as u64);
-    let wm = j
-        .watermark_ms
-        .map_or_else(|| "none".to_owned(), |m| m.to_string());
+    let (size, wm) = size_and_watermark(postcard::to_allocvec(j), j.watermark_ms);
     let c = &j.counters;
     format!(
         "  {name}: join of {} input(s); {buffered} buffered event(s), {} held event(s), ~{}; \
@@ -173,7 +178,7 @@ fn describe_join(name: &str, j: &JoinOperatorCheckpoint) -> String {
          events without key {}\n",
         j.buffers.len(),
         j.pending.len(),
-        human_bytes(bytes),
+        size,
         c.matches,
         c.expired,
         c.keys_evicted,

@@ -89,6 +89,22 @@ impl Checker<'_> {
         self.errors.last_mut().unwrap_or_else(|| unreachable!())
     }
 
+    /// An error at `span` that says what was expected and what was found, with an optional
+    /// help line.
+    fn expected_err(
+        &mut self,
+        span: Span,
+        message: String,
+        expected: String,
+        found: &str,
+        help: Option<String>,
+    ) {
+        let d = self.err(span, message);
+        d.expected = Some(expected);
+        d.found = Some(found.to_owned());
+        d.help = help;
+    }
+
     /// `line:column` of `span`, for hints that point elsewhere.
     fn at(&self, span: Span) -> String {
         let (l, c) = line_column(self.src, span.start);

@@ -104,27 +104,8 @@ impl Checker<'_> {
             _ => None,
         })?;
         for (_, source, _, _) in inputs {
-            let Source::Event(ev) = source else {
-                continue;
-            };
-            match watermarks.get(ev).copied() {
-                Some((other, at)) if other != ms => {
-                    let at = self.at(at);
-                    self.err(
-                        span,
-                        format!(
-                            "conflicting watermark for {ev}: out_of_order {} here but {} at {at}",
-                            format_duration_ms(ms),
-                            format_duration_ms(other)
-                        ),
-                    )
-                    .help =
-                        Some("the watermark belongs to the event type; declare one value".into());
-                }
-                Some(_) => {}
-                None => {
-                    watermarks.insert(ev.clone(), (ms, span));
-                }
+            if let Source::Event(ev) = source {
+                self.record_watermark(ev, ms, span, watermarks);
             }
         }
         Some(ms)
@@ -215,7 +196,7 @@ impl Checker<'_> {
             };
             (f.text.clone(), ty)
         });
-        let watermark = self.watermark_of(&ops, inputs, watermarks);
+        let watermark = self.multi_watermark(&ops, inputs, watermarks);
 
         let mut aliases: Vec<AliasInfo> = Vec::new();
         let mut steps: Vec<PatternStep> = Vec::new();
@@ -368,42 +349,22 @@ impl Checker<'_> {
             clause: "emit",
         };
         let (emit, schema) = self.required_emit(d, &ops, &emit_names, "a pattern stream");
-        let plan = StreamPlan {
-            name: d.name.text.clone(),
-            source: steps
-                .first()
-                .and_then(|s| s.atoms.first())
-                .map_or_else(|| inputs[0].1.clone(), |a| a.source.clone()),
-            filter: None,
-            partition_by: key.map(|(k, _)| k),
-            watermark_out_of_order_ms: watermark,
-            allowed_lateness_ms: None,
-            window: None,
-            aggregates: Vec::new(),
-            having: None,
-            emit: Some(emit),
-            pattern: Some(PatternPlan {
-                steps,
-                absence,
-                not,
-                within_ms: within.map(|(ms, _)| ms),
-                max_runs,
-                max_kleene,
-                text,
-            }),
-            join: None,
-            span: d.name.span,
-        };
+        let source = steps
+            .first()
+            .and_then(|s| s.atoms.first())
+            .map_or_else(|| inputs[0].1.clone(), |a| a.source.clone());
+        let mut plan = operator_plan(d, source, watermark, emit);
+        plan.partition_by = key.map(|(k, _)| k);
+        plan.pattern = Some(PatternPlan {
+            steps,
+            absence,
+            not,
+            within_ms: within.map(|(ms, _)| ms),
+            max_runs,
+            max_kleene,
+            text,
+        });
         (plan, Some(schema))
-    }
-
-    fn watermark_of(
-        &mut self,
-        ops: &[&Op],
-        inputs: &[Input],
-        watermarks: &mut HashMap<String, (i64, Span)>,
-    ) -> Option<i64> {
-        self.multi_watermark(ops, inputs, watermarks)
     }
 
     /// `.emit(...)`, which pattern and join streams need (they have no default output): the
@@ -494,7 +455,7 @@ impl Checker<'_> {
                 0
             }
         };
-        let watermark = self.watermark_of(&ops, inputs, watermarks);
+        let watermark = self.multi_watermark(&ops, inputs, watermarks);
         let names = |clause| Names::Pattern {
             event: None,
             aliases: &aliases,
@@ -525,26 +486,14 @@ impl Checker<'_> {
             let _ = write!(text, " {}[{}]", input.0, fields.join(", "));
         }
         let _ = write!(text, " window {}", format_duration_ms(window_ms));
-        let plan = StreamPlan {
-            name: d.name.text.clone(),
-            source: inputs[0].1.clone(),
-            filter,
-            partition_by: None,
-            watermark_out_of_order_ms: watermark,
-            allowed_lateness_ms: None,
-            window: None,
-            aggregates: Vec::new(),
-            having: None,
-            emit: Some(emit),
-            pattern: None,
-            join: Some(JoinPlan {
-                inputs: inputs.iter().map(|(_, s, ..)| s.clone()).collect(),
-                keys,
-                window_ms,
-                text,
-            }),
-            span: d.name.span,
-        };
+        let mut plan = operator_plan(d, inputs[0].1.clone(), watermark, emit);
+        plan.filter = filter;
+        plan.join = Some(JoinPlan {
+            inputs: inputs.iter().map(|(_, s, ..)| s.clone()).collect(),
+            keys,
+            window_ms,
+            text,
+        });
         (plan, Some(schema))
     }
 
@@ -654,6 +603,31 @@ impl Checker<'_> {
             }
         }
         keys
+    }
+}
+
+/// The plan of a pattern or join stream before its pattern or join is set: no window,
+/// aggregates or having.
+fn operator_plan(
+    d: &Def<'_>,
+    source: Source,
+    watermark: Option<i64>,
+    emit: Vec<EmitField>,
+) -> StreamPlan {
+    StreamPlan {
+        name: d.name.text.clone(),
+        source,
+        filter: None,
+        partition_by: None,
+        watermark_out_of_order_ms: watermark,
+        allowed_lateness_ms: None,
+        window: None,
+        aggregates: Vec::new(),
+        having: None,
+        emit: Some(emit),
+        pattern: None,
+        join: None,
+        span: d.name.span,
     }
 }
 

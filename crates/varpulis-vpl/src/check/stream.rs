@@ -225,25 +225,38 @@ impl Checker<'_> {
             _ => None,
         })?;
         if let Source::Event(ev) = s.source {
-            if let Some((other, at)) = s.watermarks.get(ev).copied() {
-                if other != ms {
-                    let at = self.at(at);
-                    self.err(
-                        span,
-                        format!(
-                            "conflicting watermark for {ev}: out_of_order {} here but {} at {at}",
-                            format_duration_ms(ms),
-                            format_duration_ms(other)
-                        ),
-                    )
-                    .help =
-                        Some("the watermark belongs to the event type; declare one value".into());
-                }
-            } else {
-                s.watermarks.insert(ev.clone(), (ms, span));
-            }
+            self.record_watermark(ev, ms, span, s.watermarks);
         }
         Some(ms)
+    }
+
+    /// Records the watermark bound `ms` declared at `span` for event type `ev`: the first
+    /// declaration holds, another value is an error (the watermark belongs to the event type).
+    pub(super) fn record_watermark(
+        &mut self,
+        ev: &str,
+        ms: i64,
+        span: Span,
+        watermarks: &mut HashMap<String, (i64, Span)>,
+    ) {
+        match watermarks.get(ev).copied() {
+            Some((other, at)) if other != ms => {
+                let at = self.at(at);
+                self.err(
+                    span,
+                    format!(
+                        "conflicting watermark for {ev}: out_of_order {} here but {} at {at}",
+                        format_duration_ms(ms),
+                        format_duration_ms(other)
+                    ),
+                )
+                .help = Some("the watermark belongs to the event type; declare one value".into());
+            }
+            Some(_) => {}
+            None => {
+                watermarks.insert(ev.to_owned(), (ms, span));
+            }
+        }
     }
 
     /// The `.window`, its sizes checked.

@@ -257,13 +257,13 @@ impl Checker<'_> {
             let help = suggest(alias, aliases.iter().map(|a| a.name.as_str())).or_else(|| {
                 Some("give a step an alias with `as`: A as a -> B where x == a.x".into())
             });
-            let d = self.err(
+            self.expected_err(
                 span,
                 format!("unknown alias {alias:?} in {clause}: expected {expected}"),
+                expected,
+                alias,
+                help,
             );
-            d.expected = Some(expected);
-            d.found = Some(alias.to_owned());
-            d.help = help;
             return Ty::Any;
         };
         match &a.fields {
@@ -277,13 +277,13 @@ impl Checker<'_> {
                         list(fs.iter().map(|(f, _)| f))
                     );
                     let help = suggest(field, fs.iter().map(|(f, _)| f.as_str()));
-                    let d = self.err(
+                    self.expected_err(
                         span,
                         format!("unknown field {field:?} of {alias}: expected {expected}"),
+                        expected,
+                        field,
+                        help,
                     );
-                    d.expected = Some(expected);
-                    d.found = Some(field.to_owned());
-                    d.help = help;
                     Ty::Any
                 }
             },
@@ -349,9 +349,13 @@ impl Checker<'_> {
                     format!("{name}(alias) over a pattern alias")
                 };
                 let found = self.found(arg.span);
-                let d = self.err(arg.span, format!("expected {expected}"));
-                d.expected = Some(expected);
-                d.found = Some(found);
+                self.expected_err(
+                    arg.span,
+                    format!("expected {expected}"),
+                    expected,
+                    &found,
+                    None,
+                );
                 bad
             }
         }
@@ -482,13 +486,8 @@ impl Checker<'_> {
                 } else {
                     suggest(n, aliases.iter().map(|a| a.name.as_str()))
                 };
-                let d = self.err(
-                    span,
-                    format!("unknown name {n:?} in .{clause}: expected {expected}"),
-                );
-                d.expected = Some(expected);
-                d.found = Some(n.to_owned());
-                d.help = help;
+                let message = format!("unknown name {n:?} in .{clause}: expected {expected}");
+                self.expected_err(span, message, expected, n, help);
                 unresolved
             }
             Names::Row {
@@ -515,13 +514,8 @@ impl Checker<'_> {
                 } else {
                     suggest(n, columns.iter().map(|(c, _)| c.as_str()))
                 };
-                let d = self.err(
-                    span,
-                    format!("unknown name {n:?} in .{clause}: expected {expected}"),
-                );
-                d.expected = Some(expected);
-                d.found = Some(n.to_owned());
-                d.help = help;
+                let message = format!("unknown name {n:?} in .{clause}: expected {expected}");
+                self.expected_err(span, message, expected, n, help);
                 unresolved
             }
         }
