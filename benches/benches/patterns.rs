@@ -11,6 +11,7 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use varpulis_benches::Rng;
@@ -24,15 +25,18 @@ const KEYS: i64 = 1_000;
 /// The watermark trails the newest event by this much (the events are in order).
 const LAG_MS: i64 = 1_000;
 
-/// One event per ms over `KEYS` users: `types[i]` picked at random, a value 0..100.
+/// One event per ms over `KEYS` users: `types[i]` picked at random, a value 0..100. Type and
+/// field names are shared, as the engine's readers intern them.
 fn events(types: &[&str]) -> Vec<Event> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let types: Vec<Arc<str>> = types.iter().map(|t| Arc::from(*t)).collect();
+    let (user, value): (Arc<str>, Arc<str>) = ("user".into(), "value".into());
     (0..EVENTS)
         .map(|i| {
-            let ty = types[(rng.next_u64() % types.len() as u64) as usize];
-            Event::new(ty, i as i64)
-                .with_field("user", (rng.next_u64() % KEYS as u64) as i64)
-                .with_field("value", (rng.next_u64() % 100) as i64)
+            let ty = &types[(rng.next_u64() % types.len() as u64) as usize];
+            Event::new(Arc::clone(ty), i as i64)
+                .with_field(Arc::clone(&user), (rng.next_u64() % KEYS as u64) as i64)
+                .with_field(Arc::clone(&value), (rng.next_u64() % 100) as i64)
         })
         .collect()
 }
