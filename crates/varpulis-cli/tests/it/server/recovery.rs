@@ -330,3 +330,60 @@ fn a_logs_reader_resuming_by_last_event_id_across_a_kill_9_sees_every_output_onc
     assert_eq!(page.json["next"], 5);
     assert_eq!(page.json["outputs"][0]["event"]["fields"]["amount"], 2);
 }
+
+#[test]
+fn a_pattern_pipelines_open_runs_and_a_joins_buffers_survive_a_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = Flags::dir(&dir.path().join("state"));
+    let server = Server::start(&flags);
+    let (_, key) = server.tenant("acme", Some("pro"));
+    let fraud = server.pipeline(
+        &key,
+        "fraud",
+        "stream F = Login as l -> Txn where amount > 100 as t .within(1m) .partition_by(user) \
+         .emit(user: l.user, amount: t.amount)",
+    );
+    let paid = server.pipeline(
+        &key,
+        "paid",
+        "stream P = join(Order, Pay) .on(Order.id == Pay.id) .window(1m) \
+         .emit(id: Order.id, paid: Pay.paid)",
+    );
+    let login = events("Login", &[(1_000, json!({"user": "ann"}))]);
+    assert!(server.batch(&key, &fraud, login).is_empty());
+    let order = events("Order", &[(1_000, json!({"id": "o1"}))]);
+    assert!(server.batch(&key, &paid, order).is_empty());
+    // The run waiting for a transaction and the buffered order are only in the ingest log and
+    // the last checkpoint when the server dies.
+    server.kill_9();
+    let server = Server::start(&flags);
+    let txn = events(
+        "Txn",
+        &[
+            (2_000, json!({"user": "ann", "amount": 500})),
+            (3_000, json!({"user": "bob", "amount": 1})),
+        ],
+    );
+    let out = server.batch(&key, &fraud, txn);
+    assert_eq!(
+        out.len(),
+        1,
+        "the run opened before the crash completes: {out:?}"
+    );
+    assert_eq!(out[0]["fields"]["user"], "ann", "{out:?}");
+    assert_eq!(out[0]["fields"]["amount"], 500, "{out:?}");
+    let pay = events(
+        "Pay",
+        &[
+            (2_000, json!({"id": "o1", "paid": 9})),
+            (3_000, json!({"id": "zz", "paid": 1})),
+        ],
+    );
+    let out = server.batch(&key, &paid, pay);
+    assert_eq!(
+        out.len(),
+        1,
+        "the order buffered before the crash joins: {out:?}"
+    );
+    assert_eq!(out[0]["fields"]["id"], "o1", "{out:?}");
+}
