@@ -50,6 +50,8 @@ import threading
 import time
 from pathlib import Path
 
+from varpulis_http import Conn, Throttled, pct  # beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "bench-admin-key-0123456789abcdef"
 PROGRAM = ("stream Stats = SensorEvent .partition_by(zone) .window(1000) "
@@ -81,29 +83,6 @@ def start(binary, state_dir, extra=()):
     return proc, host, int(port), took
 
 
-class Throttled(Exception):
-    def __init__(self, seconds):
-        super().__init__(seconds)
-        self.seconds = min(seconds, 0.01)
-
-
-class Conn:
-    def __init__(self, host, port):
-        self.c = http.client.HTTPConnection(host, port, timeout=120)
-
-    def call(self, method, path, body=None, key=None, admin=False, raw=False):
-        headers = {"content-type": "application/json"}
-        if key:
-            headers["x-admin-key" if admin else "x-api-key"] = key
-        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-        self.c.request(method, path if raw else "/api/v1" + path, body=data, headers=headers)
-        r = self.c.getresponse()
-        payload = r.read()
-        if r.status == 429:
-            raise Throttled(float(r.getheader("retry-after") or "1"))
-        if r.status >= 300:
-            raise RuntimeError(f"{method} {path}: {r.status} {payload[:300]!r}")
-        return payload if raw else json.loads(payload)
 
 
 def setup(host, port):
@@ -146,10 +125,6 @@ def client(host, port, key, pid, pool, deadline, latencies, throttled):
                 time.sleep(t.seconds)
         latencies.append(time.perf_counter() - t0)
 
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def group_size(host, port):

@@ -35,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 
+from varpulis_http import Conn, pct  # beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "bench-admin-key-0123456789abcdef"
 PROGRAM = ("stream Stats = SensorEvent .partition_by(zone) .window(1000) "
@@ -62,22 +64,6 @@ def start(binary, store, tmp):
     host, port = line.split()[-1].rsplit(":", 1)
     return proc, host, int(port)
 
-
-class Conn:
-    def __init__(self, host, port):
-        self.c = http.client.HTTPConnection(host, port, timeout=120)
-
-    def call(self, method, path, body=None, key=None, admin=False):
-        headers = {"content-type": "application/json"}
-        if key:
-            headers["x-admin-key" if admin else "x-api-key"] = key
-        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-        self.c.request(method, "/api/v1" + path, body=data, headers=headers)
-        r = self.c.getresponse()
-        payload = r.read()
-        if r.status >= 300:
-            raise RuntimeError(f"{method} {path}: {r.status} {payload[:300]!r}")
-        return json.loads(payload)
 
 
 def setup(host, port, name):
@@ -108,10 +94,6 @@ def send_all(host, port, key, pid, bodies, latencies):
         c.call("POST", f"/pipelines/{pid}/events-batch", body, key)
         latencies.append(time.perf_counter() - t0)
 
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def ms(x):
