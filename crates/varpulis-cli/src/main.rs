@@ -230,6 +230,15 @@ fn load_program(path: &Path) -> Result<Result<varpulis_vpl::Program, String>> {
 fn check(path: &Path) -> Result<ExitCode> {
     match load_program(path)? {
         Ok(program) => {
+            // What `run` would refuse when it builds the operators, `check` refuses too.
+            if let Err(e) = Engine::new(program.clone()) {
+                eprintln!(
+                    "{}: error: cannot compile the program: {}",
+                    path.display(),
+                    varpulis_checkpoint::error_chain(&e)
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             let names: Vec<&str> = program.streams.iter().map(|s| s.name.as_str()).collect();
             println!(
                 "{}: ok: {} stream(s) [{}], {} variable(s), {} event declaration(s)",

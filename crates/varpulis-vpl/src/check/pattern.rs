@@ -25,6 +25,9 @@ use crate::plan::{
 /// messages name it.
 pub(super) type Input = (String, Source, Option<Schema>, String);
 
+/// The most events an `AND` step may combine (the operator keeps one bit per event).
+const MAX_AND_ATOMS: usize = 64;
+
 /// The operations a pattern stream takes.
 const PATTERN_OPS: &[&str] = &[
     "within",
@@ -159,6 +162,14 @@ impl Checker<'_> {
             OpKind::Within(ms, span) => Some((ms, span)),
             _ => None,
         });
+        for (ms, span) in within_op.iter().chain(decl_within.iter()) {
+            if *ms <= 0 {
+                self.err(
+                    *span,
+                    "`within` must be positive: a match's events lie within it of its first",
+                );
+            }
+        }
         let within = match (within_op, decl_within) {
             (Some((_, span)), Some(_)) => {
                 self.err(
@@ -222,6 +233,15 @@ impl Checker<'_> {
                 text.push_str("NOT ");
                 atoms_text(&mut text, &step.atoms, " OR ");
                 continue;
+            }
+            if step.all_of && step.atoms.len() > MAX_AND_ATOMS {
+                self.err(
+                    step.span,
+                    format!(
+                        "an AND step of {} events: at most {MAX_AND_ATOMS}",
+                        step.atoms.len()
+                    ),
+                );
             }
             if step.kleene {
                 if i == 0 {
@@ -307,6 +327,14 @@ impl Checker<'_> {
                  absence is decided",
             )
             .help = Some("add .within(5m)".into());
+        }
+        if steps.last().is_some_and(|s| s.kind == StepKind::Kleene) && !absence.is_empty() {
+            self.err(
+                syntax.span,
+                "a trailing NOT cannot follow a Kleene step: the capture never ends before the \
+                 deadline",
+            )
+            .help = Some("put a step between them: A -> all B as b -> C -> NOT X".into());
         }
         if steps.last().is_some_and(|s| s.kind == StepKind::Kleene)
             && absence.is_empty()

@@ -272,6 +272,19 @@ fn patterns_that_cannot_work_are_refused_with_the_reason() {
             "unknown name \"a\" in .emit",
         ),
     ];
+    let wide = format!(
+        "stream S = A as a -> {} .emit(x: a.x)",
+        (0..65)
+            .map(|i| format!("T{i}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    );
+    let errs = errors(&wide);
+    assert!(
+        errs.iter()
+            .any(|(_, _, m)| m.contains("an AND step of 65 events: at most 64")),
+        "{errs:?}"
+    );
     for (src, want) in cases {
         let errs = errors(src);
         assert!(
