@@ -99,7 +99,7 @@ fn feed(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1500))]
+    #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
     fn the_join_gives_the_brute_force_combinations_whatever_the_arrival_order(

@@ -166,7 +166,7 @@ pub(crate) fn oracle(p: &P, events: &[Event]) -> Vec<Match> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1500))]
+    #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
     fn every_construct_gives_the_brute_force_result_whatever_the_arrival_order(
