@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use varpulis_core::{Event, EventTime, Value};
 use varpulis_state::{JoinCounters, JoinOperatorCheckpoint};
 
+use crate::Admission;
 use crate::error::PatternError;
 use crate::held::Held;
 
@@ -171,7 +172,7 @@ impl JoinOperator {
     ///
     /// # Panics
     /// If `input` is not an input of the join.
-    pub fn process(&mut self, input: usize, event: &Event) {
+    pub fn process(&mut self, input: usize, event: &Event) -> Admission {
         assert!(
             input < self.spec.inputs.len(),
             "join input {input} out of range"
@@ -179,11 +180,12 @@ impl JoinOperator {
         let ts = event.timestamp_ms();
         if self.watermark.is_some_and(|w| ts < w) {
             self.counters.late_events_dropped += 1;
-            return;
+            return Admission::Late;
         }
         self.pending
             .insert((ts, self.next_arrival), (input, event.clone()));
         self.next_arrival += 1;
+        Admission::Held
     }
 
     /// Moves the watermark to `wm` (never backwards): processes every held event older than

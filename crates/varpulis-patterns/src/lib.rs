@@ -55,6 +55,18 @@ mod operator;
 mod spec;
 
 pub use error::PatternError;
+
+/// What an operator did with an event given to `process`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Held until the watermark passes it.
+    Held,
+    /// Dropped (and counted): the watermark had already passed its time. The caller may put
+    /// it on a side output.
+    Late,
+    /// Not of a type the pattern reads: ignored.
+    NotRead,
+}
 pub use join::{DEFAULT_MAX_KEYS, JoinInput, JoinMatch, JoinOperator, JoinSpec};
 pub use operator::{Match, PatternOperator};
 pub use spec::{

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use varpulis_core::{Event, EventTime, Value};
 use varpulis_state::{PatternCheckpoint, PatternCounters, PatternPartitionState, PatternRunState};
 
+use crate::Admission;
 use crate::error::PatternError;
 use crate::held::Held;
 
@@ -240,17 +241,18 @@ impl PatternOperator {
     /// read are ignored.
     ///
     /// [`advance_watermark`]: Self::advance_watermark
-    pub fn process(&mut self, event: &Event) {
+    pub fn process(&mut self, event: &Event) -> Admission {
         if !self.reads(event.event_type()) {
-            return;
+            return Admission::NotRead;
         }
         let ts = event.timestamp_ms();
         if self.watermark.is_some_and(|w| ts < w) {
             self.counters.late_events_dropped += 1;
-            return;
+            return Admission::Late;
         }
         self.pending.insert((ts, self.next_arrival), event.clone());
         self.next_arrival += 1;
+        Admission::Held
     }
 
     /// Moves the watermark to `wm` (never backwards): processes, in event-time order, every

@@ -267,16 +267,29 @@ impl Engine {
             let op_wm = operator_watermark(&self.streams[i], &self.watermarks, wm);
             let stream = &mut self.streams[i];
             if let Some(op) = stream.operator.as_mut() {
+                let mut late = |e: &Event| {
+                    tracing::debug!(
+                        stream = %stream.plan.name,
+                        event_time = e.timestamp_ms(),
+                        "late event dropped"
+                    );
+                    step.late.push(LateEvent {
+                        stream: stream.plan.name.clone(),
+                        event: e.clone(),
+                    });
+                };
                 for f in &stream.feeds {
                     match f.input {
                         Input::Event => {
-                            if f.name == event.event_type() {
-                                op.process(&f.name, event);
+                            if f.name == event.event_type() && op.process(&f.name, event) {
+                                late(event);
                             }
                         }
                         Input::Stream(up) => {
                             for e in &done[up] {
-                                op.process(&f.name, e);
+                                if op.process(&f.name, e) {
+                                    late(e);
+                                }
                             }
                         }
                     }
@@ -393,7 +406,12 @@ impl Engine {
                     for f in &stream.feeds {
                         if let Input::Stream(up) = f.input {
                             for e in &done[up] {
-                                op.process(&f.name, e);
+                                if op.process(&f.name, e) {
+                                    step.late.push(LateEvent {
+                                        stream: stream.plan.name.clone(),
+                                        event: e.clone(),
+                                    });
+                                }
                             }
                         }
                     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use varpulis_core::{Event, EventTime, FieldRef, Value};
 use varpulis_patterns::{
-    Atom, Bindings as Captures, DEFAULT_MAX_KEYS, JoinInput, JoinMatch, JoinOperator, JoinSpec,
-    Match, PatternOperator, PatternSpec, Step, StepSpec,
+    Admission, Atom, Bindings as Captures, DEFAULT_MAX_KEYS, JoinInput, JoinMatch, JoinOperator,
+    JoinSpec, Match, PatternOperator, PatternSpec, Step, StepSpec,
 };
 use varpulis_vpl::{CompiledExpr, JoinPlan, PatternAtom, PatternPlan, Row, StepKind, StreamPlan};
 
@@ -220,16 +220,16 @@ impl Operator {
         Ok(None)
     }
 
-    /// Takes an event of type (or from the stream) `input`.
-    pub(super) fn process(&mut self, input: &str, event: &Event) {
-        match self {
+    /// Takes an event of type (or from the stream) `input`; `true` if it was dropped as late.
+    pub(super) fn process(&mut self, input: &str, event: &Event) -> bool {
+        let admission = match self {
             Self::Pattern(op) => op.process(event),
-            Self::Join(op) => {
-                if let Some(i) = op.input_of(input) {
-                    op.process(i, event);
-                }
-            }
-        }
+            Self::Join(op) => match op.input_of(input) {
+                Some(i) => op.process(i, event),
+                None => Admission::NotRead,
+            },
+        };
+        admission == Admission::Late
     }
 
     /// Late events dropped so far.

@@ -517,3 +517,22 @@ stream Either = Open as o -> Alert OR Alarm as x -> Ack AND Close .within(10s)
         "{got:?}"
     );
 }
+
+#[test]
+fn a_late_event_of_a_pattern_or_join_goes_to_the_side_output_and_is_counted() {
+    let mut e = pattern_engine(PATTERNS);
+    let mut out = Vec::new();
+    for ev in [
+        Event::new("A", 100).with_field("k", 1).with_field("v", 1),
+        Event::new("C", 200).with_field("k", 1).with_field("v", 1),
+        // Behind the watermark of A and C (200): late for Seq, Runs and J.
+        Event::new("A", 50).with_field("k", 1).with_field("v", 1),
+    ] {
+        e.process(&ev, &mut out).unwrap();
+    }
+    let late = e.take_late_events();
+    let streams: Vec<&str> = late.iter().map(|l| l.stream.as_str()).collect();
+    assert_eq!(streams, ["Seq", "Runs", "J"], "{late:?}");
+    assert!(late.iter().all(|l| l.event.timestamp_ms() == 50));
+    assert_eq!(e.late_events_dropped(), 3);
+}
