@@ -140,3 +140,26 @@ fn a_pattern_over_its_bounds_keeps_max_runs_and_inspect_counts_the_evictions() {
         "{text}"
     );
 }
+
+#[test]
+fn an_event_late_for_a_pattern_is_reported_on_stderr_not_lost_silently() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = crate::write(
+        tmp.path(),
+        "late.jsonl",
+        "{\"event_type\":\"Login\",\"timestamp\":1000,\"user_id\":\"u1\",\"ip\":\"x\"}\n\
+         {\"event_type\":\"Login\",\"timestamp\":5000,\"user_id\":\"u2\",\"ip\":\"y\"}\n\
+         {\"event_type\":\"Transaction\",\"timestamp\":2000,\"user_id\":\"u1\",\"amount\":5000.0}\n",
+    );
+    let out = ok(&mut run(examples_dir().join("fraud.vpl"), &events));
+    assert!(
+        out.stdout.is_empty(),
+        "the transaction came after the watermark"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("warning: late event dropped by stream Suspicious:")
+            && stderr.contains("\"timestamp\":2000"),
+        "{stderr}"
+    );
+}
