@@ -27,6 +27,7 @@ const OPS: &[&str] = &[
     "on",
     "max_runs",
     "max_kleene",
+    "max_keys",
 ];
 
 pub(crate) const DURATION_EXAMPLE: &str = "a duration like 10s";
@@ -140,9 +141,10 @@ pub(crate) enum OpKind {
     Not(AtomSyntax),
     /// `.on(A.x == B.y and ...)`.
     On(Expr),
-    /// `.max_runs(n)` / `.max_kleene(n)`.
+    /// `.max_runs(n)` / `.max_kleene(n)` (patterns), `.max_keys(n)` (joins).
     MaxRuns(u64),
     MaxKleene(u64),
+    MaxKeys(u64),
 }
 
 /// Binding levels of operators, loosest first.
@@ -674,8 +676,8 @@ impl<'s> Parser<'s> {
                     self.src,
                     t.span,
                     "an operation (.where, .partition_by, .watermark, .allowed_lateness, \
-                     .window, .aggregate, .having, .emit, .within, .not, .on, .max_runs or \
-                     .max_kleene)",
+                     .window, .aggregate, .having, .emit, .within, .not, .on, .max_runs, \
+                     .max_kleene or .max_keys)",
                 );
                 d.message = format!("unknown operation .{s}: {}", d.message);
                 if let Some(h) = suggest(s, OPS.iter().copied()) {
@@ -722,7 +724,7 @@ impl<'s> Parser<'s> {
                 OpKind::Not(atom)
             }
             "on" => OpKind::On(self.expr()?),
-            "max_runs" | "max_kleene" => {
+            "max_runs" | "max_kleene" | "max_keys" => {
                 let t = self.peek().clone();
                 let n = match &t.tok {
                     Tok::Number(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
@@ -734,10 +736,10 @@ impl<'s> Parser<'s> {
                     return Err(self.error("a positive whole number"));
                 };
                 self.bump();
-                if name.text == "max_runs" {
-                    OpKind::MaxRuns(n)
-                } else {
-                    OpKind::MaxKleene(n)
+                match name.text.as_str() {
+                    "max_runs" => OpKind::MaxRuns(n),
+                    "max_kleene" => OpKind::MaxKleene(n),
+                    _ => OpKind::MaxKeys(n),
                 }
             }
             "window" => self.window()?,

@@ -395,6 +395,8 @@ pub struct JoinPlan {
     pub keys: Vec<Vec<String>>,
     /// `.window(d)`: an event joins the latest event of each other input at most `d` older.
     pub window_ms: i64,
+    /// `.max_keys(n)`: keys kept per input (the operator's default without it).
+    pub max_keys: Option<u64>,
     /// Canonical text (inputs, keys, window): the shape a checkpoint is checked against.
     pub text: String,
 }

@@ -191,7 +191,9 @@ fn join_spec(name: &str, plan: &JoinPlan) -> JoinSpec {
             })
             .collect(),
         window_ms: plan.window_ms,
-        max_keys: DEFAULT_MAX_KEYS,
+        max_keys: plan.max_keys.map_or(DEFAULT_MAX_KEYS, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }),
         text: plan.text.clone(),
     }
 }

@@ -536,3 +536,20 @@ fn a_late_event_of_a_pattern_or_join_goes_to_the_side_output_and_is_counted() {
     assert!(late.iter().all(|l| l.event.timestamp_ms() == 50));
     assert_eq!(e.late_events_dropped(), 3);
 }
+
+#[test]
+fn a_joins_max_keys_bounds_each_input_and_counts_the_evictions() {
+    let mut e = pattern_engine(
+        "stream J = join(A, C) .on(A.k == C.k) .window(1s) .max_keys(2) .emit(k: A.k)",
+    );
+    let mut out = Vec::new();
+    for (i, k) in [1, 2, 3, 4].into_iter().enumerate() {
+        let ev = Event::new("A", i64::try_from(i).unwrap()).with_field("k", k);
+        e.process(&ev, &mut out).unwrap();
+    }
+    e.flush(&mut out);
+    let cp = e.create_checkpoint();
+    let j = &cp.join_operator_states["J"];
+    assert_eq!(j.buffers[0].len(), 2, "two keys kept: {j:?}");
+    assert_eq!(j.counters.keys_evicted, 2);
+}

@@ -40,10 +40,11 @@ const PATTERN_OPS: &[&str] = &[
 ];
 
 /// The operations a join stream takes.
-const JOIN_OPS: &[&str] = &["on", "window", "where", "watermark", "emit"];
+const JOIN_OPS: &[&str] = &["on", "window", "where", "watermark", "max_keys", "emit"];
 
 /// The operations only pattern and join streams take.
-const ONLY_PATTERN_OR_JOIN: &[&str] = &["within", "not", "on", "max_runs", "max_kleene"];
+const ONLY_PATTERN_OR_JOIN: &[&str] =
+    &["within", "not", "on", "max_runs", "max_kleene", "max_keys"];
 
 impl Checker<'_> {
     /// Reports the operations of `ops` that a stream of kind `what` does not take.
@@ -80,7 +81,11 @@ impl Checker<'_> {
         for op in ops {
             let n = op.name.text.as_str();
             if ONLY_PATTERN_OR_JOIN.contains(&n) {
-                let what = if n == "on" { "a join" } else { "a pattern" };
+                let what = if matches!(n, "on" | "max_keys") {
+                    "a join"
+                } else {
+                    "a pattern"
+                };
                 self.err(
                     op.name.span,
                     format!(".{n} is only available on {what} stream"),
@@ -520,6 +525,10 @@ impl Checker<'_> {
             inputs: inputs.iter().map(|(_, s, ..)| s.clone()).collect(),
             keys,
             window_ms,
+            max_keys: pick(&ops, |o| match o.kind {
+                OpKind::MaxKeys(n) => Some(n),
+                _ => None,
+            }),
             text,
         });
         (plan, Some(schema))
