@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use varpulis_core::{Event, FieldRef, Value};
 
-use crate::expr::{self, BinaryOp, CaptureFunc, Expr, ExprKind, UnaryOp};
+use crate::capture::CaptureFunc;
+use crate::expr::{self, BinaryOp, Expr, ExprKind, UnaryOp};
 
 /// What a [`CompiledExpr`] reads: the input event's fields, the program variables, and the
 /// aggregated row (`.having` and `.emit` after `.aggregate`). Missing names read as `null`.

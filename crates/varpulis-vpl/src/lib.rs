@@ -47,6 +47,7 @@
 //! # Ok::<_, varpulis_vpl::Diagnostics>(())
 //! ```
 
+mod capture;
 mod check;
 mod compiled;
 mod diagnostic;
@@ -57,11 +58,12 @@ mod lexer;
 mod parser;
 mod plan;
 
+pub use capture::{CaptureFunc, ReadField};
 pub use compiled::{Bindings, CompiledExpr, Row};
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use evt::{EvtLine, parse_evt_line};
 pub use evt_scan::EvtScanner;
-pub use expr::{BinaryOp, CaptureFunc, EvalContext, Expr, ExprKind, ReadField, Scope, UnaryOp};
+pub use expr::{BinaryOp, EvalContext, Expr, ExprKind, Scope, UnaryOp};
 pub use plan::{
     AggFunc, AggregatePlan, Assignment, EmitField, EventDecl, FieldDecl, JoinPlan, PatternAtom,
     PatternPlan, PatternStep, Program, Source, StepKind, StreamPlan, Type, VarDecl, WindowKind,

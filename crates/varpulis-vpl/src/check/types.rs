@@ -4,8 +4,9 @@
 use varpulis_core::Value;
 
 use super::{Checker, list};
+use crate::capture::CaptureFunc;
 use crate::diagnostic::{Span, suggest};
-use crate::expr::{BinaryOp, CaptureFunc, Expr, ExprKind, UnaryOp};
+use crate::expr::{BinaryOp, Expr, ExprKind, UnaryOp};
 use crate::plan::{AggFunc, Type};
 
 /// A static type: known, the null literal, or unknown (undeclared event fields).
