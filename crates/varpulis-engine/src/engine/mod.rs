@@ -266,34 +266,8 @@ impl Engine {
             mine.clear();
             let op_wm = operator_watermark(&self.streams[i], &self.watermarks, wm);
             let stream = &mut self.streams[i];
-            if let Some(op) = stream.operator.as_mut() {
-                let mut late = |e: &Event| {
-                    tracing::debug!(
-                        stream = %stream.plan.name,
-                        event_time = e.timestamp_ms(),
-                        "late event dropped"
-                    );
-                    step.late.push(LateEvent {
-                        stream: stream.plan.name.clone(),
-                        event: e.clone(),
-                    });
-                };
-                for f in &stream.feeds {
-                    match f.input {
-                        Input::Event => {
-                            if f.name == event.event_type() && op.process(&f.name, event) {
-                                late(event);
-                            }
-                        }
-                        Input::Stream(up) => {
-                            for e in &done[up] {
-                                if op.process(&f.name, e) {
-                                    late(e);
-                                }
-                            }
-                        }
-                    }
-                }
+            if stream.operator.is_some() {
+                step.feed_operator(stream, Some(event), done);
                 if let Some(wm) = op_wm {
                     stream.drain_operator(&self.variables, Some(wm), mine);
                 }
@@ -402,19 +376,8 @@ impl Engine {
                 let (done, rest) = produced.split_at_mut(i);
                 let mine = &mut rest[0];
                 let stream = &mut self.streams[i];
-                if let Some(op) = stream.operator.as_mut() {
-                    for f in &stream.feeds {
-                        if let Input::Stream(up) = f.input {
-                            for e in &done[up] {
-                                if op.process(&f.name, e) {
-                                    step.late.push(LateEvent {
-                                        stream: stream.plan.name.clone(),
-                                        event: e.clone(),
-                                    });
-                                }
-                            }
-                        }
-                    }
+                if stream.operator.is_some() {
+                    step.feed_operator(stream, None, done);
                     stream.drain_operator(step.variables, None, mine);
                 } else {
                     if let Input::Stream(up) = stream.input {

@@ -9,7 +9,7 @@ use varpulis_vpl::Bindings;
 use varpulis_windows::{Outcome, WindowResult};
 
 use super::LateEvent;
-use super::compile::CompiledStream;
+use super::compile::{CompiledStream, Input};
 
 /// What the streams of one engine step share: the program variables, the buffer window
 /// results pass through (empty between calls), and the late-event side output.
@@ -20,6 +20,47 @@ pub(super) struct Step<'a> {
 }
 
 impl Step<'_> {
+    /// Puts `event`, which `stream` dropped as late, on the side output.
+    pub(super) fn dropped_late(&mut self, stream: &str, event: &Event) {
+        tracing::debug!(
+            stream,
+            event_time = event.timestamp_ms(),
+            "late event dropped"
+        );
+        self.late.push(LateEvent {
+            stream: stream.to_owned(),
+            event: event.clone(),
+        });
+    }
+
+    /// Feeds a pattern or join stream: the input `event` if the stream reads its type (`None`
+    /// at a flush), and what the streams it reads produced (`done`, by stream index). Events
+    /// it drops as late go to the side output.
+    pub(super) fn feed_operator(
+        &mut self,
+        stream: &mut CompiledStream,
+        event: Option<&Event>,
+        done: &[Vec<Event>],
+    ) {
+        let Some(op) = stream.operator.as_mut() else {
+            return;
+        };
+        for f in &stream.feeds {
+            let events: &[Event] = match f.input {
+                Input::Event => match event {
+                    Some(e) if f.name == e.event_type() => std::slice::from_ref(e),
+                    _ => &[],
+                },
+                Input::Stream(up) => &done[up],
+            };
+            for e in events {
+                if op.process(&f.name, e) {
+                    self.dropped_late(&stream.plan.name, e);
+                }
+            }
+        }
+    }
+
     /// Takes one event into `stream`: filter, then window or projection; appends what it
     /// emits to `out`.
     pub(super) fn handle(
@@ -40,17 +81,7 @@ impl Step<'_> {
             Some(op) => {
                 match op.process(event, self.results) {
                     Ok(Outcome::Accepted) => {}
-                    Ok(Outcome::Late) => {
-                        tracing::debug!(
-                            stream = %stream.plan.name,
-                            event_time = event.timestamp_ms(),
-                            "late event dropped"
-                        );
-                        self.late.push(LateEvent {
-                            stream: stream.plan.name.clone(),
-                            event: event.clone(),
-                        });
-                    }
+                    Ok(Outcome::Late) => self.dropped_late(&stream.plan.name, event),
                     Err(error) => {
                         // Cannot happen: `Engine::process` checks an input event against every
                         // window it leads to, and a restore refuses window state holding other
