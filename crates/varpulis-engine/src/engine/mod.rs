@@ -264,37 +264,33 @@ impl Engine {
             let (done, rest) = self.produced.split_at_mut(i);
             let mine = &mut rest[0];
             mine.clear();
-            let op_wm = operator_watermark(&self.streams[i], &self.watermarks, wm);
-            let stream = &mut self.streams[i];
-            if stream.operator.is_some() {
+            if self.streams[i].operator.is_some() {
+                let op_wm = operator_watermark(&self.streams[i], &self.watermarks, wm);
+                let stream = &mut self.streams[i];
                 step.feed_operator(stream, Some(event), done);
                 if let Some(wm) = op_wm {
                     stream.drain_operator(&self.variables, Some(wm), mine);
                 }
-                if stream.has_readers {
-                    out.extend(mine.iter().cloned());
-                } else {
-                    out.append(mine);
-                }
-                continue;
-            }
-            match stream.input {
-                Input::Event => {
-                    if stream.plan.source.name() == event.event_type() {
-                        step.handle(stream, event, mine);
+            } else {
+                let stream = &mut self.streams[i];
+                match stream.input {
+                    Input::Event => {
+                        if stream.plan.source.name() == event.event_type() {
+                            step.handle(stream, event, mine);
+                        }
+                    }
+                    Input::Stream(up) => {
+                        for e in &done[up] {
+                            step.handle(stream, e, mine);
+                        }
                     }
                 }
-                Input::Stream(up) => {
-                    for e in &done[up] {
-                        step.handle(stream, e, mine);
-                    }
+                if let (Some(wm), Some(op)) = (wm, stream.window.as_mut()) {
+                    op.advance_watermark(wm.saturating_sub(stream.watermark_lag_ms), step.results);
+                    step.finish(stream, mine);
                 }
             }
-            if let (Some(wm), Some(op)) = (wm, stream.window.as_mut()) {
-                op.advance_watermark(wm.saturating_sub(stream.watermark_lag_ms), step.results);
-                step.finish(stream, mine);
-            }
-            if stream.has_readers {
+            if self.streams[i].has_readers {
                 out.extend(mine.iter().cloned());
             } else {
                 out.append(mine);

@@ -292,7 +292,7 @@ impl Projection<'_> {
         let now = op.bounded_drops();
         // Logged when the count reaches 1, 10, 100, ...: visible, without a line per drop
         // (every count is in the checkpoint, `checkpoint inspect` shows them).
-        if now > dropped && now.ilog10() > dropped.max(1).ilog10() || (dropped == 0 && now > 0) {
+        if now > dropped && (dropped == 0 || now.ilog10() > dropped.ilog10()) {
             tracing::warn!(
                 stream = %self.plan.name,
                 dropped = now,
