@@ -64,37 +64,18 @@ impl Program {
     /// or join), sorted and deduplicated (the sources the engine tracks watermarks for).
     #[must_use]
     pub fn source_event_types(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::new();
-        for s in &self.streams {
-            for input in s.inputs() {
-                if let Source::Event(n) = input
-                    && let Some(name) = self.event_name(s, &n)
-                {
-                    out.push(name);
-                }
-            }
-        }
+        let mut out: Vec<&str> = self
+            .streams
+            .iter()
+            .flat_map(StreamPlan::inputs)
+            .filter_map(|input| match input {
+                Source::Event(n) => Some(n.as_str()),
+                Source::Stream(_) => None,
+            })
+            .collect();
         out.sort_unstable();
         out.dedup();
         out
-    }
-
-    /// `name` as borrowed from `stream`'s plan (an input it reads).
-    fn event_name<'p>(&self, stream: &'p StreamPlan, name: &str) -> Option<&'p str> {
-        let atoms = stream.pattern.iter().flat_map(|p| {
-            p.steps
-                .iter()
-                .flat_map(|s| s.atoms.iter().chain(&s.not_before))
-                .chain(&p.absence)
-                .chain(&p.not)
-                .map(|a| &a.source)
-        });
-        let joins = stream.join.iter().flat_map(|j| &j.inputs);
-        std::iter::once(&stream.source)
-            .chain(atoms)
-            .chain(joins)
-            .find(|s| matches!(s, Source::Event(n) if n == name))
-            .map(Source::name)
     }
 }
 
@@ -405,26 +386,24 @@ impl StreamPlan {
     /// Everything the stream reads, in order, each once: its source, or every input of its
     /// pattern or join.
     #[must_use]
-    pub fn inputs(&self) -> Vec<Source> {
-        let mut out: Vec<Source> = Vec::new();
-        let mut add = |s: &Source| {
-            if !out.contains(s) {
-                out.push(s.clone());
-            }
-        };
-        if let Some(p) = &self.pattern {
-            for step in &p.steps {
-                for a in step.atoms.iter().chain(&step.not_before) {
-                    add(&a.source);
-                }
-            }
-            for a in p.absence.iter().chain(&p.not) {
-                add(&a.source);
-            }
+    pub fn inputs(&self) -> Vec<&Source> {
+        let all: Vec<&Source> = if let Some(p) = &self.pattern {
+            p.steps
+                .iter()
+                .flat_map(|step| step.atoms.iter().chain(&step.not_before))
+                .chain(p.absence.iter().chain(&p.not))
+                .map(|a| &a.source)
+                .collect()
         } else if let Some(j) = &self.join {
-            j.inputs.iter().for_each(&mut add);
+            j.inputs.iter().collect()
         } else {
-            add(&self.source);
+            vec![&self.source]
+        };
+        let mut out: Vec<&Source> = Vec::with_capacity(all.len());
+        for s in all {
+            if !out.contains(&s) {
+                out.push(s);
+            }
         }
         out
     }

@@ -171,7 +171,7 @@ impl Engine {
             let mut feeds = Vec::new();
             let mut lag = 0_i64;
             for source in plan.inputs() {
-                let input = match &source {
+                let input = match source {
                     Source::Event(_) => Input::Event,
                     Source::Stream(name) => {
                         let idx = streams

@@ -88,7 +88,7 @@ impl Engine {
             };
             for input in s.inputs() {
                 if let Source::Event(t) = input {
-                    let b = bounds.entry(t).or_insert(0);
+                    let b = bounds.entry(t.clone()).or_insert(0);
                     *b = (*b).max(ooo);
                 }
             }
