@@ -96,6 +96,14 @@ struct RunArgs {
     /// the checkpoint (log rotation); without this, a replaced input is refused.
     #[arg(long)]
     restart_input: bool,
+    /// Run the partitioned streams on N parallel contexts (threads), by key group; the output
+    /// is the same as with 1, and a checkpoint of any N resumes with any other.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    workers: usize,
+    /// With --workers above 1: abort a checkpoint whose barrier takes longer than DURATION to
+    /// pass every context (the previous one stays the recovery point). Default: never.
+    #[arg(long, value_name = "DURATION", value_parser = server::parse_interval)]
+    checkpoint_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +127,7 @@ enum CheckpointCommand {
 fn parse_every(s: &str) -> Result<CheckpointEvery, String> {
     s.parse()
 }
+
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -382,7 +391,16 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         flush_at_end: args.flush_at_end,
         overwrite_output: args.overwrite_output,
         restart_input: args.restart_input,
+        workers: args.workers,
+        checkpoint_timeout: args.checkpoint_timeout,
     };
+    if args.workers > 1 && !engine.has_parallel_streams() {
+        eprintln!(
+            "warning: --workers {}: no stream is a partitioned window over events, so every \
+             stream runs in one context (docs/design/contexts.md)",
+            args.workers
+        );
+    }
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&shutdown);
     tokio::spawn(async move {

@@ -48,7 +48,7 @@ pub(crate) struct ServerArgs {
     max_body_bytes: usize,
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
     match varpulis_core::parse_duration(s.trim()) {
         Ok(d) if !d.is_zero() => Ok(d),
         _ => Err(format!("expected a duration (10s, 500ms, 1m), found {s:?}")),

@@ -42,10 +42,12 @@
 
 pub mod clock;
 mod engine;
+pub mod key_group;
 pub mod output;
 mod runner;
 pub mod source;
 
+pub use engine::context::merge_contexts;
 pub use engine::{CONTEXT, Engine, EngineError, LateEvent};
 pub use runner::{
     CheckpointEvery, CheckpointTaken, DEFAULT_CHECKPOINT_EVERY, NoObserver, RecoveryInfo,

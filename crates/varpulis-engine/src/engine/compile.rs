@@ -243,6 +243,8 @@ impl Engine {
             }
         }
         self.produced = vec![Vec::new(); streams.len()];
+        self.ranks = vec![Vec::new(); streams.len()];
+        self.injected = vec![Vec::new(); streams.len()];
         let accepts = stream_accepts(&streams);
         self.source_accepts = self
             .source_types

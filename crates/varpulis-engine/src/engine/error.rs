@@ -40,6 +40,18 @@ pub enum EngineError {
         /// `SASE` or `join`.
         what: &'static str,
     },
+    /// The contexts of a checkpoint cannot be merged into one state (to restore it with another
+    /// number of contexts): they disagree about a stream.
+    #[error(
+        "the checkpoint's contexts cannot be merged: stream {stream}: {what}; the checkpoint \
+         was not written by this varpulis, or is damaged"
+    )]
+    Rescale {
+        /// The stream.
+        stream: String,
+        /// What is wrong.
+        what: String,
+    },
     /// The checkpoint holds operator state for a stream the program does not define (or that
     /// has no operator of that kind).
     #[error(

@@ -145,7 +145,7 @@ pub(super) fn pull(
                         &mut fed,
                     );
                     for e in &fed {
-                        step.handle(stream, e, out);
+                        step.handle(stream, e, out, None);
                     }
                     if !more {
                         *phase = Phase::Flushing;
@@ -155,7 +155,7 @@ pub(super) fn pull(
             Phase::Flushing => match stream.window.as_mut() {
                 Some(op) => {
                     let more = op.flush_step(step.results, room);
-                    step.finish(stream, out);
+                    step.finish(stream, out, None);
                     if !more {
                         *phase = Phase::Done;
                     }

@@ -7,6 +7,7 @@
 
 mod accepts;
 mod compile;
+pub(crate) mod context;
 mod error;
 mod flush;
 mod operators;
@@ -59,6 +60,15 @@ pub struct Engine {
     /// A flush of a program with pattern or join streams: computed at its first step, then
     /// handed out (see [`Engine::flush_step`]).
     flushed: Option<VecDeque<Event>>,
+    /// Per stream, what this engine does with it as one context of a parallel run (empty:
+    /// it is the only context and runs every stream).
+    roles: Vec<context::Role>,
+    /// The key groups a parallel context owns.
+    owned: std::ops::Range<u16>,
+    /// Per stream, the order keys of `produced` (a parallel context).
+    ranks: Vec<Vec<context::Rank>>,
+    /// Per stream, outputs injected into the tail of a parallel run for the next step.
+    injected: Vec<Vec<Event>>,
 }
 
 /// An event a window dropped as late (every window it belonged to was already emitted): the
@@ -114,6 +124,10 @@ impl Engine {
             late: Vec::new(),
             flush: None,
             flushed: None,
+            roles: Vec::new(),
+            owned: 0..crate::key_group::KEY_GROUPS,
+            ranks: Vec::new(),
+            injected: Vec::new(),
             program,
         };
         engine.compile()?;
@@ -264,7 +278,9 @@ impl Engine {
             let (done, rest) = self.produced.split_at_mut(i);
             let mine = &mut rest[0];
             mine.clear();
-            if self.streams[i].operator.is_some() {
+            if !self.roles.is_empty() && self.roles[i] == context::Role::Injected {
+                mine.append(&mut self.injected[i]);
+            } else if self.streams[i].operator.is_some() {
                 let op_wm = operator_watermark(&self.streams[i], &self.watermarks, wm);
                 let stream = &mut self.streams[i];
                 step.feed_operator(stream, Some(event), done);
@@ -276,18 +292,18 @@ impl Engine {
                 match stream.input {
                     Input::Event => {
                         if stream.plan.source.name() == event.event_type() {
-                            step.handle(stream, event, mine);
+                            step.handle(stream, event, mine, None);
                         }
                     }
                     Input::Stream(up) => {
                         for e in &done[up] {
-                            step.handle(stream, e, mine);
+                            step.handle(stream, e, mine, None);
                         }
                     }
                 }
                 if let (Some(wm), Some(op)) = (wm, stream.window.as_mut()) {
                     op.advance_watermark(wm.saturating_sub(stream.watermark_lag_ms), step.results);
-                    step.finish(stream, mine);
+                    step.finish(stream, mine, None);
                 }
             }
             if self.streams[i].has_readers {
@@ -320,7 +336,7 @@ impl Engine {
     /// would hold a half-flushed state. [`Engine::process`] or a restore in the middle abandons
     /// the flush (a new one then starts from what is left).
     pub fn flush_step(&mut self, out: &mut Vec<Event>, max_outputs: usize) -> bool {
-        if self.streams.iter().any(|s| s.operator.is_some()) {
+        if !self.roles.is_empty() || self.streams.iter().any(|s| s.operator.is_some()) {
             return self.flush_step_with_operators(out, max_outputs);
         }
         let mut flush = match self.flush.take() {
@@ -372,18 +388,20 @@ impl Engine {
                 let (done, rest) = produced.split_at_mut(i);
                 let mine = &mut rest[0];
                 let stream = &mut self.streams[i];
-                if stream.operator.is_some() {
+                if !self.roles.is_empty() && self.roles[i] == context::Role::Injected {
+                    mine.append(&mut self.injected[i]);
+                } else if stream.operator.is_some() {
                     step.feed_operator(stream, None, done);
                     stream.drain_operator(step.variables, None, mine);
                 } else {
                     if let Input::Stream(up) = stream.input {
                         for e in &done[up] {
-                            step.handle(stream, e, mine);
+                            step.handle(stream, e, mine, None);
                         }
                     }
                     if let Some(op) = stream.window.as_mut() {
                         while op.flush_step(step.results, usize::MAX) {}
-                        step.finish(stream, mine);
+                        step.finish(stream, mine, None);
                     }
                 }
                 all.extend(mine.iter().cloned());

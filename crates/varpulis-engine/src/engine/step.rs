@@ -10,6 +10,7 @@ use varpulis_windows::{Outcome, WindowResult};
 
 use super::LateEvent;
 use super::compile::{CompiledStream, Input};
+use super::context::Rank;
 
 /// What the streams of one engine step share: the program variables, the buffer window
 /// results pass through (empty between calls), and the late-event side output.
@@ -62,12 +63,14 @@ impl Step<'_> {
     }
 
     /// Takes one event into `stream`: filter, then window or projection; appends what it
-    /// emits to `out`.
+    /// emits to `out`. With `ranks` (a parallel context), each output's order key goes there:
+    /// a closed window's (end, partition key), or for a projection the given input's rank.
     pub(super) fn handle(
         &mut self,
         stream: &mut CompiledStream,
         event: &Event,
         out: &mut Vec<Event>,
+        ranks: Option<(&mut Vec<Rank>, &Rank)>,
     ) {
         let variables = self.variables;
         if stream
@@ -97,9 +100,12 @@ impl Step<'_> {
                         });
                     }
                 }
-                self.finish(stream, out);
+                self.finish(stream, out, ranks.map(|(r, _)| r));
             }
             None => {
+                if let Some((ranks, rank)) = ranks {
+                    ranks.push(rank.clone());
+                }
                 let ts = event.timestamp_ms();
                 let output_type = Arc::clone(&stream.output_type);
                 out.push(if stream.plan.emit.is_some() {
@@ -122,33 +128,41 @@ impl Step<'_> {
     }
 
     /// Turns the closed windows in the results buffer into output events of `stream`:
-    /// `.having`, then `.emit`.
-    pub(super) fn finish(&mut self, stream: &CompiledStream, out: &mut Vec<Event>) {
+    /// `.having`, then `.emit`; with `ranks`, each output's order key goes there too.
+    pub(super) fn finish(
+        &mut self,
+        stream: &CompiledStream,
+        out: &mut Vec<Event>,
+        mut ranks: Option<&mut Vec<Rank>>,
+    ) {
         let (plan, variables) = (&stream.plan, self.variables);
         for r in self.results.drain(..) {
-            if plan.having.is_none() && plan.emit.is_none() {
-                out.push(r.event);
-                continue;
+            let event = if plan.having.is_none() && plan.emit.is_none() {
+                r.event
+            } else {
+                // The row's columns are the result event's fields (distinct names).
+                let row = Bindings::row(&r.event, variables);
+                if stream.having.as_ref().is_some_and(|h| !h.matches(&row)) {
+                    continue;
+                }
+                if plan.emit.is_none() {
+                    r.event
+                } else {
+                    Event::from_unique_iter(
+                        Arc::clone(&stream.output_type),
+                        r.end_ms,
+                        stream
+                            .emit
+                            .iter()
+                            .zip(&stream.emit_names)
+                            .map(|(f, name)| (Arc::clone(name), f.eval(&row))),
+                    )
+                }
+            };
+            if let Some(ranks) = ranks.as_deref_mut() {
+                ranks.push(Rank::window(r.end_ms, r.key));
             }
-            // The row's columns are the result event's fields (distinct names).
-            let row = Bindings::row(&r.event, variables);
-            if stream.having.as_ref().is_some_and(|h| !h.matches(&row)) {
-                continue;
-            }
-            if plan.emit.is_none() {
-                out.push(r.event);
-                continue;
-            }
-            let emitted = Event::from_unique_iter(
-                Arc::clone(&stream.output_type),
-                r.end_ms,
-                stream
-                    .emit
-                    .iter()
-                    .zip(&stream.emit_names)
-                    .map(|(f, name)| (Arc::clone(name), f.eval(&row))),
-            );
-            out.push(emitted);
+            out.push(event);
         }
     }
 }

@@ -125,12 +125,12 @@ fn one_shot_flush(e: &mut Engine, out: &mut Vec<Event>) {
         let stream = &mut e.streams[i];
         if let Input::Stream(up) = stream.input {
             for ev in &done[up] {
-                step.handle(stream, ev, mine);
+                step.handle(stream, ev, mine, None);
             }
         }
         if let Some(op) = stream.window.as_mut() {
             op.flush(step.results);
-            step.finish(stream, mine);
+            step.finish(stream, mine, None);
         }
         out.extend(mine.iter().cloned());
     }

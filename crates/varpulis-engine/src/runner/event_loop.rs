@@ -29,6 +29,8 @@ use crate::engine::{CONTEXT, Engine};
 use crate::output::write_json_line;
 use crate::source::{EventFileReader, SourcePosition};
 
+mod parallel;
+
 /// Results flushed between two looks at the shutdown flag (and at most held in memory).
 const FLUSH_STEP: usize = 4096;
 /// Events between two progress callbacks.
@@ -36,10 +38,10 @@ const PROGRESS_EVERY: u64 = 4096;
 
 /// How the loop over the input ended.
 enum End {
-    /// End of input.
-    Input,
-    /// A shutdown request.
-    Shutdown,
+    /// End of input, read up to `.0`.
+    Input(SourcePosition),
+    /// A shutdown request, with the input read up to `.0`.
+    Shutdown(SourcePosition),
     /// A malformed line or an event the engine refused: everything before it is processed;
     /// the checkpoint is taken at `at` (the position before the bad event).
     Error { error: RunError, at: SourcePosition },
@@ -75,6 +77,13 @@ pub(super) struct Loop<'a> {
     output_is_new: bool,
     report: RunReport,
     line: Vec<u8>,
+    /// A parallel run's contexts, until the run starts their threads (empty: one context).
+    contexts: Vec<Engine>,
+    /// What the next snapshot of a parallel run records besides the tail: the contexts'
+    /// states (from their barrier) and the barrier's figures for the metadata.
+    barrier: Option<parallel::BarrierSnapshot>,
+    /// Late events the parallel contexts' windows dropped, all runs together (at the end).
+    contexts_late: u64,
 }
 
 impl<'a> Loop<'a> {
@@ -109,6 +118,9 @@ impl<'a> Loop<'a> {
                 ..RunReport::default()
             },
             line: Vec::with_capacity(256),
+            contexts: recovered.contexts,
+            barrier: None,
+            contexts_late: 0,
         })
     }
 
@@ -143,13 +155,19 @@ impl<'a> Loop<'a> {
             // written, so a crash before the first scheduled checkpoint leaves a checkpoint
             // that owns the output, and the next run resumes instead of refusing an unknown
             // non-empty output.
+            self.barrier = self.initial_barrier();
             self.checkpoint(self.reader.position(), Wait::Commit, observer)
                 .await?;
         }
-        let end = self.events(shutdown, observer).await?;
-        observer.progress(self.reader.position(), self.file_len);
+        let end = if self.contexts.is_empty() {
+            self.events(shutdown, observer).await?
+        } else {
+            self.events_parallel(shutdown, observer).await?
+        };
+        let (End::Input(reached) | End::Shutdown(reached) | End::Error { at: reached, .. }) = end;
+        observer.progress(reached, self.file_len);
         let (error, at) = match end {
-            End::Input if self.config.flush_at_end => {
+            End::Input(at) if self.config.flush_at_end => {
                 if !self.flush(shutdown)? {
                     // Stopped in the middle of the end-of-input flush: a checkpoint now would
                     // record windows as emitted that the next run could not tell from the
@@ -160,10 +178,10 @@ impl<'a> Loop<'a> {
                     self.sink.sync().map_err(|e| self.sink.error(e))?;
                     return Ok(());
                 }
-                (None, self.reader.position())
+                (None, at)
             }
-            End::Input => (None, self.reader.position()),
-            End::Shutdown => {
+            End::Input(at) => (None, at),
+            End::Shutdown(at) => {
                 self.report.interrupted = true;
                 if !self.config.checkpoint.checkpoint_on_shutdown {
                     // Asked not to: the last checkpoint stands, as after a crash (the one in
@@ -171,7 +189,7 @@ impl<'a> Loop<'a> {
                     self.sink.sync().map_err(|e| self.sink.error(e))?;
                     return Ok(());
                 }
-                (None, self.reader.position())
+                (None, at)
             }
             End::Error { error, at } => (Some(error), at),
         };
@@ -196,15 +214,17 @@ impl<'a> Loop<'a> {
         let mut outputs: Vec<Event> = Vec::new();
         loop {
             if shutdown.load(Ordering::Relaxed) {
-                return Ok(End::Shutdown);
+                return Ok(End::Shutdown(self.reader.position()));
             }
             let before = self.reader.position();
             let event = match self.reader.next_event() {
                 Ok(Some(e)) => e,
                 // A signal that arrived while the last line was read still ends the run as
                 // interrupted.
-                Ok(None) if shutdown.load(Ordering::Relaxed) => return Ok(End::Shutdown),
-                Ok(None) => return Ok(End::Input),
+                Ok(None) if shutdown.load(Ordering::Relaxed) => {
+                    return Ok(End::Shutdown(self.reader.position()));
+                }
+                Ok(None) => return Ok(End::Input(self.reader.position())),
                 // A malformed line does not advance the reader: the checkpoint is taken where
                 // it stands, so a rerun stops at the same line.
                 Err(e) => {
@@ -264,7 +284,7 @@ impl<'a> Loop<'a> {
         let mut report = std::mem::take(&mut self.report);
         report.events_processed = self.engine.events_processed();
         report.output_events_emitted = self.engine.output_events_emitted();
-        report.late_events_dropped = self.engine.late_events_dropped();
+        report.late_events_dropped = self.engine.late_events_dropped() + self.contexts_late;
         report.elapsed = self.clock.monotonic().saturating_sub(started);
         report
     }
@@ -402,8 +422,11 @@ impl<'a> Loop<'a> {
     /// What a checkpoint at `position` records: the engine state (a copy, not yet sorted:
     /// the job sorts it), the input's position and identity, and the output's length.
     fn snapshot(&mut self, position: SourcePosition) -> Result<Checkpoint, RunError> {
-        let mut cp = Checkpoint::new(self.clock.now_ms())
-            .with_context(CONTEXT, self.engine.create_checkpoint_unsorted());
+        let mut cp = Checkpoint::new(self.clock.now_ms());
+        match self.barrier.take() {
+            None => cp = cp.with_context(CONTEXT, self.engine.create_checkpoint_unsorted()),
+            Some(barrier) => barrier.record(&mut cp, self.engine.context_checkpoint()),
+        }
         cp.metadata.insert(
             meta::ENGINE_VERSION.to_owned(),
             env!("CARGO_PKG_VERSION").to_owned(),

@@ -97,6 +97,12 @@ pub struct RunConfig {
     pub overwrite_output: bool,
     /// Read a replaced input from its beginning (with the restored state) instead of refusing.
     pub restart_input: bool,
+    /// Parallel contexts for the partitioned streams (`--workers`; 1: the one-context loop).
+    /// At most [`KEY_GROUPS`](crate::key_group::KEY_GROUPS). See `docs/design/contexts.md`.
+    pub workers: usize,
+    /// A parallel run aborts a checkpoint whose barrier took longer than this to reach the
+    /// sink from every context (`--checkpoint-timeout`; `None`: never).
+    pub checkpoint_timeout: Option<Duration>,
 }
 
 impl RunConfig {
@@ -110,6 +116,8 @@ impl RunConfig {
             flush_at_end: false,
             overwrite_output: false,
             restart_input: false,
+            workers: 1,
+            checkpoint_timeout: None,
         }
     }
 }
@@ -206,6 +214,9 @@ pub struct RunReport {
     /// Checkpoints that found the previous one still committing and waited for it: when this
     /// grows, the interval is shorter than a commit takes.
     pub checkpoints_waited: u64,
+    /// Checkpoints of a parallel run aborted because their barrier took longer than the
+    /// checkpoint timeout (the previous one stayed the recovery point).
+    pub checkpoints_aborted: u64,
     /// What recovery found.
     pub recovery: RecoveryInfo,
     /// The run stopped on a shutdown request (SIGINT/SIGTERM), not at end of input.
@@ -355,6 +366,23 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    /// A parallel context stopped: its thread panicked (the message) or vanished. The run
+    /// fails; the last committed checkpoint stands, and a rerun resumes from it.
+    #[error("parallel context {context} failed: {message}")]
+    Context {
+        /// The context (`worker-<n>`; `source` for the reading thread).
+        context: String,
+        /// The panic's message.
+        message: String,
+    },
+    /// `RunConfig::workers` is 0 or above the number of key groups.
+    #[error("--workers {workers}: must be between 1 and {max} (the number of key groups)")]
+    Workers {
+        /// What was asked.
+        workers: usize,
+        /// [`KEY_GROUPS`](crate::key_group::KEY_GROUPS).
+        max: u16,
+    },
     /// The engine refused an input event (its time cannot be represented by a window it
     /// reaches); nothing of it was applied. Prints as `FILE:LINE: event time T (stream S): its
     /// tumbling 1d window cannot be represented`.
@@ -390,6 +418,12 @@ pub async fn run(
     observer: &mut dyn RunObserver,
 ) -> Result<RunReport, RunError> {
     let started = clock.monotonic();
+    if config.workers == 0 || config.workers > usize::from(crate::key_group::KEY_GROUPS) {
+        return Err(RunError::Workers {
+            workers: config.workers,
+            max: crate::key_group::KEY_GROUPS,
+        });
+    }
     let input = position::Input::open(&config.events)?;
     let output = output::resolve(config.output.as_deref(), &input)?;
     let mut recovered = recover::recover(engine, store, config, &input, output.as_deref()).await?;

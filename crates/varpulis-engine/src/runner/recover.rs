@@ -7,9 +7,12 @@ use std::sync::Arc;
 use varpulis_checkpoint::{Checkpoint, CheckpointManager};
 use varpulis_store::StateStore;
 
+use varpulis_checkpoint::EngineCheckpoint;
+
 use super::position::{Input, InputRecord, meta, output_offset_key};
 use super::{RecoveryInfo, RunConfig, RunError};
-use crate::engine::{CONTEXT, Engine};
+use crate::engine::Engine;
+use crate::engine::context::{merge_contexts, split};
 use crate::source::SourcePosition;
 
 /// What recovery decided.
@@ -24,6 +27,9 @@ pub(super) struct Recovered {
     /// What the state knows of outputs, as a phrase for the message when the output is not
     /// empty and no checkpoint knows it.
     pub(super) output_known: String,
+    /// A parallel run's contexts (`RunConfig::workers` above 1), restored; the caller's
+    /// engine is then their tail.
+    pub(super) contexts: Vec<Engine>,
 }
 
 /// Restores the newest valid checkpoint of `store` into `engine` and decides where `input`
@@ -41,8 +47,12 @@ pub(super) async fn recover(
         resume: None,
         output_at: None,
         output_known: "no checkpoint knows (there is no state directory)".to_owned(),
+        contexts: Vec::new(),
     };
     let Some(store) = store else {
+        if config.workers > 1 {
+            recovered.contexts = parallel_contexts(engine, None, config.workers)?;
+        }
         return Ok(recovered);
     };
     recovered.output_known = "no checkpoint knows (the state directory has no valid \
@@ -51,14 +61,21 @@ pub(super) async fn recover(
     let manager = CheckpointManager::new(store, config.checkpoint.clone())?;
     let recovery = manager.recover().await?;
     recovered.info.skipped = recovery.skipped;
-    if let Some(cp) = recovery.checkpoint {
-        restore(engine, &cp, config, input, output, &mut recovered)?;
+    let state = match recovery.checkpoint {
+        Some(cp) => restore(engine, &cp, config, input, output, &mut recovered)?,
+        None => None,
+    };
+    if config.workers > 1 {
+        recovered.contexts = parallel_contexts(engine, state, config.workers)?;
     }
     recovered.manager = Some(manager);
     recovered.info.input_resumed_at = recovered.resume.filter(|p| p.offset > 0);
     Ok(recovered)
 }
 
+/// Restores `cp` (one run's, or a parallel run's contexts merged into one state) into
+/// `engine`, or with [`RunConfig::workers`] above 1 returns that state and its id for
+/// [`parallel_contexts`] to split.
 fn restore(
     engine: &mut Engine,
     cp: &Checkpoint,
@@ -66,15 +83,30 @@ fn restore(
     input: &Input,
     output: Option<&Path>,
     recovered: &mut Recovered,
-) -> Result<(), RunError> {
+) -> Result<Option<(u64, EngineCheckpoint)>, RunError> {
     // The record is read (and refused if malformed) before any state is restored.
     let record = InputRecord::read(cp, &input.key)?;
     recovered.info.resumed_from = Some(cp.id);
-    if let Some(state) = cp.context_states.get(CONTEXT) {
-        engine
-            .restore_checkpoint(state)
-            .map_err(|source| RunError::Restore { id: cp.id, source })?;
-    }
+    let restore_error = |source| RunError::Restore { id: cp.id, source };
+    let state = match cp.context_states.len() {
+        0 => None,
+        1 => cp.context_states.values().next().cloned(),
+        _ => {
+            // A parallel run's: each context holds its own streams and key groups. Merged in
+            // name order, so the merge does not depend on the map's order.
+            let mut names: Vec<&String> = cp.context_states.keys().collect();
+            names.sort();
+            let states = names.into_iter().map(|n| cp.context_states[n].clone());
+            Some(merge_contexts(states).map_err(restore_error)?)
+        }
+    };
+    let state = match state {
+        Some(state) if config.workers <= 1 => {
+            engine.restore_checkpoint(&state).map_err(restore_error)?;
+            None
+        }
+        other => other.map(|s| (cp.id, s)),
+    };
     recovered.resume = resume_input(cp, &record, config, input, &mut recovered.info)?;
     if let Some(out) = output
         && let Some(&len) = cp.source_offsets.get(&output_offset_key(out))
@@ -91,7 +123,35 @@ fn restore(
             cp.id
         ),
     };
-    Ok(())
+    Ok(state)
+}
+
+/// The `workers` parallel contexts of a run, each restored from its key groups' share of
+/// `state` (taken with any number of contexts); `engine` becomes their tail, restored from the
+/// rest.
+fn parallel_contexts(
+    engine: &mut Engine,
+    state: Option<(u64, EngineCheckpoint)>,
+    workers: usize,
+) -> Result<Vec<Engine>, RunError> {
+    let program = engine.program().clone();
+    let fresh = || Engine::new(program.clone());
+    let mut contexts = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let ctx = fresh().map_err(|source| RunError::Restore { id: 0, source })?;
+        contexts.push(ctx.into_context(i, workers));
+    }
+    let tail = fresh().map_err(|source| RunError::Restore { id: 0, source })?;
+    *engine = tail.into_tail();
+    if let Some((id, state)) = state {
+        let (parts, tail) = split(state, &engine.parallel_window_streams(), workers);
+        let error = |source| RunError::Restore { id, source };
+        engine.restore_checkpoint(&tail).map_err(error)?;
+        for (ctx, part) in contexts.iter_mut().zip(parts) {
+            ctx.restore_checkpoint(&part).map_err(error)?;
+        }
+    }
+    Ok(contexts)
 }
 
 /// Where the input resumes after checkpoint `cp`: after the recorded offset if `cp` was taken

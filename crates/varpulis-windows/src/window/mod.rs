@@ -261,7 +261,8 @@ impl WindowOperator {
     /// The partition `event` is routed to: its `partition_by` field, `Null` when missing or
     /// unpartitioned.
     #[inline]
-    fn partition_key<'e>(&self, event: &'e Event) -> &'e Value {
+    #[must_use]
+    pub fn partition_key<'e>(&self, event: &'e Event) -> &'e Value {
         static NULL: Value = Value::Null;
         match &self.partition_field {
             Some(f) => f.get(event).unwrap_or(&NULL),

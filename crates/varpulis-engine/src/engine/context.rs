@@ -1,0 +1,474 @@
+//! An engine as one of several contexts of a parallel run (`varpulis run --workers N`).
+//!
+//! The program's streams are placed once: a **parallel** stream is a partitioned window over
+//! an event type, or a window-less, operator-less stream reading a parallel stream (it sees
+//! the outputs of the keys its context owns); every other stream runs in the **tail**. Each of
+//! the N parallel contexts runs the parallel streams for the key groups it owns
+//! ([`crate::key_group`]); the tail runs the rest with the parallel streams' outputs injected,
+//! merged from the contexts in the one-context order. Every context sees every input event,
+//! so their watermarks are the one-context engine's, and windows close at the same input
+//! positions. See `docs/design/contexts.md`.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+
+use varpulis_checkpoint::{EngineCheckpoint, WindowCheckpoint};
+use varpulis_core::{Event, Value};
+
+use super::compile::{CompiledStream, Input};
+use super::step::Step;
+use super::{Engine, EngineError};
+use crate::key_group::{key_group, owner};
+
+/// What an engine does with one of its streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// Runs it on every event (one context, or the tail's own streams, or a parallel context's
+    /// window-less streams over parallel outputs).
+    Run,
+    /// A parallel context's partitioned window: takes only the events of its key groups.
+    Owned,
+    /// Another context runs it.
+    Skip,
+    /// The tail: its outputs are injected (merged from the parallel contexts).
+    Injected,
+}
+
+/// An output's place among the outputs of one stream at one input position: a closed
+/// window's end, then its partition key (the order a window emits in), or for a projection of
+/// a window's outputs, the rank of the output it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rank {
+    end_ms: i64,
+    key: Value,
+}
+
+impl Rank {
+    pub(super) fn window(end_ms: i64, key: Value) -> Self {
+        Self { end_ms, key }
+    }
+}
+
+impl Eq for Rank {}
+
+impl PartialOrd for Rank {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Rank {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.end_ms
+            .cmp(&other.end_ms)
+            .then_with(|| self.key.cmp(&other.key))
+    }
+}
+
+/// An output of a parallel context with its order key: the input event's sequence number
+/// ([`FLUSH_SEQ`] for the end-of-input flush), the stream's index, its rank.
+#[derive(Debug, Clone)]
+pub(crate) struct Tagged {
+    pub(crate) seq: u64,
+    pub(crate) stream: usize,
+    pub(crate) rank: Rank,
+    pub(crate) event: Event,
+}
+
+impl Tagged {
+    /// The order the sink merges the contexts' outputs in.
+    pub(crate) fn order(&self, other: &Self) -> Ordering {
+        (self.seq, self.stream)
+            .cmp(&(other.seq, other.stream))
+            .then_with(|| self.rank.cmp(&other.rank))
+    }
+}
+
+/// The sequence number the outputs of the end-of-input flush carry: after every input.
+pub(crate) const FLUSH_SEQ: u64 = u64::MAX;
+
+/// A late event of a parallel context: its input position and stream (the one-context order
+/// of the side output).
+#[derive(Debug, Clone)]
+pub(crate) struct TaggedLate {
+    pub(crate) seq: u64,
+    pub(crate) stream: usize,
+    pub(crate) late: super::LateEvent,
+}
+
+/// Which streams of `streams` are parallel (see the module docs).
+pub(super) fn parallel_streams(streams: &[CompiledStream]) -> Vec<bool> {
+    let mut parallel: Vec<bool> = Vec::with_capacity(streams.len());
+    for s in streams {
+        let p = if s.operator.is_some() {
+            false
+        } else if s.window.is_some() {
+            s.input == Input::Event && s.plan.partition_by.is_some()
+        } else {
+            matches!(s.input, Input::Stream(up) if parallel[up])
+        };
+        parallel.push(p);
+    }
+    parallel
+}
+
+impl Engine {
+    /// The names of the window streams a parallel run splits by key group.
+    #[must_use]
+    pub(crate) fn parallel_window_streams(&self) -> HashSet<String> {
+        parallel_streams(&self.streams)
+            .into_iter()
+            .zip(&self.streams)
+            .filter(|(p, s)| *p && s.window.is_some())
+            .map(|(_, s)| s.plan.name.clone())
+            .collect()
+    }
+
+    /// Whether `--workers` above 1 runs any stream in parallel contexts (a partitioned window
+    /// over events; see `docs/design/contexts.md`).
+    #[must_use]
+    pub fn has_parallel_streams(&self) -> bool {
+        parallel_streams(&self.streams).into_iter().any(|p| p)
+    }
+
+    /// Makes this engine parallel context `index` of `contexts`: it runs the parallel streams
+    /// for the key groups it owns, and skips the others.
+    pub(crate) fn into_context(mut self, index: usize, contexts: usize) -> Self {
+        let parallel = parallel_streams(&self.streams);
+        self.roles = parallel
+            .iter()
+            .zip(&self.streams)
+            .map(|(&p, s)| match (p, s.window.is_some()) {
+                (true, true) => Role::Owned,
+                (true, false) => Role::Run,
+                (false, _) => Role::Skip,
+            })
+            .collect();
+        self.owned = crate::key_group::owned(index, contexts);
+        self
+    }
+
+    /// Makes this engine the tail of a parallel run: it runs the streams no parallel context
+    /// runs, and takes the parallel streams' outputs from [`Engine::inject`].
+    pub(crate) fn into_tail(mut self) -> Self {
+        self.roles = parallel_streams(&self.streams)
+            .into_iter()
+            .map(|p| if p { Role::Injected } else { Role::Run })
+            .collect();
+        self
+    }
+
+    /// Gives the tail the outputs of parallel stream `stream` for the next
+    /// [`process`](Self::process) (or the flush), in order.
+    pub(crate) fn inject(&mut self, stream: usize, event: Event) {
+        self.injected[stream].push(event);
+    }
+
+    /// The index of stream `name` (`usize::MAX` if the program has none: sorted last).
+    pub(crate) fn stream_index(&self, name: &str) -> usize {
+        self.streams
+            .iter()
+            .position(|s| s.plan.name == name)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// [`process`](Self::process) as parallel context: the outputs of the streams it runs for
+    /// the event at input sequence number `seq`, with their order keys, and its late events.
+    ///
+    /// # Errors
+    /// As [`process`](Self::process), before anything changes.
+    pub(crate) fn process_context(
+        &mut self,
+        event: &Event,
+        seq: u64,
+        out: &mut Vec<Tagged>,
+        late: &mut Vec<TaggedLate>,
+    ) -> Result<(), EngineError> {
+        let source = self.source_of(event)?;
+        self.events_processed += 1;
+        let wm = if source.is_some() {
+            self.watermarks.observe(event)
+        } else {
+            self.watermarks.effective()
+        };
+        let mut step = Step {
+            variables: &self.variables,
+            results: &mut self.results,
+            late: &mut self.late,
+        };
+        for i in 0..self.streams.len() {
+            let (done, rest) = self.produced.split_at_mut(i);
+            let (done_ranks, rest_ranks) = self.ranks.split_at_mut(i);
+            let (mine, my_ranks) = (&mut rest[0], &mut rest_ranks[0]);
+            mine.clear();
+            my_ranks.clear();
+            let stream = &mut self.streams[i];
+            match self.roles[i] {
+                Role::Skip | Role::Injected => continue,
+                Role::Owned => {
+                    let op = stream.window.as_ref().expect("an owned stream has a window");
+                    if stream.plan.source.name() == event.event_type()
+                        && self.owned.contains(&key_group(op.partition_key(event)))
+                    {
+                        step.handle(stream, event, mine, Some((my_ranks, &NO_RANK)));
+                    }
+                    if let (Some(wm), Some(op)) = (wm, stream.window.as_mut()) {
+                        op.advance_watermark(
+                            wm.saturating_sub(stream.watermark_lag_ms),
+                            step.results,
+                        );
+                        step.finish(stream, mine, Some(my_ranks));
+                    }
+                }
+                Role::Run => {
+                    let Input::Stream(up) = stream.input else {
+                        unreachable!("a parallel window-less stream reads a parallel stream")
+                    };
+                    for (e, r) in done[up].iter().zip(&done_ranks[up]) {
+                        step.handle(stream, e, mine, Some((my_ranks, r)));
+                    }
+                }
+            }
+            let moved = !stream.has_readers;
+            push_tagged(seq, i, mine, my_ranks, moved, out);
+        }
+        self.tag_late(seq, late);
+        Ok(())
+    }
+
+    /// The end-of-input flush of a parallel context: every open window of the streams it runs,
+    /// with order keys ([`FLUSH_SEQ`], stream, rank), stream by stream.
+    pub(crate) fn flush_context(&mut self, out: &mut Vec<Tagged>, late: &mut Vec<TaggedLate>) {
+        let mut step = Step {
+            variables: &self.variables,
+            results: &mut self.results,
+            late: &mut self.late,
+        };
+        for i in 0..self.streams.len() {
+            let (done, rest) = self.produced.split_at_mut(i);
+            let (done_ranks, rest_ranks) = self.ranks.split_at_mut(i);
+            let (mine, my_ranks) = (&mut rest[0], &mut rest_ranks[0]);
+            mine.clear();
+            my_ranks.clear();
+            let stream = &mut self.streams[i];
+            match self.roles[i] {
+                Role::Skip | Role::Injected => continue,
+                Role::Owned => {
+                    if let Some(op) = stream.window.as_mut() {
+                        while op.flush_step(step.results, usize::MAX) {}
+                        step.finish(stream, mine, Some(my_ranks));
+                    }
+                }
+                Role::Run => {
+                    if let Input::Stream(up) = stream.input {
+                        for (e, r) in done[up].iter().zip(&done_ranks[up]) {
+                            step.handle(stream, e, mine, Some((my_ranks, r)));
+                        }
+                    }
+                }
+            }
+            let moved = !stream.has_readers;
+            push_tagged(FLUSH_SEQ, i, mine, my_ranks, moved, out);
+        }
+        self.tag_late(FLUSH_SEQ, late);
+    }
+
+    fn tag_late(&mut self, seq: u64, late: &mut Vec<TaggedLate>) {
+        let taken = std::mem::take(&mut self.late);
+        for l in taken {
+            let stream = self.stream_index(&l.stream);
+            late.push(TaggedLate {
+                seq,
+                stream,
+                late: l,
+            });
+        }
+    }
+
+    /// The state a parallel context or the tail checkpoints: its own streams only, and (a
+    /// parallel context) no output count: the tail counts every output.
+    pub(crate) fn context_checkpoint(&self) -> EngineCheckpoint {
+        let mut cp = self.create_checkpoint_unsorted();
+        let theirs: Vec<&str> = self
+            .streams
+            .iter()
+            .zip(&self.roles)
+            .filter(|(_, r)| matches!(r, Role::Skip | Role::Injected))
+            .map(|(s, _)| s.plan.name.as_str())
+            .collect();
+        for name in theirs {
+            cp.window_states.remove(name);
+            cp.pattern_states.remove(name);
+            cp.join_operator_states.remove(name);
+        }
+        if self.roles.contains(&Role::Owned) {
+            cp.output_events_emitted = 0;
+        }
+        cp
+    }
+}
+
+/// The rank a window-fed output does not use (a window's outputs carry their own).
+static NO_RANK: Rank = Rank {
+    end_ms: 0,
+    key: Value::Null,
+};
+
+fn push_tagged(
+    seq: u64,
+    stream: usize,
+    mine: &mut Vec<Event>,
+    ranks: &mut Vec<Rank>,
+    moved: bool,
+    out: &mut Vec<Tagged>,
+) {
+    debug_assert_eq!(mine.len(), ranks.len());
+    if moved {
+        out.extend(
+            mine.drain(..)
+                .zip(ranks.drain(..))
+                .map(|(event, rank)| Tagged {
+                    seq,
+                    stream,
+                    rank,
+                    event,
+                }),
+        );
+    } else {
+        out.extend(mine.iter().zip(ranks.iter()).map(|(event, rank)| Tagged {
+            seq,
+            stream,
+            rank: rank.clone(),
+            event: event.clone(),
+        }));
+    }
+}
+
+/// Merges the states of every context of a checkpoint into the state of one engine (the
+/// inverse of [`split`]): window partitions of a stream several contexts ran are united,
+/// their late-event counts summed; the output counts are summed; everything else each context
+/// holds a copy of, or only one context holds.
+///
+/// # Errors
+/// [`EngineError::Rescale`] when the contexts disagree: one stream's windows under two
+/// definitions, one partition key in two contexts, one pattern or join in two contexts.
+pub fn merge_contexts(
+    states: impl IntoIterator<Item = EngineCheckpoint>,
+) -> Result<EngineCheckpoint, EngineError> {
+    let mut merged: Option<EngineCheckpoint> = None;
+    for cp in states {
+        let Some(into) = merged.as_mut() else {
+            merged = Some(cp);
+            continue;
+        };
+        into.version = into.version.max(cp.version);
+        for (name, state) in cp.window_states {
+            match into.window_states.get_mut(&name) {
+                Some(have) => merge_window(&name, have, state)?,
+                None => {
+                    into.window_states.insert(name, state);
+                }
+            }
+        }
+        unite(&mut into.pattern_states, cp.pattern_states)?;
+        unite(&mut into.join_operator_states, cp.join_operator_states)?;
+        unite(&mut into.sase_states, cp.sase_states)?;
+        unite(&mut into.join_states, cp.join_states)?;
+        for (name, value) in cp.variables {
+            into.variables.entry(name).or_insert(value);
+        }
+        if into.watermark_state.is_none() {
+            into.watermark_state = cp.watermark_state;
+        }
+        into.events_processed = into.events_processed.max(cp.events_processed);
+        into.output_events_emitted += cp.output_events_emitted;
+    }
+    Ok(merged.unwrap_or_default())
+}
+
+fn unite<T>(into: &mut BTreeMap<String, T>, from: BTreeMap<String, T>) -> Result<(), EngineError> {
+    for (name, state) in from {
+        if into.contains_key(&name) {
+            return Err(EngineError::Rescale {
+                stream: name,
+                what: "its operator state is in two contexts".to_owned(),
+            });
+        }
+        into.insert(name, state);
+    }
+    Ok(())
+}
+
+fn merge_window(
+    name: &str,
+    into: &mut WindowCheckpoint,
+    from: WindowCheckpoint,
+) -> Result<(), EngineError> {
+    if into.spec != from.spec {
+        return Err(EngineError::Rescale {
+            stream: name.to_owned(),
+            what: "two contexts hold its windows under different definitions".to_owned(),
+        });
+    }
+    if !from.partitions.is_empty() {
+        let keys: HashSet<&Value> = into.partitions.iter().map(|p| &p.key).collect();
+        if let Some(p) = from.partitions.iter().find(|p| keys.contains(&p.key)) {
+            return Err(EngineError::Rescale {
+                stream: name.to_owned(),
+                what: format!("partition {} is in two contexts", p.key),
+            });
+        }
+    }
+    into.partitions.extend(from.partitions);
+    into.late_events_dropped += from.late_events_dropped;
+    into.watermark_ms = into.watermark_ms.max(from.watermark_ms);
+    into.next_seq = into.next_seq.max(from.next_seq);
+    Ok(())
+}
+
+/// Splits one engine's state for a parallel run of `contexts` contexts and a tail: the
+/// partitions of each stream of `parallel` go to the context that owns their key group (its
+/// late-event count to context 0), everything else to the tail; the watermark, variables and
+/// input count go to all, the output count to the tail.
+pub(crate) fn split(
+    cp: EngineCheckpoint,
+    parallel: &HashSet<String>,
+    contexts: usize,
+) -> (Vec<EngineCheckpoint>, EngineCheckpoint) {
+    let shared = EngineCheckpoint {
+        version: cp.version,
+        variables: cp.variables.clone(),
+        watermark_state: cp.watermark_state.clone(),
+        events_processed: cp.events_processed,
+        ..EngineCheckpoint::default()
+    };
+    let mut parts = vec![shared.clone(); contexts];
+    let mut tail = EngineCheckpoint {
+        output_events_emitted: cp.output_events_emitted,
+        pattern_states: cp.pattern_states,
+        join_operator_states: cp.join_operator_states,
+        sase_states: cp.sase_states,
+        join_states: cp.join_states,
+        ..shared
+    };
+    for (name, state) in cp.window_states {
+        if !parallel.contains(&name) {
+            tail.window_states.insert(name, state);
+            continue;
+        }
+        let empty = WindowCheckpoint {
+            partitions: Vec::new(),
+            late_events_dropped: 0,
+            ..state.clone()
+        };
+        let mut pieces = vec![empty; contexts];
+        pieces[0].late_events_dropped = state.late_events_dropped;
+        for p in state.partitions {
+            pieces[owner(key_group(&p.key), contexts)].partitions.push(p);
+        }
+        for (part, piece) in parts.iter_mut().zip(pieces) {
+            part.window_states.insert(name.clone(), piece);
+        }
+    }
+    (parts, tail)
+}

@@ -1,0 +1,655 @@
+//! The event loop of a parallel run (`--workers N`): a source thread, N context threads, and
+//! this loop as the sink.
+//!
+//! ```text
+//!  source thread ──batches, barrier n──> context 0..N-1 (threads) ──tagged outputs, state n──┐
+//!  (reads, checks,  └───────────batches, barrier n (position)──────────> sink (this loop) <───┘
+//!   batches)                                            merge, tail, write, checkpoint n
+//! ```
+//!
+//! - The **source** reads and checks each event (as the one-context loop does), and sends
+//!   batches of [`BATCH`] events, shared, to every context and to the sink over bounded
+//!   channels: a full channel blocks it (backpressure; nothing is dropped). When the sink asks
+//!   for a checkpoint it injects **barrier n** after the event it is at, on every channel,
+//!   with the input position.
+//! - Each **context** runs the parallel streams for its key groups over every event (so its
+//!   watermark is the one-context engine's) and sends, per batch, its outputs tagged with their
+//!   order key; at barrier n it copies its state (only that, on its own thread) and sends it.
+//! - The **sink** takes, per batch, the batch from the source and the tagged outputs of every
+//!   context, merges them in order key order, runs the tail (the streams no context runs) with
+//!   the merged outputs injected, and writes: the output is the one-context run's, byte for
+//!   byte. Channels are FIFO, so barrier n reaches the sink from every context after exactly
+//!   the batches before it (the alignment); then the sink records the contexts' states, the
+//!   tail's, the position and the output length, and hands the commit to the background as a
+//!   one-context checkpoint. A checkpoint whose barrier took longer than
+//!   [`RunConfig::checkpoint_timeout`](crate::RunConfig::checkpoint_timeout) is aborted (the
+//!   previous one stays the recovery point) and the next one is taken on schedule.
+//! - A context that panics fails the run with its message ([`RunError::Context`]); the last
+//!   committed checkpoint stands.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use varpulis_checkpoint::{CLOCK_STRIDE, Checkpoint, EngineCheckpoint};
+use varpulis_core::Event;
+
+use super::{End, Loop, PROGRESS_EVERY, Wait};
+use crate::engine::context::{FLUSH_SEQ, Tagged, TaggedLate};
+use crate::engine::{CONTEXT, Engine, LateEvent};
+use crate::runner::{RunError, RunObserver};
+use crate::source::{EventFileReader, SourcePosition};
+
+/// Events per message from the source.
+const BATCH: usize = 256;
+/// Messages a channel holds before its sender waits.
+const CHANNEL_CAPACITY: usize = 64;
+
+/// The name of parallel context `i` in a checkpoint's `context_states` (the tail is
+/// [`CONTEXT`]).
+pub(crate) fn context_name(i: usize) -> String {
+    format!("worker-{i}")
+}
+
+/// Metadata keys of a parallel checkpoint.
+mod meta {
+    /// Number of parallel contexts.
+    pub(super) const WORKERS: &str = "contexts.workers";
+    /// Number of key groups.
+    pub(super) const KEY_GROUPS: &str = "contexts.key_groups";
+    /// Microseconds from the first context's barrier reaching the sink to the last's.
+    pub(super) const ALIGNMENT_US: &str = "barrier.alignment_us";
+    /// Microseconds from the sink's request to every context's barrier at the sink.
+    pub(super) const LATENCY_US: &str = "barrier.latency_us";
+    /// Per context, microseconds its state copy stalled it: `barrier.snapshot_us.<context>`.
+    pub(super) const SNAPSHOT_US: &str = "barrier.snapshot_us.";
+}
+
+/// What the next snapshot of a parallel run records besides the tail's state.
+pub(in crate::runner) struct BarrierSnapshot {
+    states: Vec<EngineCheckpoint>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl BarrierSnapshot {
+    /// Puts the contexts' states, the tail's and the barrier's figures into `cp`.
+    pub(super) fn record(self, cp: &mut Checkpoint, tail: EngineCheckpoint) {
+        cp.metadata.insert(meta::WORKERS.to_owned(), self.states.len().to_string());
+        cp.metadata.insert(
+            meta::KEY_GROUPS.to_owned(),
+            crate::key_group::KEY_GROUPS.to_string(),
+        );
+        for (i, state) in self.states.into_iter().enumerate() {
+            cp.context_states.insert(context_name(i), state);
+        }
+        cp.context_states.insert(CONTEXT.to_owned(), tail);
+        cp.metadata.extend(self.metadata);
+    }
+}
+
+/// One batch of input events, shared by the contexts and the sink.
+struct Batch {
+    /// Input sequence number of `events[0]` (events of this run, from 0).
+    first_seq: u64,
+    events: Vec<Event>,
+    /// The input position after the last event.
+    end: SourcePosition,
+}
+
+enum ToContext {
+    Batch(Arc<Batch>),
+    Barrier(u64),
+    /// The input ended; flush first (end of input with `--flush-at-end`).
+    End { flush: bool },
+}
+
+enum FromSource {
+    Batch(Arc<Batch>),
+    Barrier { id: u64, at: SourcePosition },
+    End(End),
+}
+
+enum FromContext {
+    Batch {
+        outputs: Vec<Tagged>,
+        late: Vec<TaggedLate>,
+    },
+    Barrier {
+        id: u64,
+        state: EngineCheckpoint,
+        took: Duration,
+    },
+    End {
+        outputs: Vec<Tagged>,
+        late: Vec<TaggedLate>,
+        state: EngineCheckpoint,
+    },
+}
+
+/// What the sink tells the source.
+#[derive(Default)]
+struct Control {
+    /// Stop reading (a shutdown request).
+    stop: AtomicBool,
+    /// The barrier wanted: inject it when it differs from the last injected.
+    barrier: AtomicU64,
+}
+
+/// A barrier the sink asked for and is waiting for.
+struct Pending {
+    id: u64,
+    asked: Duration,
+}
+
+/// The threads of a parallel run.
+struct Threads {
+    control: Arc<Control>,
+    source: Receiver<FromSource>,
+    contexts: Vec<Receiver<FromContext>>,
+    handles: Vec<(String, JoinHandle<()>)>,
+}
+
+impl Threads {
+    /// The next message of context `i`; its failure if it stopped.
+    fn recv(&mut self, i: usize) -> Result<FromContext, RunError> {
+        match self.contexts[i].recv() {
+            Ok(m) => Ok(m),
+            Err(_) => Err(self.failed(&context_name(i))),
+        }
+    }
+
+    /// The error of thread `name`, which stopped (joined for its panic message).
+    fn failed(&mut self, name: &str) -> RunError {
+        let message = match self.handles.iter().position(|(n, _)| n == name) {
+            Some(k) => {
+                let (_, handle) = self.handles.swap_remove(k);
+                match handle.join() {
+                    Err(payload) => panic_message(payload.as_ref()),
+                    Ok(()) => "it stopped without a reason".to_owned(),
+                }
+            }
+            None => "it stopped".to_owned(),
+        };
+        RunError::Context {
+            context: name.to_owned(),
+            message,
+        }
+    }
+
+    /// Stops the threads (a run that ends early, in error) and waits for them.
+    fn stop(mut self) {
+        self.control.stop.store(true, Ordering::Relaxed);
+        // Dropping the receivers unblocks senders waiting on full channels.
+        drop(std::mem::replace(&mut self.source, sync_channel(1).1));
+        self.contexts.clear();
+        for (_, h) in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic".to_owned()
+    }
+}
+
+impl Loop<'_> {
+    /// The contexts' states before their threads start: what the first checkpoint of a new
+    /// output records.
+    pub(super) fn initial_barrier(&self) -> Option<BarrierSnapshot> {
+        if self.contexts.is_empty() {
+            return None;
+        }
+        Some(BarrierSnapshot {
+            states: self
+                .contexts
+                .iter()
+                .map(Engine::context_checkpoint)
+                .collect(),
+            metadata: BTreeMap::new(),
+        })
+    }
+
+    /// The loop over input events of a parallel run (see the module docs): the counterpart of
+    /// `events`, ending with the contexts' final states in `self.barrier` and, at end of
+    /// input with `--flush-at-end`, their flushed outputs injected into the tail.
+    pub(super) async fn events_parallel(
+        &mut self,
+        shutdown: &AtomicBool,
+        observer: &mut dyn RunObserver,
+    ) -> Result<End, RunError> {
+        let mut threads = self.start_threads()?;
+        let result = self.sink(&mut threads, shutdown, observer).await;
+        match result {
+            Ok(end) => {
+                for (_, h) in threads.handles.drain(..) {
+                    let _ = h.join();
+                }
+                Ok(end)
+            }
+            Err(e) => {
+                threads.stop();
+                Err(e)
+            }
+        }
+    }
+
+    fn start_threads(&mut self) -> Result<Threads, RunError> {
+        let contexts = std::mem::take(&mut self.contexts);
+        let control = Arc::new(Control::default());
+        let (to_sink, source_rx) = sync_channel(CHANNEL_CAPACITY);
+        let mut to_contexts = Vec::with_capacity(contexts.len());
+        let mut from_contexts = Vec::with_capacity(contexts.len());
+        let mut handles = Vec::with_capacity(contexts.len() + 1);
+        for (i, engine) in contexts.into_iter().enumerate() {
+            let (tx, rx) = sync_channel::<ToContext>(CHANNEL_CAPACITY);
+            let (out_tx, out_rx) = sync_channel::<FromContext>(CHANNEL_CAPACITY);
+            let name = context_name(i);
+            let handle = std::thread::Builder::new()
+                .name(format!("varpulis-{name}"))
+                .spawn(move || context_thread(engine, &rx, &out_tx))
+                .map_err(|e| RunError::Context {
+                    context: name.clone(),
+                    message: format!("cannot start its thread: {e}"),
+                })?;
+            handles.push((name, handle));
+            to_contexts.push(tx);
+            from_contexts.push(out_rx);
+        }
+        // The source reads through its own reader over the one input handle, from where this
+        // loop's reader stands (the resume position; that reader is not read in this mode).
+        let handle = self.input.file.try_clone().map_err(|e| self.input.io_error(e))?;
+        let reader = EventFileReader::from_file(
+            &self.input.path,
+            handle,
+            self.input.format,
+            Some(self.reader.position()),
+        )?;
+        let checker = Engine::new(self.engine.program().clone())
+            .expect("the program compiled for this run already");
+        let source = Source {
+            reader,
+            checker,
+            path: self.input.path.clone(),
+            to_contexts,
+            to_sink,
+            control: Arc::clone(&control),
+            flush_at_end: self.config.flush_at_end,
+        };
+        let handle = std::thread::Builder::new()
+            .name("varpulis-source".to_owned())
+            .spawn(move || source.run())
+            .map_err(|e| RunError::Context {
+                context: "source".to_owned(),
+                message: format!("cannot start its thread: {e}"),
+            })?;
+        handles.push(("source".to_owned(), handle));
+        Ok(Threads {
+            control,
+            source: source_rx,
+            contexts: from_contexts,
+            handles,
+        })
+    }
+
+    async fn sink(
+        &mut self,
+        threads: &mut Threads,
+        shutdown: &AtomicBool,
+        observer: &mut dyn RunObserver,
+    ) -> Result<End, RunError> {
+        let n = threads.contexts.len();
+        let mut outputs: Vec<Event> = Vec::new();
+        let mut pending: Option<Pending> = None;
+        let mut next_barrier = 0_u64;
+        loop {
+            if shutdown.load(Ordering::Relaxed) {
+                threads.control.stop.store(true, Ordering::Relaxed);
+            }
+            let Ok(message) = threads.source.recv() else {
+                return Err(threads.failed("source"));
+            };
+            match message {
+                FromSource::Batch(batch) => {
+                    let mut tagged = Vec::new();
+                    let mut late = Vec::new();
+                    for i in 0..n {
+                        let FromContext::Batch {
+                            outputs: o,
+                            late: l,
+                        } = threads.recv(i)?
+                        else {
+                            unreachable!("contexts answer the source's messages in order")
+                        };
+                        tagged.extend(o);
+                        late.extend(l);
+                    }
+                    self.tail_batch(&batch, tagged, late, &mut outputs, observer)?;
+                    for k in 0..batch.events.len() as u64 {
+                        self.report.events_read += 1;
+                        if self.report.events_read.is_multiple_of(PROGRESS_EVERY) {
+                            observer.progress(batch.end, self.file_len);
+                        }
+                        let clock = self.clock;
+                        if self.schedule.event(|| clock.monotonic())
+                            && self.manager.is_some()
+                            && pending.is_none()
+                        {
+                            next_barrier += 1;
+                            pending = Some(Pending {
+                                id: next_barrier,
+                                asked: clock.monotonic(),
+                            });
+                            threads.control.barrier.store(next_barrier, Ordering::Relaxed);
+                        } else if self.in_flight.is_some()
+                            && (self.report.events_read - k).is_multiple_of(CLOCK_STRIDE)
+                        {
+                            self.poll_in_flight(observer).await?;
+                        }
+                    }
+                }
+                FromSource::Barrier { id, at } => {
+                    let mut states = Vec::with_capacity(n);
+                    let mut metadata = BTreeMap::new();
+                    let mut first = None;
+                    for i in 0..n {
+                        let FromContext::Barrier {
+                            id: got,
+                            state,
+                            took,
+                        } = threads.recv(i)?
+                        else {
+                            unreachable!("contexts answer the source's messages in order")
+                        };
+                        debug_assert_eq!(got, id);
+                        first.get_or_insert_with(|| self.clock.monotonic());
+                        metadata.insert(
+                            format!("{}{}", meta::SNAPSHOT_US, context_name(i)),
+                            took.as_micros().to_string(),
+                        );
+                        states.push(state);
+                    }
+                    let now = self.clock.monotonic();
+                    let asked = pending.take().map_or(now, |p| {
+                        debug_assert_eq!(p.id, id);
+                        p.asked
+                    });
+                    let latency = now.saturating_sub(asked);
+                    let alignment = now.saturating_sub(first.unwrap_or(now));
+                    metadata.insert(
+                        meta::ALIGNMENT_US.to_owned(),
+                        alignment.as_micros().to_string(),
+                    );
+                    metadata.insert(meta::LATENCY_US.to_owned(), latency.as_micros().to_string());
+                    if let Some(limit) = self.config.checkpoint_timeout
+                        && latency > limit
+                    {
+                        // Aborted: the previous checkpoint stays the recovery point; the next
+                        // one is asked for on schedule.
+                        tracing::warn!(
+                            barrier = id,
+                            latency_ms = latency.as_millis() as u64,
+                            limit_ms = limit.as_millis() as u64,
+                            "checkpoint aborted: its barrier took longer than the checkpoint \
+                             timeout"
+                        );
+                        self.report.checkpoints_aborted += 1;
+                        self.schedule.taken(now);
+                        continue;
+                    }
+                    self.barrier = Some(BarrierSnapshot { states, metadata });
+                    self.checkpoint(at, Wait::HandOff, observer).await?;
+                }
+                FromSource::End(end) => {
+                    let mut tagged = Vec::new();
+                    let mut late = Vec::new();
+                    let mut states = Vec::with_capacity(n);
+                    for i in 0..n {
+                        let FromContext::End {
+                            outputs: o,
+                            late: l,
+                            state,
+                        } = threads.recv(i)?
+                        else {
+                            unreachable!("contexts answer the source's messages in order")
+                        };
+                        tagged.extend(o);
+                        late.extend(l);
+                        states.push(state);
+                    }
+                    self.contexts_late = states
+                        .iter()
+                        .flat_map(|s| s.window_states.values())
+                        .map(|w| w.late_events_dropped)
+                        .sum();
+                    // The flushed outputs of the parallel streams, for the tail's flush.
+                    sort_tagged(&mut tagged);
+                    for t in tagged {
+                        self.engine.inject(t.stream, t.event);
+                    }
+                    let mut late = sort_late(late);
+                    for l in late.drain(..) {
+                        observer.late_event(&l.late);
+                    }
+                    self.barrier = Some(BarrierSnapshot {
+                        states,
+                        metadata: BTreeMap::new(),
+                    });
+                    return Ok(end);
+                }
+            }
+        }
+    }
+
+    /// The sink's work for one batch: the tail over each event with the parallel streams'
+    /// outputs at that position injected, then the outputs written in order and the late
+    /// events reported in the one-context order.
+    fn tail_batch(
+        &mut self,
+        batch: &Batch,
+        mut tagged: Vec<Tagged>,
+        late: Vec<TaggedLate>,
+        outputs: &mut Vec<Event>,
+        observer: &mut dyn RunObserver,
+    ) -> Result<(), RunError> {
+        sort_tagged(&mut tagged);
+        let mut tagged = tagged.into_iter().peekable();
+        let mut late = sort_late(late).into_iter().peekable();
+        let mut here: Vec<(usize, LateEvent)> = Vec::new();
+        for (k, event) in batch.events.iter().enumerate() {
+            let seq = batch.first_seq + k as u64;
+            while let Some(t) = tagged.next_if(|t| t.seq == seq) {
+                self.engine.inject(t.stream, t.event);
+            }
+            self.engine
+                .process(event, outputs)
+                .map_err(|error| RunError::Event {
+                    file: self.input.path.clone(),
+                    line: 0,
+                    error,
+                })?;
+            self.write_outputs(outputs)?;
+            here.clear();
+            while let Some(l) = late.next_if(|l| l.seq == seq) {
+                here.push((l.stream, l.late));
+            }
+            for l in self.engine.take_late_events() {
+                here.push((self.engine.stream_index(&l.stream), l));
+            }
+            here.sort_by_key(|(stream, _)| *stream);
+            for (_, l) in &here {
+                observer.late_event(l);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The contexts' outputs in the one-context order: by order key, ties (keys equal as values
+/// but not alike, `Int(1)` and `Float(1.0)`) in context order (the sort is stable).
+fn sort_tagged(tagged: &mut [Tagged]) {
+    tagged.sort_by(Tagged::order);
+}
+
+fn sort_late(mut late: Vec<TaggedLate>) -> Vec<TaggedLate> {
+    late.sort_by_key(|l| (l.seq, l.stream));
+    late
+}
+
+/// The reading thread.
+struct Source {
+    reader: EventFileReader,
+    checker: Engine,
+    path: PathBuf,
+    to_contexts: Vec<SyncSender<ToContext>>,
+    to_sink: SyncSender<FromSource>,
+    control: Arc<Control>,
+    flush_at_end: bool,
+}
+
+impl Source {
+    fn run(mut self) {
+        let mut events = Vec::with_capacity(BATCH);
+        let mut seq = 0_u64;
+        let mut injected = 0_u64;
+        let end = loop {
+            if self.control.stop.load(Ordering::Relaxed) {
+                break End::Shutdown(self.reader.position());
+            }
+            let before = self.reader.position();
+            match self.reader.next_event() {
+                Ok(Some(e)) => {
+                    if let Err(error) = self.checker.check_event(&e) {
+                        break End::Error {
+                            error: RunError::Event {
+                                file: self.path.clone(),
+                                line: self.reader.position().line,
+                                error,
+                            },
+                            at: before,
+                        };
+                    }
+                    events.push(e);
+                }
+                Ok(None) if self.control.stop.load(Ordering::Relaxed) => {
+                    break End::Shutdown(self.reader.position());
+                }
+                Ok(None) => break End::Input(self.reader.position()),
+                Err(e) => {
+                    break End::Error {
+                        error: e.into(),
+                        at: before,
+                    };
+                }
+            }
+            let wanted = self.control.barrier.load(Ordering::Relaxed);
+            if (events.len() == BATCH || wanted != injected)
+                && !self.send_batch(&mut events, &mut seq)
+            {
+                return;
+            }
+            if wanted != injected {
+                injected = wanted;
+                let at = self.reader.position();
+                if !self.send(ToContext::Barrier(wanted), FromSource::Barrier { id: wanted, at }) {
+                    return;
+                }
+            }
+        };
+        if !self.send_batch(&mut events, &mut seq) {
+            return;
+        }
+        let flush = self.flush_at_end && matches!(end, End::Input(_));
+        self.send(ToContext::End { flush }, FromSource::End(end));
+    }
+
+    /// Sends the events read since the last batch; `false` if the sink stopped.
+    fn send_batch(&mut self, events: &mut Vec<Event>, seq: &mut u64) -> bool {
+        if events.is_empty() {
+            return true;
+        }
+        let batch = Arc::new(Batch {
+            first_seq: *seq,
+            events: std::mem::replace(events, Vec::with_capacity(BATCH)),
+            end: self.reader.position(),
+        });
+        *seq += batch.events.len() as u64;
+        let to_sink = FromSource::Batch(Arc::clone(&batch));
+        self.send(ToContext::Batch(batch), to_sink)
+    }
+
+    /// Sends `to_context` to every context, then `to_sink`; `false` if the sink stopped.
+    fn send(&self, to_context: ToContext, to_sink: FromSource) -> bool {
+        for tx in &self.to_contexts {
+            let message = match &to_context {
+                ToContext::Batch(b) => ToContext::Batch(Arc::clone(b)),
+                ToContext::Barrier(id) => ToContext::Barrier(*id),
+                ToContext::End { flush } => ToContext::End { flush: *flush },
+            };
+            if tx.send(message).is_err() {
+                return false;
+            }
+        }
+        self.to_sink.send(to_sink).is_ok()
+    }
+}
+
+/// A parallel context's thread: every message of the source, answered in order.
+fn context_thread(mut engine: Engine, rx: &Receiver<ToContext>, tx: &SyncSender<FromContext>) {
+    for message in rx {
+        let answer = match message {
+            ToContext::Batch(batch) => {
+                let mut outputs = Vec::new();
+                let mut late = Vec::new();
+                for (k, event) in batch.events.iter().enumerate() {
+                    if let Err(e) = engine.process_context(
+                        event,
+                        batch.first_seq + k as u64,
+                        &mut outputs,
+                        &mut late,
+                    ) {
+                        // The source checked the event against the whole program.
+                        panic!("an event the source accepted was refused: {e}");
+                    }
+                }
+                FromContext::Batch { outputs, late }
+            }
+            ToContext::Barrier(id) => {
+                let started = Instant::now();
+                let state = engine.context_checkpoint();
+                FromContext::Barrier {
+                    id,
+                    state,
+                    took: started.elapsed(),
+                }
+            }
+            ToContext::End { flush } => {
+                let mut outputs = Vec::new();
+                let mut late = Vec::new();
+                if flush {
+                    engine.flush_context(&mut outputs, &mut late);
+                }
+                debug_assert!(outputs.iter().all(|t| t.seq == FLUSH_SEQ));
+                let state = engine.context_checkpoint();
+                let _ = tx.send(FromContext::End {
+                    outputs,
+                    late,
+                    state,
+                });
+                return;
+            }
+        };
+        if tx.send(answer).is_err() {
+            return;
+        }
+    }
+}
