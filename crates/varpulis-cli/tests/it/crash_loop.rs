@@ -119,6 +119,8 @@ struct Setup {
     program: PathBuf,
     events: PathBuf,
     expected: Vec<u8>,
+    /// `--workers` of each run, in turn (empty: not given).
+    workers: Vec<usize>,
 }
 
 fn setup(seed: u64) -> Setup {
@@ -140,11 +142,21 @@ fn setup_with(seed: u64, text: &str, generate: fn(&Path, u64)) -> Setup {
         program,
         events,
         expected,
+        workers: Vec::new(),
     }
 }
 
+/// The command of run number `n` of a loop.
 fn run_cmd(s: &Setup, dir: &Path, store_args: &[&str], key: Option<&str>) -> Command {
+    run_cmd_n(s, dir, store_args, key, 0)
+}
+
+fn run_cmd_n(s: &Setup, dir: &Path, store_args: &[&str], key: Option<&str>, n: usize) -> Command {
     let mut cmd = run(&s.program, &s.events);
+    if !s.workers.is_empty() {
+        cmd.arg("--workers")
+            .arg(s.workers[n % s.workers.len()].to_string());
+    }
     cmd.arg("--state-dir")
         .arg(dir.join("state"))
         .arg("--checkpoint-every")
@@ -183,8 +195,12 @@ fn crash_loop_over(s: &Setup, store_args: &[&str], key: Option<&str>, seed: u64)
     let max_delay = (full_ms / 12).max(20);
     let mut kills = 0;
     let mut completed = 0;
+    let mut runs = 0;
     while kills < KILLS {
-        let mut child = run_cmd(s, dir.path(), store_args, key).spawn().unwrap();
+        let mut child = run_cmd_n(s, dir.path(), store_args, key, runs)
+            .spawn()
+            .unwrap();
+        runs += 1;
         std::thread::sleep(Duration::from_millis(rng.gen_range(2..=max_delay)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL on Unix
@@ -204,7 +220,9 @@ fn crash_loop_over(s: &Setup, store_args: &[&str], key: Option<&str>, seed: u64)
         std::fs::remove_dir_all(dir.path().join("state")).unwrap();
         std::fs::remove_file(dir.path().join("out.jsonl")).unwrap();
     }
-    let status = run_cmd(s, dir.path(), store_args, key).status().unwrap();
+    let status = run_cmd_n(s, dir.path(), store_args, key, runs)
+        .status()
+        .unwrap();
     assert!(status.success());
     eprintln!(
         "crash loop {store_args:?}: {kills} kills (delays up to {max_delay} ms of a {full_ms} ms run), \
@@ -267,6 +285,30 @@ fn pattern_and_join_streams_survive_repeated_kill_9_with_byte_identical_output()
 fn pattern_and_join_streams_survive_repeated_kill_9_on_rocksdb() {
     let s = setup_with(6, PATTERN_PROGRAM, generate_patterns);
     crash_loop_over(&s, &["--store", "rocksdb"], None, 6);
+}
+
+#[test]
+fn two_workers_survive_repeated_kill_9_with_byte_identical_output() {
+    let mut s = setup(7);
+    s.workers = vec![2];
+    crash_loop_over(&s, &[], None, 7);
+}
+
+#[cfg(feature = "persistence")]
+#[test]
+fn two_workers_survive_repeated_kill_9_on_rocksdb() {
+    let mut s = setup(8);
+    s.workers = vec![2];
+    crash_loop_over(&s, &["--store", "rocksdb"], None, 8);
+}
+
+/// Killed with 3 workers, resumed with 2, then 5, and so on: checkpoints of any number of
+/// contexts restore into any other (key-group state redistributed), the output unchanged.
+#[test]
+fn runs_killed_and_resumed_with_3_then_2_then_5_workers_write_the_one_context_output() {
+    let mut s = setup(9);
+    s.workers = vec![3, 2, 5];
+    crash_loop_over(&s, &[], None, 9);
 }
 
 #[test]

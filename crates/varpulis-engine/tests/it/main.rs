@@ -1,4 +1,5 @@
 //! Integration tests for `varpulis-engine`: one binary, a module per behaviour.
 
+mod contexts;
 mod fuzz_regressions;
 mod runner;

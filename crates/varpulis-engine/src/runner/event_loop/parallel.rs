@@ -29,13 +29,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use varpulis_checkpoint::{CLOCK_STRIDE, Checkpoint, EngineCheckpoint};
+use varpulis_checkpoint::{CLOCK_STRIDE, Checkpoint, CheckpointEvery, EngineCheckpoint};
 use varpulis_core::Event;
 
 use super::{End, Loop, PROGRESS_EVERY, Wait};
@@ -109,7 +109,11 @@ enum ToContext {
 
 enum FromSource {
     Batch(Arc<Batch>),
-    Barrier { id: u64, at: SourcePosition },
+    Barrier {
+        id: u64,
+        at: SourcePosition,
+        injected: Instant,
+    },
     End(End),
 }
 
@@ -135,14 +139,9 @@ enum FromContext {
 struct Control {
     /// Stop reading (a shutdown request).
     stop: AtomicBool,
-    /// The barrier wanted: inject it when it differs from the last injected.
-    barrier: AtomicU64,
-}
-
-/// A barrier the sink asked for and is waiting for.
-struct Pending {
-    id: u64,
-    asked: Duration,
+    /// A checkpoint is due (a time-based schedule, which the sink keeps): inject a barrier
+    /// after the current event.
+    barrier: AtomicBool,
 }
 
 /// The threads of a parallel run.
@@ -284,6 +283,10 @@ impl Loop<'_> {
             to_sink,
             control: Arc::clone(&control),
             flush_at_end: self.config.flush_at_end,
+            every_events: match self.schedule.every() {
+                CheckpointEvery::Events(n) if self.manager.is_some() => Some(n.max(1)),
+                _ => None,
+            },
         };
         let handle = std::thread::Builder::new()
             .name("varpulis-source".to_owned())
@@ -309,8 +312,10 @@ impl Loop<'_> {
     ) -> Result<End, RunError> {
         let n = threads.contexts.len();
         let mut outputs: Vec<Event> = Vec::new();
-        let mut pending: Option<Pending> = None;
-        let mut next_barrier = 0_u64;
+        // A barrier asked for and not yet at the sink (a time-based schedule; a count of
+        // events is the source's to keep).
+        let mut asked = false;
+        let by_time = matches!(self.schedule.every(), CheckpointEvery::Interval(_));
         loop {
             if shutdown.load(Ordering::Relaxed) {
                 threads.control.stop.store(true, Ordering::Relaxed);
@@ -341,15 +346,12 @@ impl Loop<'_> {
                         }
                         let clock = self.clock;
                         if self.schedule.event(|| clock.monotonic())
+                            && by_time
                             && self.manager.is_some()
-                            && pending.is_none()
+                            && !asked
                         {
-                            next_barrier += 1;
-                            pending = Some(Pending {
-                                id: next_barrier,
-                                asked: clock.monotonic(),
-                            });
-                            threads.control.barrier.store(next_barrier, Ordering::Relaxed);
+                            asked = true;
+                            threads.control.barrier.store(true, Ordering::Relaxed);
                         } else if self.in_flight.is_some()
                             && (self.report.events_read - k).is_multiple_of(CLOCK_STRIDE)
                         {
@@ -357,7 +359,7 @@ impl Loop<'_> {
                         }
                     }
                 }
-                FromSource::Barrier { id, at } => {
+                FromSource::Barrier { id, at, injected } => {
                     let mut states = Vec::with_capacity(n);
                     let mut metadata = BTreeMap::new();
                     let mut first = None;
@@ -371,20 +373,16 @@ impl Loop<'_> {
                             unreachable!("contexts answer the source's messages in order")
                         };
                         debug_assert_eq!(got, id);
-                        first.get_or_insert_with(|| self.clock.monotonic());
+                        first.get_or_insert_with(Instant::now);
                         metadata.insert(
                             format!("{}{}", meta::SNAPSHOT_US, context_name(i)),
                             took.as_micros().to_string(),
                         );
                         states.push(state);
                     }
-                    let now = self.clock.monotonic();
-                    let asked = pending.take().map_or(now, |p| {
-                        debug_assert_eq!(p.id, id);
-                        p.asked
-                    });
-                    let latency = now.saturating_sub(asked);
-                    let alignment = now.saturating_sub(first.unwrap_or(now));
+                    asked = false;
+                    let latency = injected.elapsed();
+                    let alignment = first.map_or(Duration::ZERO, |t| t.elapsed());
                     metadata.insert(
                         meta::ALIGNMENT_US.to_owned(),
                         alignment.as_micros().to_string(),
@@ -403,7 +401,7 @@ impl Loop<'_> {
                              timeout"
                         );
                         self.report.checkpoints_aborted += 1;
-                        self.schedule.taken(now);
+                        self.schedule.taken(self.clock.monotonic());
                         continue;
                     }
                     self.barrier = Some(BarrierSnapshot { states, metadata });
@@ -514,13 +512,16 @@ struct Source {
     to_sink: SyncSender<FromSource>,
     control: Arc<Control>,
     flush_at_end: bool,
+    /// A barrier after every this many events (a count-based schedule).
+    every_events: Option<u64>,
 }
 
 impl Source {
     fn run(mut self) {
         let mut events = Vec::with_capacity(BATCH);
         let mut seq = 0_u64;
-        let mut injected = 0_u64;
+        let mut barriers = 0_u64;
+        let mut since_barrier = 0_u64;
         let end = loop {
             if self.control.stop.load(Ordering::Relaxed) {
                 break End::Shutdown(self.reader.position());
@@ -551,16 +552,22 @@ impl Source {
                     };
                 }
             }
-            let wanted = self.control.barrier.load(Ordering::Relaxed);
-            if (events.len() == BATCH || wanted != injected)
-                && !self.send_batch(&mut events, &mut seq)
-            {
+            since_barrier += 1;
+            let due = self.every_events.is_some_and(|n| since_barrier >= n)
+                || (self.control.barrier.load(Ordering::Relaxed)
+                    && self.control.barrier.swap(false, Ordering::Relaxed));
+            if (events.len() == BATCH || due) && !self.send_batch(&mut events, &mut seq) {
                 return;
             }
-            if wanted != injected {
-                injected = wanted;
-                let at = self.reader.position();
-                if !self.send(ToContext::Barrier(wanted), FromSource::Barrier { id: wanted, at }) {
+            if due {
+                barriers += 1;
+                since_barrier = 0;
+                let barrier = FromSource::Barrier {
+                    id: barriers,
+                    at: self.reader.position(),
+                    injected: Instant::now(),
+                };
+                if !self.send(ToContext::Barrier(barriers), barrier) {
                     return;
                 }
             }

@@ -1,0 +1,241 @@
+//! Parallel contexts (`RunConfig::workers`): random partitioned, out-of-order streams through
+//! every window kind, downstream streams and a pattern give with 2, 3 and 7 contexts the bytes
+//! of the one-context run (outputs and late events, in order), with and without the
+//! end-of-input flush; a run checkpointed with N contexts resumes with M (rescaling); a store
+//! that fails and a barrier that times out abort one checkpoint and not the next.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use varpulis_checkpoint::{CheckpointEvery, CheckpointManager};
+use varpulis_engine::clock::ManualClock;
+use varpulis_engine::{Engine, LateEvent, RunConfig, RunObserver, RunReport};
+use varpulis_store::{MemoryStore, StateStore};
+
+/// Every window kind, partitioned (parallel), with a `.where` before the window, a stream
+/// over a parallel stream (parallel too), a window over a parallel stream and an unpartitioned
+/// window (the tail), and a pattern over the input (the tail).
+const PROGRAM: &str = "event Reading: zone: str, v: int
+event Alarm: zone: str, level: int
+stream Tumbling = Reading .watermark(out_of_order: 3s) .partition_by(zone) .window(10s)
+    .aggregate(n: count(), total: sum(v), first_v: first(v), last_v: last(v))
+stream Sliding = Reading .where(v % 3 != 0) .partition_by(zone) .window(10s, sliding: 5s)
+    .aggregate(n: count(), hi: max(v))
+stream Sessions = Reading .partition_by(zone) .allowed_lateness(2s) .window(session: 4s)
+    .aggregate(n: count(), lo: min(v))
+stream Counts = Reading .partition_by(zone) .window(5) .aggregate(n: count(), total: sum(v))
+stream Busy = Tumbling .where(n >= 3) .emit(zone, n, total)
+stream Global = Reading .window(20s) .aggregate(n: count(), zones: count_distinct(zone))
+stream Busiest = Busy .window(30s) .aggregate(windows: count(), most: max(n))
+stream Escalation = Alarm where level == 1 as a -> Alarm where level == 2 and zone == a.zone as b
+    .within(20s)
+    .emit(zone: a.zone, first: a.level, second: b.level)
+";
+
+/// A seeded xorshift generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// `n` events over `zones` zones, one about every 300 ms, up to 4 s out of order (so some
+/// are late for the 3 s bound), with an alarm now and then.
+fn events(seed: u64, n: usize, zones: u64) -> String {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut text = String::new();
+    for i in 0..n {
+        let t = (i as i64) * 300 - rng.below(4_000) as i64 + 4_000;
+        let zone = rng.below(zones);
+        if rng.below(20) == 0 {
+            let level = 1 + rng.below(2);
+            text.push_str(&format!(
+                "{{\"event_type\":\"Alarm\",\"timestamp\":{t},\"fields\":{{\"zone\":\"z{zone}\",\"level\":{level}}}}}\n"
+            ));
+        } else {
+            let v = rng.below(100);
+            text.push_str(&format!(
+                "{{\"event_type\":\"Reading\",\"timestamp\":{t},\"fields\":{{\"zone\":\"z{zone}\",\"v\":{v}}}}}\n"
+            ));
+        }
+    }
+    text
+}
+
+fn engine() -> Engine {
+    Engine::new(varpulis_vpl::parse_program(PROGRAM).unwrap()).unwrap()
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The late events a run reported, as lines.
+#[derive(Default)]
+struct Lates(Vec<String>);
+
+impl RunObserver for Lates {
+    fn late_event(&mut self, late: &LateEvent) {
+        self.0
+            .push(format!("{} {:?}", late.stream, late.event.timestamp_ms()));
+    }
+}
+
+struct Run {
+    output: Vec<u8>,
+    late: Vec<String>,
+    report: RunReport,
+}
+
+fn run(
+    input: &Path,
+    output: &Path,
+    workers: usize,
+    flush: bool,
+    store: Option<Arc<dyn StateStore>>,
+    every: CheckpointEvery,
+) -> Run {
+    let mut config = RunConfig::new(input);
+    config.output = Some(output.to_path_buf());
+    config.flush_at_end = flush;
+    config.workers = workers;
+    config.checkpoint = config.checkpoint.with_every(every);
+    let mut lates = Lates::default();
+    let report = block_on(varpulis_engine::run(
+        &mut engine(),
+        &config,
+        store,
+        &AtomicBool::new(false),
+        &ManualClock::new(0),
+        &mut lates,
+    ))
+    .unwrap_or_else(|e| panic!("workers {workers}: {e}"));
+    Run {
+        output: std::fs::read(output).unwrap(),
+        late: lates.0,
+        report,
+    }
+}
+
+fn write_input(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("in.jsonl");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn any_number_of_contexts_writes_the_one_context_output() {
+    for seed in 1..=6_u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let zones = [1, 3, 17, 200][seed as usize % 4];
+        let input = write_input(dir.path(), &events(seed, 1_500, zones));
+        let flush = seed % 2 == 0;
+        let one = run(
+            &input,
+            &dir.path().join("out-1.jsonl"),
+            1,
+            flush,
+            None,
+            CheckpointEvery::Events(1),
+        );
+        let text = String::from_utf8_lossy(&one.output);
+        for stream in ["Tumbling", "Sliding", "Sessions", "Counts", "Busy", "Global", "Busiest"] {
+            assert!(
+                text.contains(&format!("\"event_type\":\"{stream}\"")),
+                "seed {seed}: {stream} emits"
+            );
+        }
+        for workers in [2, 3, 7] {
+            let out = dir.path().join(format!("out-{workers}.jsonl"));
+            let many = run(&input, &out, workers, flush, None, CheckpointEvery::Events(1));
+            assert!(
+                one.output == many.output,
+                "seed {seed} ({zones} zones, flush {flush}): {workers} contexts wrote another \
+                 output"
+            );
+            assert_eq!(one.late, many.late, "seed {seed}: late events, {workers} contexts");
+            assert_eq!(
+                (
+                    one.report.events_processed,
+                    one.report.output_events_emitted,
+                    one.report.late_events_dropped
+                ),
+                (
+                    many.report.events_processed,
+                    many.report.output_events_emitted,
+                    many.report.late_events_dropped
+                ),
+                "seed {seed}: counters, {workers} contexts"
+            );
+        }
+        assert!(!one.late.is_empty(), "seed {seed}: some events are late");
+    }
+}
+
+#[test]
+fn checkpoints_of_n_contexts_resume_with_m_and_the_output_is_unchanged() {
+    let text = events(42, 3_000, 23);
+    let lines: Vec<&str> = text.lines().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let whole = write_input(dir.path(), &text);
+    let expected = run(
+        &whole,
+        &dir.path().join("expected.jsonl"),
+        1,
+        true,
+        None,
+        CheckpointEvery::Events(1),
+    );
+    for (phases, label) in [
+        (&[3_usize, 2, 5][..], "3 -> 2 -> 5"),
+        (&[1, 4, 1][..], "1 -> 4 -> 1"),
+    ] {
+        let run_dir = tempfile::tempdir().unwrap();
+        let input = run_dir.path().join("in.jsonl");
+        let output = run_dir.path().join("out.jsonl");
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let cut = [lines.len() / 3, 2 * lines.len() / 3, lines.len()];
+        for (k, &workers) in phases.iter().enumerate() {
+            // The input grows between runs: each run resumes after what the last consumed.
+            let mut part = lines[..cut[k]].join("\n");
+            part.push('\n');
+            std::fs::write(&input, part).unwrap();
+            let last = k == phases.len() - 1;
+            let r = run(
+                &input,
+                &output,
+                workers,
+                last,
+                Some(Arc::clone(&store)),
+                CheckpointEvery::Events(97),
+            );
+            assert!(r.report.checkpoints >= 2, "{label}: phase {k} checkpointed");
+            if k > 0 {
+                assert!(r.report.recovery.resumed_from.is_some(), "{label}: phase {k}");
+            }
+        }
+        let got = std::fs::read(&output).unwrap();
+        assert!(
+            got == expected.output,
+            "{label}: the resumed runs wrote another output"
+        );
+        // The last checkpoint holds one state per context plus the tail.
+        let manager = CheckpointManager::new(Arc::clone(&store), Default::default()).unwrap();
+        let latest = block_on(manager.recover()).unwrap().checkpoint.unwrap();
+        let workers = *phases.last().unwrap();
+        let expected_contexts = if workers > 1 { workers + 1 } else { 1 };
+        assert_eq!(latest.context_states.len(), expected_contexts, "{label}");
+    }
+}
