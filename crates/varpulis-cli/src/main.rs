@@ -104,6 +104,11 @@ struct RunArgs {
     /// pass every context (the previous one stays the recovery point). Default: never.
     #[arg(long, value_name = "DURATION", value_parser = server::parse_interval)]
     checkpoint_timeout: Option<std::time::Duration>,
+    /// Scheduled checkpoints whose store commit may fail in a row without stopping the run
+    /// (each is skipped; the previous one stays the recovery point). Default 0: the first
+    /// failure stops the run.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    tolerable_checkpoint_failures: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -393,6 +398,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         restart_input: args.restart_input,
         workers: args.workers,
         checkpoint_timeout: args.checkpoint_timeout,
+        tolerable_checkpoint_failures: args.tolerable_checkpoint_failures,
+        ..RunConfig::new(&args.events)
     };
     if args.workers > 1 && !engine.has_parallel_streams() {
         eprintln!(
@@ -456,6 +463,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         checkpoint_ms = report.checkpoint_time.as_millis() as u64,
         max_checkpoint_us = report.max_checkpoint_time.as_micros() as u64,
         checkpoints_waited = report.checkpoints_waited,
+        checkpoints_failed = report.checkpoints_failed,
+        checkpoints_aborted = report.checkpoints_aborted,
         "run finished"
     );
     if report.interrupted {

@@ -93,6 +93,9 @@ pub(super) struct InFlight {
     pub(super) waited: Duration,
     /// Input events processed when it was taken.
     pub(super) events_processed: u64,
+    /// A scheduled checkpoint: its store failure may be tolerated
+    /// (`RunConfig::tolerable_checkpoint_failures`).
+    pub(super) scheduled: bool,
 }
 
 impl InFlight {
@@ -117,6 +120,7 @@ impl InFlight {
             took: Duration::ZERO,
             waited: Duration::ZERO,
             events_processed,
+            scheduled: false,
         }
     }
 

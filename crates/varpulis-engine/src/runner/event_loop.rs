@@ -84,6 +84,8 @@ pub(super) struct Loop<'a> {
     barrier: Option<parallel::BarrierSnapshot>,
     /// Late events the parallel contexts' windows dropped, all runs together (at the end).
     contexts_late: u64,
+    /// Scheduled checkpoints that failed since the last one committed.
+    failures_in_a_row: u32,
 }
 
 impl<'a> Loop<'a> {
@@ -121,6 +123,7 @@ impl<'a> Loop<'a> {
             contexts: recovered.contexts,
             barrier: None,
             contexts_late: 0,
+            failures_in_a_row: 0,
         })
     }
 
@@ -357,6 +360,7 @@ impl<'a> Loop<'a> {
         self.report.max_checkpoint_time = self.report.max_checkpoint_time.max(took);
         in_flight.took = took;
         in_flight.waited = waited;
+        in_flight.scheduled = wait == Wait::HandOff;
         match outcome {
             Some(outcome) => self.completed(&in_flight, outcome, now, observer),
             None => {
@@ -396,7 +400,26 @@ impl<'a> Loop<'a> {
         seen: Duration,
         observer: &mut dyn RunObserver,
     ) -> Result<(), RunError> {
-        let commit = outcome?;
+        let commit = match outcome {
+            Ok(commit) => commit,
+            Err(RunError::Checkpoint(error))
+                if checkpoint.scheduled
+                    && self.failures_in_a_row < self.config.tolerable_checkpoint_failures =>
+            {
+                self.failures_in_a_row += 1;
+                self.report.checkpoints_failed += 1;
+                tracing::warn!(
+                    error = %varpulis_checkpoint::error_chain(&error),
+                    in_a_row = self.failures_in_a_row,
+                    tolerated = self.config.tolerable_checkpoint_failures,
+                    "checkpoint failed and skipped: the previous one stays the recovery point, \
+                     the next is taken on schedule"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.failures_in_a_row = 0;
         self.report.checkpoints += 1;
         let taken = CheckpointTaken {
             id: commit.id,

@@ -103,6 +103,17 @@ pub struct RunConfig {
     /// A parallel run aborts a checkpoint whose barrier took longer than this to reach the
     /// sink from every context (`--checkpoint-timeout`; `None`: never).
     pub checkpoint_timeout: Option<Duration>,
+    /// Scheduled checkpoints whose store commit may fail in a row without failing the run
+    /// (`--tolerable-checkpoint-failures`, Flink's `tolerable-failed-checkpoints`): a failed
+    /// one is reported and skipped, the previous one stays the recovery point, and the next
+    /// is taken on schedule. 0 (the default): the first failure fails the run. The final
+    /// checkpoint, a new output's first, and an output that cannot be made durable always
+    /// fail the run.
+    pub tolerable_checkpoint_failures: u32,
+    /// Fault injection for tests: parallel context `.0` panics when it reaches input event
+    /// `.1` of the run (counted from 0). Not for production use.
+    #[doc(hidden)]
+    pub inject_context_panic: Option<(usize, u64)>,
 }
 
 impl RunConfig {
@@ -118,6 +129,8 @@ impl RunConfig {
             restart_input: false,
             workers: 1,
             checkpoint_timeout: None,
+            tolerable_checkpoint_failures: 0,
+            inject_context_panic: None,
         }
     }
 }
@@ -214,6 +227,9 @@ pub struct RunReport {
     /// Checkpoints that found the previous one still committing and waited for it: when this
     /// grows, the interval is shorter than a commit takes.
     pub checkpoints_waited: u64,
+    /// Scheduled checkpoints whose commit failed and were skipped
+    /// ([`RunConfig::tolerable_checkpoint_failures`]).
+    pub checkpoints_failed: u64,
     /// Checkpoints of a parallel run aborted because their barrier took longer than the
     /// checkpoint timeout (the previous one stayed the recovery point).
     pub checkpoints_aborted: u64,

@@ -10,7 +10,8 @@ use std::sync::atomic::AtomicBool;
 
 use varpulis_checkpoint::{CheckpointEvery, CheckpointManager};
 use varpulis_engine::clock::ManualClock;
-use varpulis_engine::{Engine, LateEvent, RunConfig, RunObserver, RunReport};
+use varpulis_engine::{Engine, LateEvent, NoObserver, RunConfig, RunError, RunObserver, RunReport};
+use varpulis_store::faults::{FailMode, FailPlan, FailingStore};
 use varpulis_store::{MemoryStore, StateStore};
 
 /// Every window kind, partitioned (parallel), with a `.where` before the window, a stream
@@ -238,4 +239,135 @@ fn checkpoints_of_n_contexts_resume_with_m_and_the_output_is_unchanged() {
         let expected_contexts = if workers > 1 { workers + 1 } else { 1 };
         assert_eq!(latest.context_states.len(), expected_contexts, "{label}");
     }
+}
+
+fn config_for(input: &Path, output: &Path, workers: usize) -> RunConfig {
+    let mut config = RunConfig::new(input);
+    config.output = Some(output.to_path_buf());
+    config.flush_at_end = true;
+    config.workers = workers;
+    config.checkpoint = config.checkpoint.with_every(CheckpointEvery::Events(150));
+    config
+}
+
+fn run_with(config: &RunConfig, store: Arc<dyn StateStore>) -> Result<RunReport, RunError> {
+    block_on(varpulis_engine::run(
+        &mut engine(),
+        config,
+        Some(store),
+        &AtomicBool::new(false),
+        &ManualClock::new(0),
+        &mut NoObserver,
+    ))
+}
+
+/// A store failure at every operation in turn, tolerated once: a failed scheduled
+/// checkpoint is skipped and the run goes on taking the next ones; a failure of the final
+/// checkpoint fails the run, and the rerun recovers the last committed one. The output is the
+/// one-context run's every time.
+#[test]
+fn a_failed_checkpoint_of_a_parallel_run_is_skipped_and_the_next_one_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &events(11, 2_000, 13));
+    let expected = run(
+        &input,
+        &dir.path().join("expected.jsonl"),
+        1,
+        true,
+        None,
+        CheckpointEvery::Events(1),
+    )
+    .output;
+    let mut skipped_runs = 0;
+    for n in (0..400).step_by(7) {
+        let output = dir.path().join(format!("out-{n}.jsonl"));
+        let mut config = config_for(&input, &output, 2);
+        config.tolerable_checkpoint_failures = 1;
+        let failing = Arc::new(FailingStore::new(MemoryStore::new()));
+        failing.set_plan(FailPlan::Nth(n), FailMode::Before);
+        let store: Arc<dyn StateStore> = failing.clone();
+        match run_with(&config, Arc::clone(&store)) {
+            Ok(report) => {
+                if report.checkpoints_failed > 0 {
+                    skipped_runs += 1;
+                    assert_eq!(report.checkpoints_failed, 1, "op {n}");
+                    assert!(report.checkpoints >= 5, "op {n}: later checkpoints were taken");
+                }
+            }
+            Err(RunError::Checkpoint(_)) => {
+                failing.set_plan(FailPlan::Never, FailMode::Before);
+                let report = run_with(&config, store).unwrap();
+                assert!(report.checkpoints >= 1, "op {n}: the rerun checkpoints");
+            }
+            Err(e) => panic!("op {n}: {e}"),
+        }
+        assert!(std::fs::read(&output).unwrap() == expected, "op {n}: output");
+    }
+    assert!(skipped_runs >= 5, "{skipped_runs} runs skipped a failed checkpoint");
+}
+
+/// A context that panics fails the run with its message; the last committed checkpoint is the
+/// recovery point, the rerun takes the next checkpoints, and the output is complete.
+#[test]
+fn a_context_that_panics_fails_the_run_and_the_rerun_resumes_from_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &events(12, 2_000, 13));
+    let expected = run(
+        &input,
+        &dir.path().join("expected.jsonl"),
+        1,
+        true,
+        None,
+        CheckpointEvery::Events(1),
+    )
+    .output;
+    let output = dir.path().join("out.jsonl");
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let mut config = config_for(&input, &output, 3);
+    config.inject_context_panic = Some((1, 1_234));
+    match run_with(&config, Arc::clone(&store)) {
+        Err(RunError::Context { context, message }) => {
+            assert_eq!(context, "worker-1");
+            assert!(message.contains("injected panic at input event 1234"), "{message}");
+        }
+        other => panic!("expected the context's failure, got {other:?}"),
+    }
+    let manager = CheckpointManager::new(Arc::clone(&store), Default::default()).unwrap();
+    let last = block_on(manager.recover()).unwrap().checkpoint.unwrap();
+    let processed = last.context_states["main"].events_processed;
+    assert!(
+        (150..=1_234).contains(&processed),
+        "the last checkpoint is before the panic: {processed}"
+    );
+    config.inject_context_panic = None;
+    let report = run_with(&config, store).unwrap();
+    assert_eq!(report.recovery.resumed_from, Some(last.id));
+    assert!(report.checkpoints >= 2, "the next checkpoints are taken");
+    assert!(std::fs::read(&output).unwrap() == expected);
+}
+
+/// A barrier slower than the checkpoint timeout aborts its checkpoint (every one here: the
+/// timeout is a nanosecond); the run goes on, its final checkpoint commits, the output is
+/// unchanged.
+#[test]
+fn a_barrier_past_the_checkpoint_timeout_aborts_that_checkpoint_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), &events(13, 2_000, 13));
+    let expected = run(
+        &input,
+        &dir.path().join("expected.jsonl"),
+        1,
+        true,
+        None,
+        CheckpointEvery::Events(1),
+    )
+    .output;
+    let output = dir.path().join("out.jsonl");
+    let mut config = config_for(&input, &output, 2);
+    config.checkpoint_timeout = Some(std::time::Duration::from_nanos(1));
+    let report = run_with(&config, Arc::new(MemoryStore::new())).unwrap();
+    assert!(report.checkpoints_aborted >= 10, "{report:?}");
+    // The first (new output) and the final checkpoints are not barriers.
+    assert_eq!(report.checkpoints, 2, "{report:?}");
+    assert!(std::fs::read(&output).unwrap() == expected);
 }

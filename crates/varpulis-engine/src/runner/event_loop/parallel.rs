@@ -253,9 +253,13 @@ impl Loop<'_> {
             let (tx, rx) = sync_channel::<ToContext>(CHANNEL_CAPACITY);
             let (out_tx, out_rx) = sync_channel::<FromContext>(CHANNEL_CAPACITY);
             let name = context_name(i);
+            let panic_at = self
+                .config
+                .inject_context_panic
+                .and_then(|(c, at)| (c == i).then_some(at));
             let handle = std::thread::Builder::new()
                 .name(format!("varpulis-{name}"))
-                .spawn(move || context_thread(engine, &rx, &out_tx))
+                .spawn(move || context_thread(engine, &rx, &out_tx, panic_at))
                 .map_err(|e| RunError::Context {
                     context: name.clone(),
                     message: format!("cannot start its thread: {e}"),
@@ -611,16 +615,26 @@ impl Source {
 }
 
 /// A parallel context's thread: every message of the source, answered in order.
-fn context_thread(mut engine: Engine, rx: &Receiver<ToContext>, tx: &SyncSender<FromContext>) {
+fn context_thread(
+    mut engine: Engine,
+    rx: &Receiver<ToContext>,
+    tx: &SyncSender<FromContext>,
+    panic_at: Option<u64>,
+) {
     for message in rx {
         let answer = match message {
             ToContext::Batch(batch) => {
                 let mut outputs = Vec::new();
                 let mut late = Vec::new();
                 for (k, event) in batch.events.iter().enumerate() {
+                    let seq = batch.first_seq + k as u64;
+                    assert!(
+                        panic_at != Some(seq),
+                        "injected panic at input event {seq}"
+                    );
                     if let Err(e) = engine.process_context(
                         event,
-                        batch.first_seq + k as u64,
+                        seq,
                         &mut outputs,
                         &mut late,
                     ) {
