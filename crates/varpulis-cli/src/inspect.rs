@@ -225,6 +225,16 @@ pub(crate) async fn inspect(store: Arc<dyn StateStore>, id: Option<u64>) -> Resu
             contexts.sort_by(|a, b| a.0.cmp(b.0));
             for (name, state) in contexts {
                 let _ = writeln!(out, "context {name}");
+                // The encoded size of this context's state alone (parts it shares with another
+                // context are counted in both).
+                let alone = varpulis_checkpoint::Checkpoint::new(cp.timestamp_ms)
+                    .with_context(name.clone(), state.clone());
+                if let Ok(bytes) = varpulis_checkpoint::encoded_size(&alone) {
+                    let _ = writeln!(out, "  state size: {} ({bytes} bytes)", human_bytes(bytes));
+                }
+                if let Some(us) = cp.metadata.get(&format!("barrier.snapshot_us.{name}")) {
+                    let _ = writeln!(out, "  barrier snapshot stall: {us} us");
+                }
                 let _ = writeln!(out, "  events processed: {}", state.events_processed);
                 let _ = writeln!(
                     out,

@@ -13,7 +13,9 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
 
 use varpulis_checkpoint::{EngineCheckpoint, WindowCheckpoint};
-use varpulis_core::{Event, Value};
+use std::sync::Arc;
+
+use varpulis_core::{Event, EventTime, FieldRef, Value};
 
 use super::compile::{CompiledStream, Input};
 use super::step::Step;
@@ -82,6 +84,38 @@ impl Tagged {
             .cmp(&(other.seq, other.stream))
             .then_with(|| self.rank.cmp(&other.rank))
     }
+}
+
+/// Which contexts an input event goes to (see [`Engine::router`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Router {
+    /// Per parallel window: the event type it reads, its partition field.
+    windows: Vec<(String, FieldRef)>,
+    contexts: usize,
+}
+
+impl Router {
+    /// Calls `to` with each context `event` goes to (at most once per window reading it).
+    pub(crate) fn route(&self, event: &Event, mut to: impl FnMut(usize)) {
+        static NULL: Value = Value::Null;
+        for (t, field) in &self.windows {
+            if t.as_str() == event.event_type() {
+                let key = field.get(event).unwrap_or(&NULL);
+                to(owner(key_group(key), self.contexts));
+            }
+        }
+    }
+}
+
+/// A parallel context's view of one batch of input (see [`Engine::process_routed`]).
+pub(crate) struct Routed<'a> {
+    /// The input sequence number of `events[0]`.
+    pub(crate) first_seq: u64,
+    pub(crate) events: &'a [Event],
+    /// The effective watermark after each event (the source's, as the one-context engine's).
+    pub(crate) watermarks: &'a [Option<EventTime>],
+    /// Indices into `events` of those routed to this context, ascending.
+    pub(crate) mine: &'a [u32],
 }
 
 /// The sequence number the outputs of the end-of-input flush carry: after every input.
@@ -164,6 +198,64 @@ impl Engine {
         self.injected[stream].push(event);
     }
 
+    /// The source's part of a parallel run, on the reading thread: checks `event` as
+    /// [`process`](Self::process) would, counts it and observes its time; returns the effective
+    /// watermark after it (what every context and the tail see at its position).
+    ///
+    /// # Errors
+    /// As [`process`](Self::process), before anything changes.
+    pub(crate) fn observe_source(
+        &mut self,
+        event: &Event,
+    ) -> Result<Option<EventTime>, EngineError> {
+        let source = self.source_of(event)?;
+        self.events_processed += 1;
+        Ok(if source.is_some() {
+            self.watermarks.observe(event)
+        } else {
+            self.watermarks.effective()
+        })
+    }
+
+    /// What the source of a parallel run records in a checkpoint: the input's counters and
+    /// watermark (the tail's state takes them).
+    pub(crate) fn source_checkpoint(&self) -> EngineCheckpoint {
+        EngineCheckpoint {
+            watermark_state: Some(self.watermarks.snapshot()),
+            events_processed: self.events_processed,
+            ..EngineCheckpoint::default()
+        }
+    }
+
+    /// How the source routes events to `contexts` contexts: by the key group of each
+    /// parallel window's partition key.
+    pub(crate) fn router(&self, contexts: usize) -> Router {
+        let windows = parallel_streams(&self.streams)
+            .into_iter()
+            .zip(&self.streams)
+            .filter(|(p, s)| *p && s.window.is_some())
+            .map(|(_, s)| {
+                let field = s.plan.partition_by.as_deref().expect("a parallel window is keyed");
+                (
+                    s.plan.source.name().to_owned(),
+                    FieldRef::new(Arc::<str>::from(field)),
+                )
+            })
+            .collect();
+        Router { windows, contexts }
+    }
+
+    /// Whether the tail of a parallel run runs streams of its own (else it only passes the
+    /// contexts' outputs on).
+    pub(crate) fn tail_runs_streams(&self) -> bool {
+        self.roles.contains(&Role::Run)
+    }
+
+    /// Counts outputs the tail passed on without processing (it runs no stream of its own).
+    pub(crate) fn count_passed_on(&mut self, outputs: u64) {
+        self.output_events_emitted += outputs;
+    }
+
     /// The index of stream `name` (`usize::MAX` if the program has none: sorted last).
     pub(crate) fn stream_index(&self, name: &str) -> usize {
         self.streams
@@ -172,25 +264,68 @@ impl Engine {
             .unwrap_or(usize::MAX)
     }
 
-    /// [`process`](Self::process) as parallel context: the outputs of the streams it runs for
-    /// the event at input sequence number `seq`, with their order keys, and its late events.
-    ///
-    /// # Errors
-    /// As [`process`](Self::process), before anything changes.
-    pub(crate) fn process_context(
+    /// A parallel context's share of one batch of input: the events routed to it (`batch.mine`)
+    /// taken at their positions, and every window its streams close in the batch closed at the
+    /// input position where the one-context engine closes it: the source's watermark after each
+    /// event (`batch.watermarks`) tells the first position at which a window's close time is
+    /// reached, so a context advances only to the watermarks that close something, and to the
+    /// one before each of its events (what its windows see when they take it). Outputs carry
+    /// their order keys.
+    pub(crate) fn process_routed(
         &mut self,
-        event: &Event,
-        seq: u64,
+        batch: &Routed<'_>,
         out: &mut Vec<Tagged>,
         late: &mut Vec<TaggedLate>,
-    ) -> Result<(), EngineError> {
-        let source = self.source_of(event)?;
-        self.events_processed += 1;
-        let wm = if source.is_some() {
-            self.watermarks.observe(event)
-        } else {
-            self.watermarks.effective()
+    ) {
+        for &k in batch.mine {
+            let k = k as usize;
+            if k > 0 {
+                self.close_until(batch, k - 1, out);
+            }
+            let seq = batch.first_seq + k as u64;
+            self.routed_step(seq, Some(&batch.events[k]), None, out);
+            self.tag_late(seq, late);
+        }
+        if !batch.events.is_empty() {
+            self.close_until(batch, batch.events.len() - 1, out);
+        }
+    }
+
+    /// Advances the owned windows to the watermark after event `upto` of the batch, emitting
+    /// each window at the position where the watermark first reached its close time.
+    fn close_until(&mut self, batch: &Routed<'_>, upto: usize, out: &mut Vec<Tagged>) {
+        let Some(target) = batch.watermarks[upto] else {
+            return;
         };
+        loop {
+            let next = self
+                .streams
+                .iter()
+                .zip(&self.roles)
+                .filter(|(_, r)| **r == Role::Owned)
+                .filter_map(|(s, _)| s.window.as_ref()?.next_timer())
+                .min();
+            let Some(t) = next.filter(|&t| t <= target) else {
+                break;
+            };
+            // Watermarks only grow: the first position whose watermark reaches `t`.
+            let j = batch.watermarks[..=upto].partition_point(|w| w.is_none_or(|w| w < t));
+            let wm = batch.watermarks[j].expect("reaches t");
+            self.routed_step(batch.first_seq + j as u64, None, Some(wm), out);
+        }
+        self.routed_step(batch.first_seq + upto as u64, None, Some(target), out);
+    }
+
+    /// One step of the streams a parallel context runs, at input position `seq`: `event` into
+    /// the owned windows that read its type and own its key, or the owned windows advanced to
+    /// `watermark`; then the window-less streams over what they emitted.
+    fn routed_step(
+        &mut self,
+        seq: u64,
+        event: Option<&Event>,
+        watermark: Option<EventTime>,
+        out: &mut Vec<Tagged>,
+    ) {
         let mut step = Step {
             variables: &self.variables,
             results: &mut self.results,
@@ -206,18 +341,20 @@ impl Engine {
             match self.roles[i] {
                 Role::Skip | Role::Injected => continue,
                 Role::Owned => {
-                    let op = stream.window.as_ref().expect("an owned stream has a window");
-                    if stream.plan.source.name() == event.event_type()
-                        && self.owned.contains(&key_group(op.partition_key(event)))
-                    {
-                        step.handle(stream, event, mine, Some((my_ranks, &NO_RANK)));
-                    }
-                    if let (Some(wm), Some(op)) = (wm, stream.window.as_mut()) {
+                    let Some(op) = stream.window.as_mut() else {
+                        continue;
+                    };
+                    if let Some(wm) = watermark {
                         op.advance_watermark(
                             wm.saturating_sub(stream.watermark_lag_ms),
                             step.results,
                         );
                         step.finish(stream, mine, Some(my_ranks));
+                    } else if let Some(event) = event
+                        && stream.plan.source.name() == event.event_type()
+                        && self.owned.contains(&key_group(op.partition_key(event)))
+                    {
+                        step.handle(stream, event, mine, Some((my_ranks, &NO_RANK)));
                     }
                 }
                 Role::Run => {
@@ -232,8 +369,6 @@ impl Engine {
             let moved = !stream.has_readers;
             push_tagged(seq, i, mine, my_ranks, moved, out);
         }
-        self.tag_late(seq, late);
-        Ok(())
     }
 
     /// The end-of-input flush of a parallel context: every open window of the streams it runs,
@@ -302,7 +437,10 @@ impl Engine {
             cp.join_operator_states.remove(name);
         }
         if self.roles.contains(&Role::Owned) {
+            // The input's counters and watermark are the source's, kept by the tail.
             cp.output_events_emitted = 0;
+            cp.events_processed = 0;
+            cp.watermark_state = None;
         }
         cp
     }

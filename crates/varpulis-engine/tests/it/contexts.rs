@@ -72,8 +72,20 @@ fn events(seed: u64, n: usize, zones: u64) -> String {
     text
 }
 
+/// Only parallel streams: the tail passes the contexts' merged outputs on.
+const PARALLEL_PROGRAM: &str = "event Reading: zone: str, v: int
+stream Tumbling = Reading .watermark(out_of_order: 3s) .partition_by(zone) .window(10s)
+    .aggregate(n: count(), total: sum(v))
+stream Sessions = Reading .partition_by(zone) .window(session: 2s) .aggregate(n: count())
+stream Busy = Tumbling .where(n >= 3) .emit(zone, n)
+";
+
 fn engine() -> Engine {
-    Engine::new(varpulis_vpl::parse_program(PROGRAM).unwrap()).unwrap()
+    engine_of(PROGRAM)
+}
+
+fn engine_of(program: &str) -> Engine {
+    Engine::new(varpulis_vpl::parse_program(program).unwrap()).unwrap()
 }
 
 fn block_on<F: Future>(f: F) -> F::Output {
@@ -108,6 +120,18 @@ fn run(
     store: Option<Arc<dyn StateStore>>,
     every: CheckpointEvery,
 ) -> Run {
+    run_program(PROGRAM, input, output, workers, flush, store, every)
+}
+
+fn run_program(
+    program: &str,
+    input: &Path,
+    output: &Path,
+    workers: usize,
+    flush: bool,
+    store: Option<Arc<dyn StateStore>>,
+    every: CheckpointEvery,
+) -> Run {
     let mut config = RunConfig::new(input);
     config.output = Some(output.to_path_buf());
     config.flush_at_end = flush;
@@ -115,7 +139,7 @@ fn run(
     config.checkpoint = config.checkpoint.with_every(every);
     let mut lates = Lates::default();
     let report = block_on(varpulis_engine::run(
-        &mut engine(),
+        &mut engine_of(program),
         &config,
         store,
         &AtomicBool::new(false),
@@ -182,6 +206,16 @@ fn any_number_of_contexts_writes_the_one_context_output() {
             );
         }
         assert!(!one.late.is_empty(), "seed {seed}: some events are late");
+        // Only parallel streams: the tail passes the merged outputs on.
+        let every = CheckpointEvery::Events(1);
+        let out = |w: usize| dir.path().join(format!("parallel-{w}.jsonl"));
+        let one = run_program(PARALLEL_PROGRAM, &input, &out(1), 1, flush, None, every);
+        assert!(one.output.len() > 1_000, "seed {seed}");
+        for workers in [2, 3, 7] {
+            let many = run_program(PARALLEL_PROGRAM, &input, &out(workers), workers, flush, None, every);
+            assert!(one.output == many.output, "seed {seed}: parallel only, {workers} contexts");
+            assert_eq!(one.late, many.late, "seed {seed}: parallel only, {workers} contexts");
+        }
     }
 }
 

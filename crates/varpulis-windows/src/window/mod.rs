@@ -278,6 +278,16 @@ impl WindowOperator {
         out.push(self.result(pane.start, pane.end, key, &pane.accs));
     }
 
+    /// The earliest watermark at which [`advance_watermark`](Self::advance_watermark) may emit
+    /// a window (`None`: none is pending, or a count window). It may be earlier than needed (a
+    /// timer of a partition that has since moved on): advancing to it then emits nothing. A
+    /// caller that knows the watermark's future values can advance to exactly the ones that
+    /// close windows.
+    #[must_use]
+    pub fn next_timer(&self) -> Option<EventTime> {
+        self.timers.peek().map(|t| t.0.0)
+    }
+
     /// Approximate bytes of state held (partitions, panes, accumulators, timers), for metrics
     /// and quotas.
     #[must_use]

@@ -30,16 +30,16 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use varpulis_checkpoint::{CLOCK_STRIDE, Checkpoint, CheckpointEvery, EngineCheckpoint};
-use varpulis_core::Event;
+use varpulis_core::{Event, EventTime};
 
 use super::{End, Loop, PROGRESS_EVERY, Wait};
-use crate::engine::context::{FLUSH_SEQ, Tagged, TaggedLate};
+use crate::engine::context::{FLUSH_SEQ, Routed, Router, Tagged, TaggedLate};
 use crate::engine::{CONTEXT, Engine, LateEvent};
 use crate::runner::{RunError, RunObserver};
 use crate::source::{EventFileReader, SourcePosition};
@@ -72,12 +72,19 @@ mod meta {
 /// What the next snapshot of a parallel run records besides the tail's state.
 pub(in crate::runner) struct BarrierSnapshot {
     states: Vec<EngineCheckpoint>,
+    /// The source's counters and watermark at the barrier (`None` before the threads start:
+    /// the tail's own are right then).
+    source: Option<EngineCheckpoint>,
     metadata: BTreeMap<String, String>,
 }
 
 impl BarrierSnapshot {
     /// Puts the contexts' states, the tail's and the barrier's figures into `cp`.
-    pub(super) fn record(self, cp: &mut Checkpoint, tail: EngineCheckpoint) {
+    pub(super) fn record(self, cp: &mut Checkpoint, mut tail: EngineCheckpoint) {
+        if let Some(source) = self.source {
+            tail.watermark_state = source.watermark_state;
+            tail.events_processed = source.events_processed;
+        }
         cp.metadata.insert(meta::WORKERS.to_owned(), self.states.len().to_string());
         cp.metadata.insert(
             meta::KEY_GROUPS.to_owned(),
@@ -96,12 +103,15 @@ struct Batch {
     /// Input sequence number of `events[0]` (events of this run, from 0).
     first_seq: u64,
     events: Vec<Event>,
+    /// The effective watermark after each event.
+    watermarks: Vec<Option<EventTime>>,
     /// The input position after the last event.
     end: SourcePosition,
 }
 
 enum ToContext {
-    Batch(Arc<Batch>),
+    /// A batch, and the indices of the events routed to the context.
+    Batch(Arc<Batch>, Vec<u32>),
     Barrier(u64),
     /// The input ended; flush first (end of input with `--flush-at-end`).
     End { flush: bool },
@@ -113,8 +123,10 @@ enum FromSource {
         id: u64,
         at: SourcePosition,
         injected: Instant,
+        /// The source's counters and watermark.
+        source: EngineCheckpoint,
     },
-    End(End),
+    End(End, EngineCheckpoint),
 }
 
 enum FromContext {
@@ -148,6 +160,9 @@ struct Control {
 struct Threads {
     control: Arc<Control>,
     source: Receiver<FromSource>,
+    /// Batches the sink is done with, back to the source: their events are freed on the thread
+    /// that allocated them (freeing on another thread made the allocator the bottleneck).
+    recycle: Sender<Arc<Batch>>,
     contexts: Vec<Receiver<FromContext>>,
     handles: Vec<(String, JoinHandle<()>)>,
 }
@@ -214,6 +229,7 @@ impl Loop<'_> {
                 .iter()
                 .map(Engine::context_checkpoint)
                 .collect(),
+            source: None,
             metadata: BTreeMap::new(),
         })
     }
@@ -244,7 +260,9 @@ impl Loop<'_> {
 
     fn start_threads(&mut self) -> Result<Threads, RunError> {
         let contexts = std::mem::take(&mut self.contexts);
+        let n = contexts.len();
         let control = Arc::new(Control::default());
+        let (recycle, recycled) = channel();
         let (to_sink, source_rx) = sync_channel(CHANNEL_CAPACITY);
         let mut to_contexts = Vec::with_capacity(contexts.len());
         let mut from_contexts = Vec::with_capacity(contexts.len());
@@ -277,9 +295,18 @@ impl Loop<'_> {
             self.input.format,
             Some(self.reader.position()),
         )?;
-        let checker = Engine::new(self.engine.program().clone())
+        // The source's engine checks, counts and observes every event: it continues the tail's
+        // counters and watermark.
+        let mut checker = Engine::new(self.engine.program().clone())
             .expect("the program compiled for this run already");
+        checker
+            .restore_checkpoint(&self.engine.source_checkpoint())
+            .expect("counters and a watermark restore into any engine of the program");
         let source = Source {
+            router: checker.router(n),
+            routes: vec![Vec::new(); n],
+            recycled,
+            watermarks: Vec::with_capacity(BATCH),
             reader,
             checker,
             path: self.input.path.clone(),
@@ -303,6 +330,7 @@ impl Loop<'_> {
         Ok(Threads {
             control,
             source: source_rx,
+            recycle,
             contexts: from_contexts,
             handles,
         })
@@ -343,10 +371,13 @@ impl Loop<'_> {
                         late.extend(l);
                     }
                     self.tail_batch(&batch, tagged, late, &mut outputs, observer)?;
-                    for k in 0..batch.events.len() as u64 {
+                    let (events, end) = (batch.events.len() as u64, batch.end);
+                    // The source may have stopped: then the batch is simply dropped here.
+                    let _ = threads.recycle.send(batch);
+                    for k in 0..events {
                         self.report.events_read += 1;
                         if self.report.events_read.is_multiple_of(PROGRESS_EVERY) {
-                            observer.progress(batch.end, self.file_len);
+                            observer.progress(end, self.file_len);
                         }
                         let clock = self.clock;
                         if self.schedule.event(|| clock.monotonic())
@@ -363,7 +394,12 @@ impl Loop<'_> {
                         }
                     }
                 }
-                FromSource::Barrier { id, at, injected } => {
+                FromSource::Barrier {
+                    id,
+                    at,
+                    injected,
+                    source,
+                } => {
                     let mut states = Vec::with_capacity(n);
                     let mut metadata = BTreeMap::new();
                     let mut first = None;
@@ -408,10 +444,14 @@ impl Loop<'_> {
                         self.schedule.taken(self.clock.monotonic());
                         continue;
                     }
-                    self.barrier = Some(BarrierSnapshot { states, metadata });
+                    self.barrier = Some(BarrierSnapshot {
+                        states,
+                        source: Some(source),
+                        metadata,
+                    });
                     self.checkpoint(at, Wait::HandOff, observer).await?;
                 }
-                FromSource::End(end) => {
+                FromSource::End(end, source) => {
                     let mut tagged = Vec::new();
                     let mut late = Vec::new();
                     let mut states = Vec::with_capacity(n);
@@ -444,6 +484,7 @@ impl Loop<'_> {
                     }
                     self.barrier = Some(BarrierSnapshot {
                         states,
+                        source: Some(source),
                         metadata: BTreeMap::new(),
                     });
                     return Ok(end);
@@ -464,6 +505,16 @@ impl Loop<'_> {
         observer: &mut dyn RunObserver,
     ) -> Result<(), RunError> {
         sort_tagged(&mut tagged);
+        if !self.engine.tail_runs_streams() {
+            // Nothing runs in the tail: the merged outputs are the output.
+            self.engine.count_passed_on(tagged.len() as u64);
+            outputs.extend(tagged.into_iter().map(|t| t.event));
+            self.write_outputs(outputs)?;
+            for l in sort_late(late) {
+                observer.late_event(&l.late);
+            }
+            return Ok(());
+        }
         let mut tagged = tagged.into_iter().peekable();
         let mut late = sort_late(late).into_iter().peekable();
         let mut here: Vec<(usize, LateEvent)> = Vec::new();
@@ -511,6 +562,12 @@ fn sort_late(mut late: Vec<TaggedLate>) -> Vec<TaggedLate> {
 struct Source {
     reader: EventFileReader,
     checker: Engine,
+    router: Router,
+    /// Per context, the indices of the current batch's events routed to it.
+    routes: Vec<Vec<u32>>,
+    /// Batches back from the sink, to free (and reuse) here.
+    recycled: Receiver<Arc<Batch>>,
+    watermarks: Vec<Option<EventTime>>,
     path: PathBuf,
     to_contexts: Vec<SyncSender<ToContext>>,
     to_sink: SyncSender<FromSource>,
@@ -532,8 +589,19 @@ impl Source {
             }
             let before = self.reader.position();
             match self.reader.next_event() {
-                Ok(Some(e)) => {
-                    if let Err(error) = self.checker.check_event(&e) {
+                Ok(Some(e)) => match self.checker.observe_source(&e) {
+                    Ok(wm) => {
+                        let k = events.len() as u32;
+                        let routes = &mut self.routes;
+                        self.router.route(&e, |c| {
+                            if routes[c].last() != Some(&k) {
+                                routes[c].push(k);
+                            }
+                        });
+                        self.watermarks.push(wm);
+                        events.push(e);
+                    }
+                    Err(error) => {
                         break End::Error {
                             error: RunError::Event {
                                 file: self.path.clone(),
@@ -543,8 +611,7 @@ impl Source {
                             at: before,
                         };
                     }
-                    events.push(e);
-                }
+                },
                 Ok(None) if self.control.stop.load(Ordering::Relaxed) => {
                     break End::Shutdown(self.reader.position());
                 }
@@ -570,6 +637,7 @@ impl Source {
                     id: barriers,
                     at: self.reader.position(),
                     injected: Instant::now(),
+                    source: self.checker.source_checkpoint(),
                 };
                 if !self.send(ToContext::Barrier(barriers), barrier) {
                     return;
@@ -580,7 +648,8 @@ impl Source {
             return;
         }
         let flush = self.flush_at_end && matches!(end, End::Input(_));
-        self.send(ToContext::End { flush }, FromSource::End(end));
+        let source = self.checker.source_checkpoint();
+        self.send(ToContext::End { flush }, FromSource::End(end, source));
     }
 
     /// Sends the events read since the last batch; `false` if the sink stopped.
@@ -588,21 +657,40 @@ impl Source {
         if events.is_empty() {
             return true;
         }
+        // Free the batches the sink is done with, here, and reuse one's buffers.
+        let mut spare = None;
+        while let Ok(done) = self.recycled.try_recv() {
+            if let Ok(mut done) = Arc::try_unwrap(done) {
+                done.events.clear();
+                done.watermarks.clear();
+                spare = Some(done);
+            }
+        }
+        let (next_events, next_watermarks) = match spare {
+            Some(b) => (b.events, b.watermarks),
+            None => (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH)),
+        };
         let batch = Arc::new(Batch {
             first_seq: *seq,
-            events: std::mem::replace(events, Vec::with_capacity(BATCH)),
+            events: std::mem::replace(events, next_events),
+            watermarks: std::mem::replace(&mut self.watermarks, next_watermarks),
             end: self.reader.position(),
         });
         *seq += batch.events.len() as u64;
-        let to_sink = FromSource::Batch(Arc::clone(&batch));
-        self.send(ToContext::Batch(batch), to_sink)
+        for (tx, routes) in self.to_contexts.iter().zip(&mut self.routes) {
+            let mine = std::mem::take(routes);
+            if tx.send(ToContext::Batch(Arc::clone(&batch), mine)).is_err() {
+                return false;
+            }
+        }
+        self.to_sink.send(FromSource::Batch(batch)).is_ok()
     }
 
     /// Sends `to_context` to every context, then `to_sink`; `false` if the sink stopped.
     fn send(&self, to_context: ToContext, to_sink: FromSource) -> bool {
         for tx in &self.to_contexts {
             let message = match &to_context {
-                ToContext::Batch(b) => ToContext::Batch(Arc::clone(b)),
+                ToContext::Batch(..) => unreachable!("batches go through send_batch"),
                 ToContext::Barrier(id) => ToContext::Barrier(*id),
                 ToContext::End { flush } => ToContext::End { flush: *flush },
             };
@@ -623,25 +711,20 @@ fn context_thread(
 ) {
     for message in rx {
         let answer = match message {
-            ToContext::Batch(batch) => {
+            ToContext::Batch(batch, mine) => {
+                if let Some(at) = panic_at {
+                    let seqs = batch.first_seq..batch.first_seq + batch.events.len() as u64;
+                    assert!(!seqs.contains(&at), "injected panic at input event {at}");
+                }
                 let mut outputs = Vec::new();
                 let mut late = Vec::new();
-                for (k, event) in batch.events.iter().enumerate() {
-                    let seq = batch.first_seq + k as u64;
-                    assert!(
-                        panic_at != Some(seq),
-                        "injected panic at input event {seq}"
-                    );
-                    if let Err(e) = engine.process_context(
-                        event,
-                        seq,
-                        &mut outputs,
-                        &mut late,
-                    ) {
-                        // The source checked the event against the whole program.
-                        panic!("an event the source accepted was refused: {e}");
-                    }
-                }
+                let routed = Routed {
+                    first_seq: batch.first_seq,
+                    events: &batch.events,
+                    watermarks: &batch.watermarks,
+                    mine: &mine,
+                };
+                engine.process_routed(&routed, &mut outputs, &mut late);
                 FromContext::Batch { outputs, late }
             }
             ToContext::Barrier(id) => {
