@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -221,9 +221,17 @@ impl Event {
 /// promises; were one repeated, `get` would give its first occurrence and this any of them.)
 /// The hint is an atomic with relaxed ordering, so a `FieldRef` is `Sync` and shared readers
 /// can only make each other scan, never read a wrong field.
+///
+/// It also keeps the first shared name it matched by content (a reader's interned name): a
+/// name that is that same allocation then matches by address, without reading its bytes. The
+/// bytes of an interned name share a cache line with its reference count, which the reading
+/// thread changes for every event; a thread that compared them would fetch that line from the
+/// reader's core every time. (Kept, not just remembered, so the address cannot be reused by
+/// another name.)
 pub struct FieldRef {
     name: Arc<str>,
     hint: AtomicU32,
+    learned: OnceLock<Arc<str>>,
 }
 
 impl FieldRef {
@@ -232,7 +240,24 @@ impl FieldRef {
         Self {
             name: name.into(),
             hint: AtomicU32::new(0),
+            learned: OnceLock::new(),
         }
+    }
+
+    /// Whether `name` is this field's name (by address when it is the name itself or the
+    /// shared name learned, else by content, learning it).
+    #[inline]
+    #[must_use]
+    pub fn is(&self, name: &Arc<str>) -> bool {
+        if Arc::ptr_eq(name, &self.name) || self.learned.get().is_some_and(|l| Arc::ptr_eq(name, l))
+        {
+            return true;
+        }
+        if same_name(name, &self.name) {
+            let _ = self.learned.set(Arc::clone(name));
+            return true;
+        }
+        false
     }
 
     /// The field's name.
@@ -254,7 +279,7 @@ impl FieldRef {
         let fields = &*event.fields;
         let hint = self.hint.load(Ordering::Relaxed) as usize;
         if let Some((n, v)) = fields.get(hint)
-            && (Arc::ptr_eq(n, &self.name) || same_name(n, &self.name))
+            && self.is(n)
         {
             return Some(v);
         }
@@ -278,6 +303,7 @@ impl Clone for FieldRef {
         Self {
             name: Arc::clone(&self.name),
             hint: AtomicU32::new(self.hint.load(Ordering::Relaxed)),
+            learned: self.learned.clone(),
         }
     }
 }

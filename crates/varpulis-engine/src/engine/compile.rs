@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use varpulis_core::{Event, Value};
+use varpulis_core::{Event, FieldRef, Value};
 use varpulis_vpl::{Bindings, CompiledExpr, Source, StreamPlan, WindowKind};
 use varpulis_windows::{Aggregate, WindowOperator, WindowSpec};
 
@@ -55,6 +55,9 @@ pub(super) struct CompiledStream {
     /// Whether a later stream reads this one's outputs (else they are moved to the output,
     /// not copied).
     pub(super) has_readers: bool,
+    /// The source's name, to compare with an event's type by address once learned (see
+    /// [`FieldRef`]).
+    pub(super) source_name: FieldRef,
 }
 
 impl CompiledStream {
@@ -224,6 +227,7 @@ impl Engine {
                 operator,
                 watermark_lag_ms: lag,
                 has_readers: false,
+                source_name: FieldRef::new(plan.source.name()),
                 feeds,
             });
             let me = streams.len() - 1;

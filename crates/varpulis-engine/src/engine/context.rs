@@ -90,7 +90,7 @@ impl Tagged {
 #[derive(Debug, Clone)]
 pub(crate) struct Router {
     /// Per parallel window: the event type it reads, its partition field.
-    windows: Vec<(String, FieldRef)>,
+    windows: Vec<(FieldRef, FieldRef)>,
     contexts: usize,
 }
 
@@ -99,7 +99,7 @@ impl Router {
     pub(crate) fn route(&self, event: &Event, mut to: impl FnMut(usize)) {
         static NULL: Value = Value::Null;
         for (t, field) in &self.windows {
-            if t.as_str() == event.event_type() {
+            if t.is(event.event_type_arc()) {
                 let key = field.get(event).unwrap_or(&NULL);
                 to(owner(key_group(key), self.contexts));
             }
@@ -237,7 +237,7 @@ impl Engine {
             .map(|(_, s)| {
                 let field = s.plan.partition_by.as_deref().expect("a parallel window is keyed");
                 (
-                    s.plan.source.name().to_owned(),
+                    FieldRef::new(s.plan.source.name()),
                     FieldRef::new(Arc::<str>::from(field)),
                 )
             })
@@ -351,7 +351,7 @@ impl Engine {
                         );
                         step.finish(stream, mine, Some(my_ranks));
                     } else if let Some(event) = event
-                        && stream.plan.source.name() == event.event_type()
+                        && stream.source_name.is(event.event_type_arc())
                         && self.owned.contains(&key_group(op.partition_key(event)))
                     {
                         step.handle(stream, event, mine, Some((my_ranks, &NO_RANK)));

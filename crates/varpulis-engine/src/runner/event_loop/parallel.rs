@@ -45,9 +45,9 @@ use crate::runner::{RunError, RunObserver};
 use crate::source::{EventFileReader, SourcePosition};
 
 /// Events per message from the source.
-const BATCH: usize = 256;
+const BATCH: usize = 4096;
 /// Messages a channel holds before its sender waits.
-const CHANNEL_CAPACITY: usize = 64;
+const CHANNEL_CAPACITY: usize = 16;
 
 /// The name of parallel context `i` in a checkpoint's `context_states` (the tail is
 /// [`CONTEXT`]).
