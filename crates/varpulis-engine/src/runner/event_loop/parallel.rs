@@ -403,6 +403,7 @@ impl Loop<'_> {
                     let mut states = Vec::with_capacity(n);
                     let mut metadata = BTreeMap::new();
                     let mut first = None;
+                    let mut snapshot_max = Duration::ZERO;
                     for i in 0..n {
                         let FromContext::Barrier {
                             id: got,
@@ -414,6 +415,7 @@ impl Loop<'_> {
                         };
                         debug_assert_eq!(got, id);
                         first.get_or_insert_with(Instant::now);
+                        snapshot_max = snapshot_max.max(took);
                         metadata.insert(
                             format!("{}{}", meta::SNAPSHOT_US, context_name(i)),
                             took.as_micros().to_string(),
@@ -423,6 +425,13 @@ impl Loop<'_> {
                     asked = false;
                     let latency = injected.elapsed();
                     let alignment = first.map_or(Duration::ZERO, |t| t.elapsed());
+                    tracing::info!(
+                        barrier = id,
+                        latency_us = latency.as_micros() as u64,
+                        alignment_us = alignment.as_micros() as u64,
+                        max_snapshot_us = snapshot_max.as_micros() as u64,
+                        "barrier aligned"
+                    );
                     metadata.insert(
                         meta::ALIGNMENT_US.to_owned(),
                         alignment.as_micros().to_string(),
