@@ -257,7 +257,7 @@ impl Engine {
                 streams
                     .iter()
                     .zip(&accepts)
-                    .filter(|(s, _)| s.reads_event_type(t))
+                    .filter(|(s, _)| s.reads_event_type(t.name()))
                     .map(|(_, a)| *a)
                     .reduce(Accepts::intersect)
                     .unwrap_or(Accepts::everything(0))

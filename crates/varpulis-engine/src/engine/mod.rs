@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use varpulis_checkpoint::EngineCheckpoint;
 use varpulis_checkpoint::state::ENGINE_CHECKPOINT_VERSION;
-use varpulis_core::{Event, EventTime, Value};
+use varpulis_core::{Event, EventTime, FieldRef, Value};
 use varpulis_vpl::{Program, Source};
 use varpulis_windows::{WatermarkTracker, WindowOperator, WindowResult};
 
@@ -47,7 +47,8 @@ pub struct Engine {
     program: Program,
     variables: Arc<BTreeMap<String, Value>>,
     streams: Vec<CompiledStream>,
-    source_types: Vec<String>,
+    /// The event types some stream reads (matched by address once learned: see [`FieldRef`]).
+    source_types: Vec<FieldRef>,
     /// Per entry of `source_types`: the event times its events may have.
     source_accepts: Vec<Accepts>,
     watermarks: WatermarkTracker,
@@ -109,7 +110,7 @@ impl Engine {
         let source_types = program
             .source_event_types()
             .into_iter()
-            .map(str::to_owned)
+            .map(FieldRef::new)
             .collect();
         let mut engine = Self {
             streams: Vec::new(),
@@ -225,7 +226,7 @@ impl Engine {
         let source = self
             .source_types
             .iter()
-            .position(|t| t.as_str() == event.event_type());
+            .position(|t| t.is(event.event_type_arc()));
         if let Some(k) = source
             && let Some(by) = self.source_accepts[k].rejected_by(ts)
         {
@@ -291,7 +292,7 @@ impl Engine {
                 let stream = &mut self.streams[i];
                 match stream.input {
                     Input::Event => {
-                        if stream.plan.source.name() == event.event_type() {
+                        if stream.source_name.is(event.event_type_arc()) {
                             step.handle(stream, event, mine, None);
                         }
                     }

@@ -22,13 +22,20 @@ impl WindowOperator {
         key: Value,
         values: impl IntoIterator<Item = Value>,
     ) -> WindowResult {
-        let mut event = Event::new(self.spec.name.clone(), end);
+        // The partition key, then each aggregate (one that shares the key's name replaces its
+        // value, as setting the fields one by one would): one allocation for the fields.
+        let aggregates = &self.spec.aggregates;
+        let mut fields = Vec::with_capacity(aggregates.len() + 1);
         if let Some(f) = &self.spec.partition_by {
-            event.set(f.clone(), key.clone());
+            fields.push((f.clone(), key.clone()));
         }
-        for (agg, v) in self.spec.aggregates.iter().zip(values) {
-            event.set(agg.alias.clone(), v);
+        for (agg, v) in aggregates.iter().zip(values) {
+            match self.spec.partition_by.as_ref() {
+                Some(f) if *f == agg.alias => fields[0].1 = v,
+                _ => fields.push((agg.alias.clone(), v)),
+            }
         }
+        let event = Event::from_unique_iter(self.spec.name.clone(), end, fields);
         WindowResult {
             start_ms: start,
             end_ms: end,
