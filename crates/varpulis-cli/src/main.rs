@@ -10,6 +10,12 @@
 //! Commands, flags and the exactly-once contract are documented in `docs/cli.md`. Features:
 //! `encryption` (default: `--encrypt`), `persistence` (`--store rocksdb`).
 
+/// mimalloc: events are allocated on the reading thread and freed after other threads read
+/// them (`--workers`), which glibc's allocator serves badly (arena contention and
+/// consolidation); one process-wide allocator for the server and the CLI alike.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod inspect;
 mod server;
 mod store;
