@@ -65,8 +65,8 @@ pub use evt::{EvtLine, parse_evt_line};
 pub use evt_scan::EvtScanner;
 pub use expr::{BinaryOp, EvalContext, Expr, ExprKind, Scope, UnaryOp};
 pub use plan::{
-    AggFunc, AggregatePlan, Assignment, EmitField, EventDecl, FieldDecl, JoinPlan, PatternAtom,
-    PatternPlan, PatternStep, Program, Source, StepKind, StreamPlan, Type, VarDecl, WindowKind,
+    AggFunc, AggregatePlan, Assignment, ContextDecl, EmitField, EventDecl, FieldDecl, JoinPlan,
+    PatternAtom, PatternPlan, PatternStep, Program, Source, StepKind, StreamPlan, Type, VarDecl, WindowKind,
 };
 
 /// The deepest nesting a program expression or an event line may have: parentheses, call

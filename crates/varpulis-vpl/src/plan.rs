@@ -20,10 +20,22 @@ pub struct Program {
     /// Streams in dependency order: a stream comes after every stream it reads from (ties
     /// keep source order).
     pub streams: Vec<StreamPlan>,
+    /// `context` declarations, in source order.
+    pub contexts: Vec<ContextDecl>,
     /// Load-time warnings, in source order: the program is valid but probably not what was
     /// meant (e.g. a sliding window that puts each event in 86,400,000 windows). Print them
     /// with [`Diagnostic::render_warning`](crate::Diagnostic::render_warning).
     pub warnings: Vec<crate::Diagnostic>,
+}
+
+/// `context NAME (cores: [..])`: a context of its own thread, for the streams placed in it
+/// with `.context(NAME)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextDecl {
+    /// Its name (also its name in a checkpoint's `context_states`).
+    pub name: String,
+    /// The CPU cores its thread is pinned to (empty: any).
+    pub cores: Vec<usize>,
 }
 
 impl Program {
@@ -309,6 +321,11 @@ pub struct StreamPlan {
     /// A windowed join (`join(A, B) .on(...) .window(d)`): the stream outputs one event per
     /// combination that passes `.where` (`source` is then the first input).
     pub join: Option<JoinPlan>,
+    /// `.context(NAME)`: the declared context the stream runs in (`None`: the default one).
+    pub context: Option<String>,
+    /// `.emit(context: NAME, ...)`: the context its outputs are handed to (only streams of
+    /// that context, and of the stream's own, may read them).
+    pub emit_context: Option<String>,
     /// Span of the name.
     pub span: Span,
 }

@@ -5,6 +5,7 @@
 //! checks one stream's operations, `window` its window and aggregates). Expressions are typed
 //! and their names resolved in `types`.
 
+mod contexts;
 mod decls;
 mod graph;
 mod pattern;
@@ -51,7 +52,7 @@ fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
 /// Checks the statements of a parsed program: the typed [`Program`] with its warnings, or every
 /// error found, sorted by position (the passes and the streams' dependency order do not follow
 /// the source).
-pub(crate) fn check(src: &str, stmts: Vec<Stmt>) -> Result<Program, Vec<Diagnostic>> {
+pub(crate) fn check(src: &str, mut stmts: Vec<Stmt>) -> Result<Program, Vec<Diagnostic>> {
     let mut c = Checker {
         src,
         errors: Vec::new(),
@@ -66,7 +67,9 @@ pub(crate) fn check(src: &str, stmts: Vec<Stmt>) -> Result<Program, Vec<Diagnost
         }
     }
     let (variables, assignments) = c.variables(&stmts);
-    let streams = c.streams(&stmts, &events);
+    let (contexts, placements) = c.contexts(&mut stmts);
+    let mut streams = c.streams(&stmts, &events);
+    c.place(&mut streams, &placements);
     if c.errors.is_empty() {
         c.warnings.sort_by_key(|d| (d.span.start, d.span.end));
         Ok(Program {
@@ -74,6 +77,7 @@ pub(crate) fn check(src: &str, stmts: Vec<Stmt>) -> Result<Program, Vec<Diagnost
             variables,
             assignments,
             streams,
+            contexts,
             warnings: c.warnings,
         })
     } else {

@@ -664,6 +664,8 @@ fn operator_plan(
         emit: Some(emit),
         pattern: None,
         join: None,
+        context: None,
+        emit_context: None,
         span: d.name.span,
     }
 }

@@ -94,6 +94,8 @@ impl Checker<'_> {
             emit,
             pattern: None,
             join: None,
+            context: None,
+            emit_context: None,
             span: s.name.span,
         };
         (plan, schema)

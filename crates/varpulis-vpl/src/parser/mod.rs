@@ -34,6 +34,7 @@ const OPS: &[&str] = &[
     "max_runs",
     "max_kleene",
     "max_keys",
+    "context",
 ];
 
 pub(crate) const DURATION_EXAMPLE: &str = "a duration like 10s";
@@ -64,6 +65,12 @@ pub(crate) enum Stmt {
         name: Ident,
         body: Body,
         ops: Vec<Op>,
+    },
+    /// `context NAME` or `context NAME (cores: [1, 2])`.
+    Context {
+        name: Ident,
+        /// The CPU cores asked for, each with its span.
+        cores: Vec<(u64, Span)>,
     },
     /// `pattern P = SEQ(...) within d partition by f`.
     Pattern {
@@ -113,6 +120,8 @@ pub(crate) enum OpKind {
     MaxRuns(u64),
     MaxKleene(u64),
     MaxKeys(u64),
+    /// `.context(NAME)`: the stream runs in that declared context.
+    Context(Ident),
 }
 
 pub(crate) struct Parser<'s> {
@@ -243,6 +252,7 @@ impl<'s> Parser<'s> {
                 matches!(s.as_str(), "event" | "var" | "let" | "stream")
                     || *self.peek_at(1) == Tok::Walrus
                     || self.at_pattern_decl()
+                    || self.at_context_decl()
             }
             Tok::Eof => true,
             _ => false,
@@ -254,6 +264,11 @@ impl<'s> Parser<'s> {
         self.at_keyword("pattern")
             && matches!(self.peek_at(1), Tok::Ident(_))
             && *self.peek_at(2) == Tok::Assign
+    }
+
+    /// `context Name`: a context declaration (`context` is not a keyword elsewhere).
+    fn at_context_decl(&self) -> bool {
+        self.at_keyword("context") && matches!(self.peek_at(1), Tok::Ident(_))
     }
 
     fn recover(&mut self) {
@@ -277,15 +292,18 @@ impl<'s> Parser<'s> {
         } else if self.at_pattern_decl() {
             self.bump();
             self.pattern_decl()?
+        } else if self.at_context_decl() {
+            self.bump();
+            self.context_decl()?
         } else if matches!(self.peek().tok, Tok::Ident(_)) && *self.peek_at(1) == Tok::Walrus {
             let name = self.ident("a variable name")?;
             self.bump();
             let expr = self.expr()?;
             Stmt::Assign { name, expr }
         } else {
-            return Err(
-                self.error("a statement (event, var, let, stream, pattern or `name := expr`)")
-            );
+            return Err(self.error(
+                "a statement (event, var, let, stream, pattern, context or `name := expr`)",
+            ));
         };
         if !self.at_statement_start() {
             let what = if let Stmt::Stream {
@@ -305,6 +323,40 @@ impl<'s> Parser<'s> {
             return Err(self.error(what));
         }
         Ok(stmt)
+    }
+
+    /// After `context`: `NAME` and optionally `(cores: [INT, ...])`.
+    fn context_decl(&mut self) -> PResult<Stmt> {
+        let name = self.ident("a context name")?;
+        let mut cores = Vec::new();
+        if self.eat(&Tok::LParen) {
+            let key = self.peek().clone();
+            if !matches!(&key.tok, Tok::Ident(s) if s == "cores") {
+                return Err(self.error("`cores:` and a list of CPU cores like [0, 1]"));
+            }
+            self.bump();
+            self.expect(&Tok::Colon, "`:` after cores")?;
+            self.expect(&Tok::LBracket, "`[` and a list of CPU cores like [0, 1]")?;
+            loop {
+                let t = self.peek().clone();
+                let core = match &t.tok {
+                    Tok::Number(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
+                        text.parse::<u64>().ok()
+                    }
+                    _ => None,
+                };
+                let Some(core) = core else {
+                    return Err(self.error("a CPU core number (0, 1, ...)"));
+                };
+                cores.push((core, self.bump().span));
+                if !self.eat(&Tok::Comma) {
+                    break;
+                }
+            }
+            self.expect(&Tok::RBracket, "`,` or `]` to close the list of cores")?;
+            self.expect(&Tok::RParen, "`)` to close context(")?;
+        }
+        Ok(Stmt::Context { name, cores })
     }
 
     fn event_decl(&mut self) -> PResult<Stmt> {
@@ -436,7 +488,7 @@ impl<'s> Parser<'s> {
                     t.span,
                     "an operation (.where, .partition_by, .watermark, .allowed_lateness, \
                      .window, .aggregate, .having, .emit, .within, .not, .on, .max_runs, \
-                     .max_kleene or .max_keys)",
+                     .max_kleene, .max_keys or .context)",
                 );
                 d.message = format!("unknown operation .{s}: {}", d.message);
                 if let Some(h) = suggest(s, OPS.iter().copied()) {
@@ -483,6 +535,7 @@ impl<'s> Parser<'s> {
                 OpKind::Not(atom)
             }
             "on" => OpKind::On(self.expr()?),
+            "context" => OpKind::Context(self.ident("a context name")?),
             "max_runs" | "max_kleene" | "max_keys" => {
                 let t = self.peek().clone();
                 let n = match &t.tok {
