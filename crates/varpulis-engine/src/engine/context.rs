@@ -10,7 +10,7 @@
 //! positions. See `docs/design/contexts.md`.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use varpulis_checkpoint::{EngineCheckpoint, WindowCheckpoint};
 use std::sync::Arc;
@@ -134,7 +134,7 @@ pub(crate) struct TaggedLate {
 pub(super) fn parallel_streams(streams: &[CompiledStream]) -> Vec<bool> {
     let mut parallel: Vec<bool> = Vec::with_capacity(streams.len());
     for s in streams {
-        let p = if s.operator.is_some() {
+        let p = if s.operator.is_some() || s.plan.context.is_some() {
             false
         } else if s.window.is_some() {
             s.input == Input::Event && s.plan.partition_by.is_some()
@@ -182,14 +182,112 @@ impl Engine {
         self
     }
 
-    /// Makes this engine the tail of a parallel run: it runs the streams no parallel context
-    /// runs, and takes the parallel streams' outputs from [`Engine::inject`].
+    /// Makes this engine the tail of a parallel run: it runs the streams no parallel or
+    /// declared context runs, and takes the others' outputs from [`Engine::inject`].
     pub(crate) fn into_tail(mut self) -> Self {
         self.roles = parallel_streams(&self.streams)
             .into_iter()
-            .map(|p| if p { Role::Injected } else { Role::Run })
+            .zip(&self.streams)
+            .map(|(p, s)| {
+                if p || s.plan.context.is_some() {
+                    Role::Injected
+                } else {
+                    Role::Run
+                }
+            })
             .collect();
         self
+    }
+
+    /// Makes this engine declared context `name` (`context name`): it runs the streams placed
+    /// in it (`.context(name)`) over every event, takes what they read from other contexts
+    /// from [`Engine::inject`], and skips the rest.
+    pub(crate) fn into_declared(mut self, name: &str) -> Self {
+        let mine: Vec<bool> = self
+            .streams
+            .iter()
+            .map(|s| s.plan.context.as_deref() == Some(name))
+            .collect();
+        let mut roles: Vec<Role> = mine
+            .iter()
+            .map(|&m| if m { Role::Run } else { Role::Skip })
+            .collect();
+        for (i, s) in self.streams.iter().enumerate() {
+            if !mine[i] {
+                continue;
+            }
+            for up in 0..i {
+                if !mine[up] && s.reads_stream(up) {
+                    roles[up] = Role::Injected;
+                }
+            }
+        }
+        self.roles = roles;
+        self.track_streams = true;
+        self
+    }
+
+    /// The streams this engine runs itself (a declared context's).
+    pub(crate) fn own_streams(&self) -> HashSet<usize> {
+        (0..self.streams.len())
+            .filter(|&i| self.roles.get(i).is_none_or(|r| *r == Role::Run))
+            .collect()
+    }
+
+    /// The streams this engine takes from other contexts.
+    pub(crate) fn injected_streams(&self) -> HashSet<usize> {
+        (0..self.streams.len())
+            .filter(|&i| self.roles.get(i) == Some(&Role::Injected))
+            .collect()
+    }
+
+    /// A declared context's [`process`](Self::process): the outputs of its own streams at input
+    /// position `seq`, tagged (a stream is only ever in one context, so within one position
+    /// and stream they keep this engine's order), and its late events.
+    ///
+    /// # Errors
+    /// As [`process`](Self::process).
+    pub(crate) fn process_tagged(
+        &mut self,
+        event: &Event,
+        seq: u64,
+        out: &mut Vec<Tagged>,
+        late: &mut Vec<TaggedLate>,
+    ) -> Result<(), EngineError> {
+        let mut outputs = std::mem::take(&mut self.scratch);
+        outputs.clear();
+        self.emitted_by.clear();
+        let result = self.process(event, &mut outputs);
+        let by = std::mem::take(&mut self.emitted_by);
+        for (event, &stream) in outputs.drain(..).zip(&by) {
+            if self.roles[stream] == Role::Run {
+                out.push(Tagged {
+                    seq,
+                    stream,
+                    rank: NO_RANK.clone(),
+                    event,
+                });
+            }
+        }
+        self.emitted_by = by;
+        self.scratch = outputs;
+        self.tag_late(seq, late);
+        result
+    }
+
+    /// A declared context's end-of-input flush, its own streams' outputs tagged.
+    pub(crate) fn flush_tagged(&mut self, out: &mut Vec<Tagged>, late: &mut Vec<TaggedLate>) {
+        for (stream, event) in self.flush_all() {
+            if self.roles[stream] == Role::Run {
+                out.push(Tagged {
+                    seq: FLUSH_SEQ,
+                    stream,
+                    rank: NO_RANK.clone(),
+                    event,
+                });
+            }
+        }
+        self.tag_late(FLUSH_SEQ, late);
     }
 
     /// Gives the tail the outputs of parallel stream `stream` for the next
@@ -564,15 +662,19 @@ fn merge_window(
     Ok(())
 }
 
-/// Splits one engine's state for a parallel run of `contexts` contexts and a tail: the
-/// partitions of each stream of `parallel` go to the context that owns their key group (its
-/// late-event count to context 0), everything else to the tail; the watermark, variables and
-/// input count go to all, the output count to the tail.
+/// Splits one engine's state for a parallel run of `contexts` keyed contexts, the declared
+/// contexts and a tail: the partitions of each stream of `parallel` go to the keyed context
+/// that owns their key group (its late-event count to context 0), the state of a stream placed
+/// in a declared context (`declared`: stream name to the index of its context among
+/// `declared_count`) to that context, everything else to the tail; the watermark, variables
+/// and input count go to all, the output count to the tail.
 pub(crate) fn split(
     cp: EngineCheckpoint,
     parallel: &HashSet<String>,
     contexts: usize,
-) -> (Vec<EngineCheckpoint>, EngineCheckpoint) {
+    declared: &HashMap<String, usize>,
+    declared_count: usize,
+) -> (Vec<EngineCheckpoint>, Vec<EngineCheckpoint>, EngineCheckpoint) {
     let shared = EngineCheckpoint {
         version: cp.version,
         variables: cp.variables.clone(),
@@ -581,15 +683,30 @@ pub(crate) fn split(
         ..EngineCheckpoint::default()
     };
     let mut parts = vec![shared.clone(); contexts];
+    let mut decl = vec![shared.clone(); declared_count];
     let mut tail = EngineCheckpoint {
         output_events_emitted: cp.output_events_emitted,
-        pattern_states: cp.pattern_states,
-        join_operator_states: cp.join_operator_states,
         sase_states: cp.sase_states,
         join_states: cp.join_states,
         ..shared
     };
+    for (name, state) in cp.pattern_states {
+        match declared.get(&name) {
+            Some(&d) => decl[d].pattern_states.insert(name, state),
+            None => tail.pattern_states.insert(name, state),
+        };
+    }
+    for (name, state) in cp.join_operator_states {
+        match declared.get(&name) {
+            Some(&d) => decl[d].join_operator_states.insert(name, state),
+            None => tail.join_operator_states.insert(name, state),
+        };
+    }
     for (name, state) in cp.window_states {
+        if let Some(&d) = declared.get(&name) {
+            decl[d].window_states.insert(name, state);
+            continue;
+        }
         if !parallel.contains(&name) {
             tail.window_states.insert(name, state);
             continue;
@@ -608,5 +725,5 @@ pub(crate) fn split(
             part.window_states.insert(name.clone(), piece);
         }
     }
-    (parts, tail)
+    (parts, decl, tail)
 }

@@ -70,6 +70,12 @@ pub struct Engine {
     ranks: Vec<Vec<context::Rank>>,
     /// Per stream, outputs injected into the tail of a parallel run for the next step.
     injected: Vec<Vec<Event>>,
+    /// A declared context: [`process`](Self::process) records the stream of each output in
+    /// `emitted_by`.
+    track_streams: bool,
+    emitted_by: Vec<usize>,
+    /// A declared context's outputs of one step, before they are tagged.
+    scratch: Vec<Event>,
 }
 
 /// An event a window dropped as late (every window it belonged to was already emitted): the
@@ -129,6 +135,9 @@ impl Engine {
             owned: 0..crate::key_group::KEY_GROUPS,
             ranks: Vec::new(),
             injected: Vec::new(),
+            track_streams: false,
+            emitted_by: Vec::new(),
+            scratch: Vec::new(),
             program,
         };
         engine.compile()?;
@@ -279,8 +288,11 @@ impl Engine {
             let (done, rest) = self.produced.split_at_mut(i);
             let mine = &mut rest[0];
             mine.clear();
-            if !self.roles.is_empty() && self.roles[i] == context::Role::Injected {
+            let role = self.roles.get(i).copied().unwrap_or(context::Role::Run);
+            if role == context::Role::Injected {
                 mine.append(&mut self.injected[i]);
+            } else if role == context::Role::Skip {
+                // Another context runs it.
             } else if self.streams[i].operator.is_some() {
                 let op_wm = operator_watermark(&self.streams[i], &self.watermarks, wm);
                 let stream = &mut self.streams[i];
@@ -306,6 +318,9 @@ impl Engine {
                     op.advance_watermark(wm.saturating_sub(stream.watermark_lag_ms), step.results);
                     step.finish(stream, mine, None);
                 }
+            }
+            if self.track_streams {
+                self.emitted_by.extend(std::iter::repeat_n(i, mine.len()));
             }
             if self.streams[i].has_readers {
                 out.extend(mine.iter().cloned());
@@ -378,35 +393,7 @@ impl Engine {
     /// flushed incrementally.
     fn flush_step_with_operators(&mut self, out: &mut Vec<Event>, max_outputs: usize) -> bool {
         if self.flushed.is_none() {
-            let mut all = VecDeque::new();
-            let mut produced: Vec<Vec<Event>> = vec![Vec::new(); self.streams.len()];
-            let mut step = Step {
-                variables: &self.variables,
-                results: &mut self.results,
-                late: &mut self.late,
-            };
-            for i in 0..self.streams.len() {
-                let (done, rest) = produced.split_at_mut(i);
-                let mine = &mut rest[0];
-                let stream = &mut self.streams[i];
-                if !self.roles.is_empty() && self.roles[i] == context::Role::Injected {
-                    mine.append(&mut self.injected[i]);
-                } else if stream.operator.is_some() {
-                    step.feed_operator(stream, None, done);
-                    stream.drain_operator(step.variables, None, mine);
-                } else {
-                    if let Input::Stream(up) = stream.input {
-                        for e in &done[up] {
-                            step.handle(stream, e, mine, None);
-                        }
-                    }
-                    if let Some(op) = stream.window.as_mut() {
-                        while op.flush_step(step.results, usize::MAX) {}
-                        step.finish(stream, mine, None);
-                    }
-                }
-                all.extend(mine.iter().cloned());
-            }
+            let all = self.flush_all().into_iter().map(|(_, e)| e).collect();
             self.flushed = Some(all);
         }
         let buffer = self.flushed.as_mut().expect("computed above");
@@ -418,6 +405,44 @@ impl Engine {
             self.flushed = None;
         }
         more
+    }
+
+    /// The whole end-of-input flush, stream by stream in dependency order, each taking what its
+    /// inputs flushed, then flushing its own window or operator; each output with its stream.
+    fn flush_all(&mut self) -> Vec<(usize, Event)> {
+        let mut all = Vec::new();
+        let mut produced: Vec<Vec<Event>> = vec![Vec::new(); self.streams.len()];
+        let mut step = Step {
+            variables: &self.variables,
+            results: &mut self.results,
+            late: &mut self.late,
+        };
+        for i in 0..self.streams.len() {
+            let (done, rest) = produced.split_at_mut(i);
+            let mine = &mut rest[0];
+            let stream = &mut self.streams[i];
+            let role = self.roles.get(i).copied().unwrap_or(context::Role::Run);
+            if role == context::Role::Injected {
+                mine.append(&mut self.injected[i]);
+            } else if role == context::Role::Skip {
+                // Another context runs it.
+            } else if stream.operator.is_some() {
+                step.feed_operator(stream, None, done);
+                stream.drain_operator(step.variables, None, mine);
+            } else {
+                if let Input::Stream(up) = stream.input {
+                    for e in &done[up] {
+                        step.handle(stream, e, mine, None);
+                    }
+                }
+                if let Some(op) = stream.window.as_mut() {
+                    while op.flush_step(step.results, usize::MAX) {}
+                    step.finish(stream, mine, None);
+                }
+            }
+            all.extend(mine.iter().cloned().map(|e| (i, e)));
+        }
+        all
     }
 
     /// The engine's state: every window operator, the watermark tracker, variables and

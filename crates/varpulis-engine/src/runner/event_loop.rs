@@ -77,8 +77,11 @@ pub(super) struct Loop<'a> {
     output_is_new: bool,
     report: RunReport,
     line: Vec<u8>,
-    /// A parallel run's contexts, until the run starts their threads (empty: one context).
+    /// A parallel run's keyed contexts, until the run starts their threads (empty: one
+    /// context).
     contexts: Vec<Engine>,
+    /// Its declared contexts, likewise.
+    declared: Vec<super::recover::Declared>,
     /// What the next snapshot of a parallel run records besides the tail: the contexts'
     /// states (from their barrier) and the barrier's figures for the metadata.
     barrier: Option<parallel::BarrierSnapshot>,
@@ -121,6 +124,7 @@ impl<'a> Loop<'a> {
             },
             line: Vec::with_capacity(256),
             contexts: recovered.contexts,
+            declared: recovered.declared,
             barrier: None,
             contexts_late: 0,
             failures_in_a_row: 0,

@@ -1,13 +1,12 @@
 //! Recovery: restore the newest valid checkpoint and decide where the input and the output
 //! resume.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use varpulis_checkpoint::{Checkpoint, CheckpointManager};
+use varpulis_checkpoint::{Checkpoint, CheckpointManager, EngineCheckpoint};
 use varpulis_store::StateStore;
-
-use varpulis_checkpoint::EngineCheckpoint;
 
 use super::position::{Input, InputRecord, meta, output_offset_key};
 use super::{RecoveryInfo, RunConfig, RunError};
@@ -27,9 +26,23 @@ pub(super) struct Recovered {
     /// What the state knows of outputs, as a phrase for the message when the output is not
     /// empty and no checkpoint knows it.
     pub(super) output_known: String,
-    /// A parallel run's contexts (`RunConfig::workers` above 1), restored; the caller's
-    /// engine is then their tail.
+    /// A parallel run's keyed contexts (`RunConfig::workers` above 1, or declared contexts),
+    /// restored; the caller's engine is then their tail.
     pub(super) contexts: Vec<Engine>,
+    /// Its declared contexts (`context NAME`), restored.
+    pub(super) declared: Vec<Declared>,
+}
+
+/// A declared context of a run, its engine restored.
+pub(super) struct Declared {
+    pub(super) name: String,
+    pub(super) cores: Vec<usize>,
+    pub(super) engine: Engine,
+}
+
+/// Whether a run uses threads: several keyed contexts, or declared ones.
+fn threaded(engine: &Engine, config: &RunConfig) -> bool {
+    config.workers > 1 || !engine.program().contexts.is_empty()
 }
 
 /// Restores the newest valid checkpoint of `store` into `engine` and decides where `input`
@@ -48,10 +61,12 @@ pub(super) async fn recover(
         output_at: None,
         output_known: "no checkpoint knows (there is no state directory)".to_owned(),
         contexts: Vec::new(),
+        declared: Vec::new(),
     };
     let Some(store) = store else {
-        if config.workers > 1 {
-            recovered.contexts = parallel_contexts(engine, None, config.workers)?;
+        if threaded(engine, config) {
+            (recovered.contexts, recovered.declared) =
+                parallel_contexts(engine, None, config.workers)?;
         }
         return Ok(recovered);
     };
@@ -65,8 +80,9 @@ pub(super) async fn recover(
         Some(cp) => restore(engine, &cp, config, input, output, &mut recovered)?,
         None => None,
     };
-    if config.workers > 1 {
-        recovered.contexts = parallel_contexts(engine, state, config.workers)?;
+    if threaded(engine, config) {
+        (recovered.contexts, recovered.declared) =
+            parallel_contexts(engine, state, config.workers)?;
     }
     recovered.manager = Some(manager);
     recovered.info.input_resumed_at = recovered.resume.filter(|p| p.offset > 0);
@@ -101,7 +117,7 @@ fn restore(
         }
     };
     let state = match state {
-        Some(state) if config.workers <= 1 => {
+        Some(state) if !threaded(engine, config) => {
             engine.restore_checkpoint(&state).map_err(restore_error)?;
             None
         }
@@ -126,32 +142,55 @@ fn restore(
     Ok(state)
 }
 
-/// The `workers` parallel contexts of a run, each restored from its key groups' share of
-/// `state` (taken with any number of contexts); `engine` becomes their tail, restored from the
-/// rest.
+/// The `workers` keyed contexts of a run and its declared ones, each restored from its share
+/// of `state` (taken with any number of contexts); `engine` becomes their tail, restored from
+/// the rest.
 fn parallel_contexts(
     engine: &mut Engine,
     state: Option<(u64, EngineCheckpoint)>,
     workers: usize,
-) -> Result<Vec<Engine>, RunError> {
+) -> Result<(Vec<Engine>, Vec<Declared>), RunError> {
     let program = engine.program().clone();
-    let fresh = || Engine::new(program.clone());
+    let fresh = || Engine::new(program.clone()).map_err(|source| RunError::Restore { id: 0, source });
     let mut contexts = Vec::with_capacity(workers);
     for i in 0..workers {
-        let ctx = fresh().map_err(|source| RunError::Restore { id: 0, source })?;
-        contexts.push(ctx.into_context(i, workers));
+        contexts.push(fresh()?.into_context(i, workers));
     }
-    let tail = fresh().map_err(|source| RunError::Restore { id: 0, source })?;
-    *engine = tail.into_tail();
+    let mut declared = Vec::with_capacity(program.contexts.len());
+    for decl in &program.contexts {
+        declared.push(Declared {
+            name: decl.name.clone(),
+            cores: decl.cores.clone(),
+            engine: fresh()?.into_declared(&decl.name),
+        });
+    }
+    *engine = fresh()?.into_tail();
     if let Some((id, state)) = state {
-        let (parts, tail) = split(state, &engine.parallel_window_streams(), workers);
+        let placed: HashMap<String, usize> = program
+            .streams
+            .iter()
+            .filter_map(|s| {
+                let c = s.context.as_deref()?;
+                Some((s.name.clone(), program.contexts.iter().position(|d| d.name == c)?))
+            })
+            .collect();
+        let (parts, decl_parts, tail) = split(
+            state,
+            &engine.parallel_window_streams(),
+            workers,
+            &placed,
+            declared.len(),
+        );
         let error = |source| RunError::Restore { id, source };
         engine.restore_checkpoint(&tail).map_err(error)?;
         for (ctx, part) in contexts.iter_mut().zip(parts) {
             ctx.restore_checkpoint(&part).map_err(error)?;
         }
+        for (d, part) in declared.iter_mut().zip(decl_parts) {
+            d.engine.restore_checkpoint(&part).map_err(error)?;
+        }
     }
-    Ok(contexts)
+    Ok((contexts, declared))
 }
 
 /// Where the input resumes after checkpoint `cp`: after the recorded offset if `cp` was taken

@@ -80,6 +80,24 @@ stream Sessions = Reading .partition_by(zone) .window(session: 2s) .aggregate(n:
 stream Busy = Tumbling .where(n >= 3) .emit(zone, n)
 ";
 
+/// Declared contexts: `ingest` cleans the input and hands it to `analyze`, which windows it
+/// and runs a pattern; the default context runs a keyed window and reads `analyze`'s output.
+const DECLARED_PROGRAM: &str = "event Reading: zone: str, v: int
+event Alarm: zone: str, level: int
+context ingest
+context analyze (cores: [0])
+stream Clean = Reading .where(v % 5 != 0) .context(ingest) .emit(context: analyze, zone, v)
+stream Stats = Clean .partition_by(zone) .window(10s) .aggregate(n: count(), top: max(v))
+    .context(analyze)
+stream Escalation = Alarm where level == 1 as a -> Alarm where level == 2 and zone == a.zone as b
+    .within(20s)
+    .context(analyze)
+    .emit(zone: a.zone, second: b.level)
+stream Keyed = Reading .watermark(out_of_order: 3s) .partition_by(zone) .window(5s)
+    .aggregate(n: count())
+stream Summary = Stats .where(n > 2) .window(30s) .aggregate(windows: count(), best: max(top))
+";
+
 fn engine() -> Engine {
     engine_of(PROGRAM)
 }
@@ -154,6 +172,21 @@ fn run_program(
     }
 }
 
+/// The program without its contexts: what one engine runs.
+fn strip_contexts(program: &str) -> String {
+    program
+        .lines()
+        .filter(|l| !l.starts_with("context "))
+        .map(|l| {
+            l.replace(" .context(ingest)", "")
+                .replace("    .context(analyze)", "    ")
+                .replace(" .context(analyze)", "")
+                .replace(".emit(context: analyze, ", ".emit(")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn write_input(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("in.jsonl");
     std::fs::write(&path, text).unwrap();
@@ -206,6 +239,29 @@ fn any_number_of_contexts_writes_the_one_context_output() {
             );
         }
         assert!(!one.late.is_empty(), "seed {seed}: some events are late");
+        // Declared contexts, with keyed ones beside them.
+        let every = CheckpointEvery::Events(1);
+        let out = |w: usize| dir.path().join(format!("declared-{w}.jsonl"));
+        let one = run_program(DECLARED_PROGRAM, &input, &out(1), 1, flush, None, every);
+        let plain = strip_contexts(DECLARED_PROGRAM);
+        let reference =
+            run_program(&plain, &input, &dir.path().join("plain.jsonl"), 1, flush, None, every);
+        assert!(one.output == reference.output, "seed {seed}: declared contexts");
+        assert_eq!(one.late, reference.late, "seed {seed}: declared contexts");
+        for stream in ["Stats", "Escalation", "Keyed", "Summary"] {
+            if stream == "Escalation" && zones > 20 {
+                continue; // alarms of one zone rarely follow each other among 200 zones
+            }
+            assert!(
+                String::from_utf8_lossy(&one.output)
+                    .contains(&format!("\"event_type\":\"{stream}\"")),
+                "seed {seed}: {stream} emits"
+            );
+        }
+        for workers in [2, 3] {
+            let many = run_program(DECLARED_PROGRAM, &input, &out(workers), workers, flush, None, every);
+            assert!(one.output == many.output, "seed {seed}: declared, {workers} keyed contexts");
+        }
         // Only parallel streams: the tail passes the merged outputs on.
         let every = CheckpointEvery::Events(1);
         let out = |w: usize| dir.path().join(format!("parallel-{w}.jsonl"));
@@ -225,18 +281,24 @@ fn checkpoints_of_n_contexts_resume_with_m_and_the_output_is_unchanged() {
     let lines: Vec<&str> = text.lines().collect();
     let dir = tempfile::tempdir().unwrap();
     let whole = write_input(dir.path(), &text);
-    let expected = run(
-        &whole,
-        &dir.path().join("expected.jsonl"),
-        1,
-        true,
-        None,
-        CheckpointEvery::Events(1),
-    );
-    for (phases, label) in [
-        (&[3_usize, 2, 5][..], "3 -> 2 -> 5"),
-        (&[1, 4, 1][..], "1 -> 4 -> 1"),
-    ] {
+    let declared_plain = strip_contexts(DECLARED_PROGRAM);
+    for (case, (program, reference, phases, label)) in [
+        (PROGRAM, PROGRAM, &[3_usize, 2, 5][..], "3 -> 2 -> 5"),
+        (PROGRAM, PROGRAM, &[1, 4, 1][..], "1 -> 4 -> 1"),
+        (DECLARED_PROGRAM, declared_plain.as_str(), &[2, 1, 3][..], "declared, 2 -> 1 -> 3"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let expected = run_program(
+            reference,
+            &whole,
+            &dir.path().join(format!("expected-{case}.jsonl")),
+            1,
+            true,
+            None,
+            CheckpointEvery::Events(1),
+        );
         let run_dir = tempfile::tempdir().unwrap();
         let input = run_dir.path().join("in.jsonl");
         let output = run_dir.path().join("out.jsonl");
@@ -248,7 +310,8 @@ fn checkpoints_of_n_contexts_resume_with_m_and_the_output_is_unchanged() {
             part.push('\n');
             std::fs::write(&input, part).unwrap();
             let last = k == phases.len() - 1;
-            let r = run(
+            let r = run_program(
+                program,
                 &input,
                 &output,
                 workers,
@@ -270,7 +333,12 @@ fn checkpoints_of_n_contexts_resume_with_m_and_the_output_is_unchanged() {
         let manager = CheckpointManager::new(Arc::clone(&store), Default::default()).unwrap();
         let latest = block_on(manager.recover()).unwrap().checkpoint.unwrap();
         let workers = *phases.last().unwrap();
-        let expected_contexts = if workers > 1 { workers + 1 } else { 1 };
+        let declared = engine_of(program).program().contexts.len();
+        let expected_contexts = if workers > 1 || declared > 0 {
+            workers + declared + 1
+        } else {
+            1
+        };
         assert_eq!(latest.context_states.len(), expected_contexts, "{label}");
     }
 }

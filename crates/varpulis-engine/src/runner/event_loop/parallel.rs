@@ -27,7 +27,7 @@
 //! - A context that panics fails the run with its message ([`RunError::Context`]); the last
 //!   committed checkpoint stands.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
@@ -71,7 +71,8 @@ mod meta {
 
 /// What the next snapshot of a parallel run records besides the tail's state.
 pub(in crate::runner) struct BarrierSnapshot {
-    states: Vec<EngineCheckpoint>,
+    /// Each context's state, by its name in the checkpoint.
+    states: Vec<(String, EngineCheckpoint)>,
     /// The source's counters and watermark at the barrier (`None` before the threads start:
     /// the tail's own are right then).
     source: Option<EngineCheckpoint>,
@@ -85,13 +86,14 @@ impl BarrierSnapshot {
             tail.watermark_state = source.watermark_state;
             tail.events_processed = source.events_processed;
         }
-        cp.metadata.insert(meta::WORKERS.to_owned(), self.states.len().to_string());
+        let workers = self.states.iter().filter(|(n, _)| n.starts_with("worker-")).count();
+        cp.metadata.insert(meta::WORKERS.to_owned(), workers.to_string());
         cp.metadata.insert(
             meta::KEY_GROUPS.to_owned(),
             crate::key_group::KEY_GROUPS.to_string(),
         );
-        for (i, state) in self.states.into_iter().enumerate() {
-            cp.context_states.insert(context_name(i), state);
+        for (name, state) in self.states {
+            cp.context_states.insert(name, state);
         }
         cp.context_states.insert(CONTEXT.to_owned(), tail);
         cp.metadata.extend(self.metadata);
@@ -163,7 +165,10 @@ struct Threads {
     /// Batches the sink is done with, back to the source: their events are freed on the thread
     /// that allocated them (freeing on another thread made the allocator the bottleneck).
     recycle: Sender<Arc<Batch>>,
+    /// The keyed contexts', then the declared contexts' outputs.
     contexts: Vec<Receiver<FromContext>>,
+    /// Their names, in the same order.
+    names: Vec<String>,
     handles: Vec<(String, JoinHandle<()>)>,
 }
 
@@ -172,7 +177,10 @@ impl Threads {
     fn recv(&mut self, i: usize) -> Result<FromContext, RunError> {
         match self.contexts[i].recv() {
             Ok(m) => Ok(m),
-            Err(_) => Err(self.failed(&context_name(i))),
+            Err(_) => {
+                let name = self.names[i].clone();
+                Err(self.failed(&name))
+            }
         }
     }
 
@@ -227,7 +235,13 @@ impl Loop<'_> {
             states: self
                 .contexts
                 .iter()
-                .map(Engine::context_checkpoint)
+                .enumerate()
+                .map(|(i, e)| (context_name(i), e.context_checkpoint()))
+                .chain(
+                    self.declared
+                        .iter()
+                        .map(|d| (d.name.clone(), d.engine.context_checkpoint())),
+                )
                 .collect(),
             source: None,
             metadata: BTreeMap::new(),
@@ -286,6 +300,7 @@ impl Loop<'_> {
             to_contexts.push(tx);
             from_contexts.push(out_rx);
         }
+        let declared_names = self.start_declared(&mut to_contexts, &mut from_contexts, &mut handles)?;
         // The source reads through its own reader over the one input handle, from where this
         // loop's reader stands (the resume position; that reader is not read in this mode).
         let handle = self.input.file.try_clone().map_err(|e| self.input.io_error(e))?;
@@ -327,13 +342,86 @@ impl Loop<'_> {
                 message: format!("cannot start its thread: {e}"),
             })?;
         handles.push(("source".to_owned(), handle));
+        let mut names: Vec<String> = (0..n).map(context_name).collect();
+        names.extend(declared_names);
         Ok(Threads {
             control,
             source: source_rx,
             recycle,
             contexts: from_contexts,
+            names,
             handles,
         })
+    }
+
+    /// Starts the declared contexts' threads: each reads the source and the declared contexts
+    /// whose streams it reads (in lockstep, batch by batch), and sends its outputs to the sink
+    /// and to the declared contexts that read them. Returns their names.
+    fn start_declared(
+        &mut self,
+        to_contexts: &mut Vec<SyncSender<ToContext>>,
+        from_contexts: &mut Vec<Receiver<FromContext>>,
+        handles: &mut Vec<(String, JoinHandle<()>)>,
+    ) -> Result<Vec<String>, RunError> {
+        let declared = std::mem::take(&mut self.declared);
+        let own: Vec<HashSet<usize>> = declared.iter().map(|d| d.engine.own_streams()).collect();
+        let wants: Vec<HashSet<usize>> =
+            declared.iter().map(|d| d.engine.injected_streams()).collect();
+        // Per context, what it receives from each producer, and what it sends to each consumer.
+        let mut inputs: Vec<Vec<Receiver<FromContext>>> =
+            (0..declared.len()).map(|_| Vec::new()).collect();
+        let mut consumers: Vec<Vec<Consumer>> =
+            (0..declared.len()).map(|_| Vec::new()).collect();
+        for (p, produced) in own.iter().enumerate() {
+            for (c, wanted) in wants.iter().enumerate() {
+                let streams: HashSet<usize> = produced.intersection(wanted).copied().collect();
+                if c == p || streams.is_empty() {
+                    continue;
+                }
+                let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+                inputs[c].push(rx);
+                consumers[p].push(Consumer {
+                    tx,
+                    streams: Some(streams),
+                });
+            }
+        }
+        let mut names = Vec::with_capacity(declared.len());
+        for ((d, inputs), mut consumers) in declared.into_iter().zip(inputs).zip(consumers) {
+            let (tx, rx) = sync_channel::<ToContext>(CHANNEL_CAPACITY);
+            let (out_tx, out_rx) = sync_channel::<FromContext>(CHANNEL_CAPACITY);
+            consumers.insert(
+                0,
+                Consumer {
+                    tx: out_tx,
+                    streams: None,
+                },
+            );
+            let name = d.name.clone();
+            let (engine, cores) = (d.engine, d.cores);
+            let thread = DeclaredThread {
+                name: name.clone(),
+                engine,
+                source: rx,
+                inputs,
+                consumers,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("varpulis-{name}"))
+                .spawn(move || {
+                    pin_to(&thread.name, &cores);
+                    thread.run();
+                })
+                .map_err(|e| RunError::Context {
+                    context: name.clone(),
+                    message: format!("cannot start its thread: {e}"),
+                })?;
+            handles.push((name.clone(), handle));
+            to_contexts.push(tx);
+            from_contexts.push(out_rx);
+            names.push(name);
+        }
+        Ok(names)
     }
 
     async fn sink(
@@ -416,11 +504,12 @@ impl Loop<'_> {
                         debug_assert_eq!(got, id);
                         first.get_or_insert_with(Instant::now);
                         snapshot_max = snapshot_max.max(took);
+                        let name = threads.names[i].clone();
                         metadata.insert(
-                            format!("{}{}", meta::SNAPSHOT_US, context_name(i)),
+                            format!("{}{name}", meta::SNAPSHOT_US),
                             took.as_micros().to_string(),
                         );
-                        states.push(state);
+                        states.push((name, state));
                     }
                     asked = false;
                     let latency = injected.elapsed();
@@ -475,11 +564,11 @@ impl Loop<'_> {
                         };
                         tagged.extend(o);
                         late.extend(l);
-                        states.push(state);
+                        states.push((threads.names[i].clone(), state));
                     }
                     self.contexts_late = states
                         .iter()
-                        .flat_map(|s| s.window_states.values())
+                        .flat_map(|(_, s)| s.window_states.values())
                         .map(|w| w.late_events_dropped)
                         .sum();
                     // The flushed outputs of the parallel streams, for the tail's flush.
@@ -686,8 +775,9 @@ impl Source {
             end: self.reader.position(),
         });
         *seq += batch.events.len() as u64;
-        for (tx, routes) in self.to_contexts.iter().zip(&mut self.routes) {
-            let mine = std::mem::take(routes);
+        for (i, tx) in self.to_contexts.iter().enumerate() {
+            // Declared contexts (after the keyed ones) take every event.
+            let mine = self.routes.get_mut(i).map(std::mem::take).unwrap_or_default();
             if tx.send(ToContext::Batch(Arc::clone(&batch), mine)).is_err() {
                 return false;
             }
@@ -709,6 +799,171 @@ impl Source {
         }
         self.to_sink.send(to_sink).is_ok()
     }
+}
+
+/// Where a declared context sends its outputs: the sink (every stream, and its state at a
+/// barrier) or a declared context that reads some of its streams.
+struct Consumer {
+    tx: SyncSender<FromContext>,
+    /// The streams it reads (`None`: the sink, which takes all and the states).
+    streams: Option<HashSet<usize>>,
+}
+
+impl Consumer {
+    /// What of `message` this consumer gets; `false` if it stopped.
+    fn send(&self, message: &FromContext) -> bool {
+        let filter = |outputs: &[Tagged]| -> Vec<Tagged> {
+            outputs
+                .iter()
+                .filter(|t| self.streams.as_ref().is_none_or(|s| s.contains(&t.stream)))
+                .cloned()
+                .collect()
+        };
+        let copy = match message {
+            FromContext::Batch { outputs, late } => FromContext::Batch {
+                outputs: filter(outputs),
+                late: if self.streams.is_none() { late.clone() } else { Vec::new() },
+            },
+            FromContext::Barrier { id, state, took } => FromContext::Barrier {
+                id: *id,
+                state: if self.streams.is_none() {
+                    state.clone()
+                } else {
+                    EngineCheckpoint::default()
+                },
+                took: *took,
+            },
+            FromContext::End {
+                outputs,
+                late,
+                state,
+            } => FromContext::End {
+                outputs: filter(outputs),
+                late: if self.streams.is_none() { late.clone() } else { Vec::new() },
+                state: if self.streams.is_none() {
+                    state.clone()
+                } else {
+                    EngineCheckpoint::default()
+                },
+            },
+        };
+        self.tx.send(copy).is_ok()
+    }
+}
+
+/// A declared context's thread (`context NAME`): it runs its streams over every event, with
+/// what they read from other declared contexts injected position by position.
+struct DeclaredThread {
+    name: String,
+    engine: Engine,
+    source: Receiver<ToContext>,
+    /// The declared contexts it reads from.
+    inputs: Vec<Receiver<FromContext>>,
+    /// The sink first, then the declared contexts that read from it.
+    consumers: Vec<Consumer>,
+}
+
+impl DeclaredThread {
+    fn run(mut self) {
+        while let Ok(message) = self.source.recv() {
+            let Some(answer) = self.answer(message) else {
+                return;
+            };
+            let end = matches!(answer, FromContext::End { .. });
+            if !self.consumers.iter().all(|c| c.send(&answer)) || end {
+                return;
+            }
+        }
+    }
+
+    /// The answer to one message of the source, once every input sent its part; `None` if an
+    /// input stopped (its failure is the sink's to report).
+    fn answer(&mut self, message: ToContext) -> Option<FromContext> {
+        let mut upstream = Vec::new();
+        for input in &self.inputs {
+            match input.recv().ok()? {
+                FromContext::Batch { outputs, .. } | FromContext::End { outputs, .. } => {
+                    upstream.extend(outputs);
+                }
+                FromContext::Barrier { .. } => {}
+            }
+        }
+        sort_tagged(&mut upstream);
+        Some(match message {
+            ToContext::Batch(batch, _) => {
+                let mut outputs = Vec::new();
+                let mut late = Vec::new();
+                let mut upstream = upstream.into_iter().peekable();
+                for (k, event) in batch.events.iter().enumerate() {
+                    let seq = batch.first_seq + k as u64;
+                    while let Some(t) = upstream.next_if(|t| t.seq == seq) {
+                        self.engine.inject(t.stream, t.event);
+                    }
+                    if let Err(e) = self.engine.process_tagged(event, seq, &mut outputs, &mut late) {
+                        panic!("context {}: an event the source accepted was refused: {e}", self.name);
+                    }
+                }
+                FromContext::Batch { outputs, late }
+            }
+            ToContext::Barrier(id) => {
+                let started = Instant::now();
+                let state = self.engine.context_checkpoint();
+                FromContext::Barrier {
+                    id,
+                    state,
+                    took: started.elapsed(),
+                }
+            }
+            ToContext::End { flush } => {
+                let mut outputs = Vec::new();
+                let mut late = Vec::new();
+                if flush {
+                    for t in upstream {
+                        self.engine.inject(t.stream, t.event);
+                    }
+                    self.engine.flush_tagged(&mut outputs, &mut late);
+                }
+                FromContext::End {
+                    outputs,
+                    late,
+                    state: self.engine.context_checkpoint(),
+                }
+            }
+        })
+    }
+}
+
+/// Pins the calling thread to `cores` (`context NAME (cores: [..])`); a warning if it cannot
+/// (a core the machine does not have, or not Linux).
+fn pin_to(context: &str, cores: &[usize]) {
+    if cores.is_empty() {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        #[allow(unsafe_code)]
+        // SAFETY: `cpu_set_t` is plain data (zeroed is the empty set); `CPU_SET` writes within
+        // it for a core below `CPU_SETSIZE` (checked), and `sched_setaffinity` reads it.
+        let pinned = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for &core in cores {
+                if core < libc::CPU_SETSIZE as usize {
+                    libc::CPU_SET(core, &mut set);
+                }
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        };
+        if !pinned {
+            tracing::warn!(
+                context,
+                ?cores,
+                error = %std::io::Error::last_os_error(),
+                "cannot pin the context's thread to its cores; it runs on any"
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::warn!(context, ?cores, "pinning threads to cores is not supported here; it runs on any");
 }
 
 /// A parallel context's thread: every message of the source, answered in order.
