@@ -302,6 +302,54 @@ fn two_workers_survive_repeated_kill_9_on_rocksdb() {
     crash_loop_over(&s, &["--store", "rocksdb"], None, 8);
 }
 
+/// Declared contexts (`ingest` hands cleaned readings to `analyze`, which windows them) beside
+/// a keyed window on 2 workers.
+const CONTEXT_PROGRAM: &str = "\
+event SensorReading: zone: str, temperature: float
+context ingest
+context analyze
+stream Clean = SensorReading
+    .where(temperature > -5.0)
+    .context(ingest)
+    .emit(context: analyze, zone, temperature)
+stream ZoneStats = Clean
+    .partition_by(zone)
+    .window(1s)
+    .aggregate(n: count(), avg_t: avg(temperature))
+    .context(analyze)
+stream Bursts = SensorReading
+    .partition_by(zone)
+    .watermark(out_of_order: 50ms)
+    .window(session: 300ms)
+    .aggregate(n: count(), max_t: max(temperature))
+";
+
+/// [`CONTEXT_PROGRAM`] without its contexts: what one engine runs.
+const CONTEXT_REFERENCE: &str = "\
+event SensorReading: zone: str, temperature: float
+stream Clean = SensorReading
+    .where(temperature > -5.0)
+    .emit(zone, temperature)
+stream ZoneStats = Clean
+    .partition_by(zone)
+    .window(1s)
+    .aggregate(n: count(), avg_t: avg(temperature))
+stream Bursts = SensorReading
+    .partition_by(zone)
+    .watermark(out_of_order: 50ms)
+    .window(session: 300ms)
+    .aggregate(n: count(), max_t: max(temperature))
+";
+
+#[test]
+fn declared_contexts_survive_repeated_kill_9_with_the_one_context_output() {
+    let reference = setup_with(10, CONTEXT_REFERENCE, generate);
+    let mut s = setup_with(10, CONTEXT_PROGRAM, generate);
+    assert!(s.expected == reference.expected, "declared contexts, uninterrupted");
+    s.workers = vec![2, 1];
+    crash_loop_over(&s, &[], None, 10);
+}
+
 /// Killed with 3 workers, resumed with 2, then 5, and so on: checkpoints of any number of
 /// contexts restore into any other (key-group state redistributed), the output unchanged.
 #[test]

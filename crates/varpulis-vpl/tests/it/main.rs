@@ -1,6 +1,7 @@
 //! Integration tests for `varpulis-vpl`: one binary, a module per behaviour.
 
 mod compiled;
+mod contexts;
 mod diagnostics;
 mod eval;
 mod evt;
