@@ -115,6 +115,11 @@ struct RunArgs {
     /// failure stops the run.
     #[arg(long, value_name = "N", default_value_t = 0)]
     tolerable_checkpoint_failures: u32,
+    /// An event type with no event while the input's event time moved on by DURATION is
+    /// idle: it stops holding the watermark back until its next event. Measured in event
+    /// time, so a rerun marks the same types at the same events. Default: never idle.
+    #[arg(long, value_name = "DURATION", value_parser = server::parse_interval)]
+    idle_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,6 +390,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         }
     };
     let mut engine = Engine::new(program).context("cannot compile the program")?;
+    engine.set_idle_timeout(args.idle_timeout);
     check_paths(&args)?;
     let opened = args.store.open(Purpose::Run).await?;
     let store = opened.store.clone();

@@ -79,6 +79,24 @@ impl WatermarkTracker {
         self.recompute()
     }
 
+    /// Marks idle every source whose newest event is older than `before`: an idle timeout
+    /// measured in the input's event time (the caller passes the time of the event it just
+    /// observed minus the timeout). Returns the effective watermark.
+    pub fn mark_idle_before(&mut self, before: EventTime) -> Option<EventTime> {
+        let mut changed = false;
+        for s in self.sources.values_mut() {
+            if !s.idle && s.max_timestamp_ms < before {
+                s.idle = true;
+                changed = true;
+            }
+        }
+        if changed {
+            self.recompute()
+        } else {
+            self.effective
+        }
+    }
+
     /// Forces the effective watermark to at least `ts` (it never moves backwards).
     pub fn advance_to(&mut self, ts: EventTime) -> Option<EventTime> {
         self.effective = Some(self.effective.map_or(ts, |w| w.max(ts)));
@@ -152,6 +170,17 @@ mod tests {
         assert_eq!(t.observe_at("A", 200), Some(95));
         assert_eq!(t.observe_at("A", 20), Some(95));
         assert_eq!(t.source_watermark("A"), Some(190));
+    }
+
+    #[test]
+    fn sources_silent_for_longer_than_a_timeout_of_event_time_are_marked_idle() {
+        let mut t = WatermarkTracker::new();
+        t.observe_at("A", 1_000);
+        t.observe_at("B", 1_500);
+        assert_eq!(t.observe_at("A", 9_000), Some(1_500), "B holds it back");
+        assert_eq!(t.mark_idle_before(9_000 - 5_000), Some(9_000), "B silent for 7.5 s > 5 s");
+        assert_eq!(t.mark_idle_before(9_000 - 8_000), Some(9_000), "nothing more to mark");
+        assert_eq!(t.observe_at("B", 9_500), Some(9_000), "B counts again");
     }
 
     #[test]

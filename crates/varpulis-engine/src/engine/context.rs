@@ -309,7 +309,7 @@ impl Engine {
         let source = self.source_of(event)?;
         self.events_processed += 1;
         Ok(if source.is_some() {
-            self.watermarks.observe(event)
+            self.observe_time(event)
         } else {
             self.watermarks.effective()
         })
@@ -352,6 +352,17 @@ impl Engine {
     /// Counts outputs the tail passed on without processing (it runs no stream of its own).
     pub(crate) fn count_passed_on(&mut self, outputs: u64) {
         self.output_events_emitted += outputs;
+    }
+
+    /// A new engine of the same program and settings (the idle timeout), without state: the
+    /// other contexts of a parallel run.
+    ///
+    /// # Errors
+    /// As [`Engine::new`] (not for a program this engine compiled).
+    pub(crate) fn sibling(&self) -> Result<Self, EngineError> {
+        let mut e = Engine::new(self.program.clone())?;
+        e.idle_timeout_ms = self.idle_timeout_ms;
+        Ok(e)
     }
 
     /// The index of stream `name` (`usize::MAX` if the program has none: sorted last).

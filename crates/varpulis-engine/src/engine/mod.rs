@@ -76,6 +76,8 @@ pub struct Engine {
     emitted_by: Vec<usize>,
     /// A declared context's outputs of one step, before they are tagged.
     scratch: Vec<Event>,
+    /// `--idle-timeout` in milliseconds (see [`Engine::set_idle_timeout`]).
+    idle_timeout_ms: Option<i64>,
 }
 
 /// An event a window dropped as late (every window it belonged to was already emitted): the
@@ -138,6 +140,7 @@ impl Engine {
             track_streams: false,
             emitted_by: Vec::new(),
             scratch: Vec::new(),
+            idle_timeout_ms: None,
             program,
         };
         engine.compile()?;
@@ -218,6 +221,27 @@ impl Engine {
         std::mem::take(&mut self.late)
     }
 
+    /// Marks an event type idle once the input's event time is more than `timeout` past its
+    /// newest event (`--idle-timeout`): it then no longer holds the effective watermark back,
+    /// until its next event. Measured in event time, not on a clock, so a rerun over the same
+    /// input marks the same types at the same events (exactly once). `None` (the default): a
+    /// silent type holds the watermark back for good.
+    pub fn set_idle_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        self.idle_timeout_ms =
+            timeout.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1));
+    }
+
+    /// Observes `event`'s time, then marks the types silent for longer than the idle timeout.
+    fn observe_time(&mut self, event: &Event) -> Option<EventTime> {
+        let wm = self.watermarks.observe(event);
+        match self.idle_timeout_ms {
+            Some(limit) => self
+                .watermarks
+                .mark_idle_before(event.timestamp_ms().saturating_sub(limit)),
+            None => wm,
+        }
+    }
+
     /// Whether [`process`](Self::process) would take `event`: `Err` exactly when it would
     /// refuse it ([`EngineError::UnrepresentableTime`]), with nothing changed. A caller that
     /// checks every event of a batch first can then apply the batch all or nothing.
@@ -274,7 +298,7 @@ impl Engine {
         self.flushed = None;
         self.events_processed += 1;
         let wm = if source.is_some() {
-            self.watermarks.observe(event)
+            self.observe_time(event)
         } else {
             self.watermarks.effective()
         };

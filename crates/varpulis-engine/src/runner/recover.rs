@@ -151,7 +151,8 @@ fn parallel_contexts(
     workers: usize,
 ) -> Result<(Vec<Engine>, Vec<Declared>), RunError> {
     let program = engine.program().clone();
-    let fresh = || Engine::new(program.clone()).map_err(|source| RunError::Restore { id: 0, source });
+    let template = engine.sibling().map_err(|source| RunError::Restore { id: 0, source })?;
+    let fresh = || template.sibling().map_err(|source| RunError::Restore { id: 0, source });
     let mut contexts = Vec::with_capacity(workers);
     for i in 0..workers {
         contexts.push(fresh()?.into_context(i, workers));

@@ -473,3 +473,60 @@ fn a_barrier_past_the_checkpoint_timeout_aborts_that_checkpoint_only() {
     assert_eq!(report.checkpoints, 2, "{report:?}");
     assert!(std::fs::read(&output).unwrap() == expected);
 }
+
+/// Two declared contexts, each reading its own event type: the effective watermark is the
+/// minimum over the types, so when one type stops, the other context's windows wait for it,
+/// unless the idle timeout marks the silent type idle; then they close exactly as in one
+/// context with the same timeout.
+#[test]
+fn a_silent_input_holds_windows_back_until_the_idle_timeout_marks_it_idle() {
+    const TWO: &str = "event A: k: str, v: int
+event B: k: str
+context left
+context right
+stream Counts = A .partition_by(k) .window(10s) .aggregate(n: count()) .context(left)
+stream Seen = B .where(k == \"x\") .context(right)
+";
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for s in 0..100 {
+        text.push_str(&format!(
+            "{{\"event_type\":\"A\",\"timestamp\":{},\"fields\":{{\"k\":\"k{}\",\"v\":{s}}}}}\n",
+            s * 1_000,
+            s % 3
+        ));
+        if s < 5 {
+            text.push_str(&format!(
+                "{{\"event_type\":\"B\",\"timestamp\":{},\"fields\":{{\"k\":\"x\"}}}}\n",
+                s * 1_000
+            ));
+        }
+    }
+    let input = write_input(dir.path(), &text);
+    let run_with_timeout = |program: &str, workers: usize, timeout: Option<u64>, out: &str| {
+        let mut config = RunConfig::new(&input);
+        config.output = Some(dir.path().join(out));
+        config.workers = workers;
+        let mut engine = engine_of(program);
+        engine.set_idle_timeout(timeout.map(std::time::Duration::from_millis));
+        block_on(varpulis_engine::run(
+            &mut engine,
+            &config,
+            None,
+            &AtomicBool::new(false),
+            &ManualClock::new(0),
+            &mut NoObserver,
+        ))
+        .unwrap();
+        String::from_utf8(std::fs::read(dir.path().join(out)).unwrap()).unwrap()
+    };
+    let count = |text: &str| text.matches("\"event_type\":\"Counts\"").count();
+    let waiting = run_with_timeout(TWO, 1, None, "waiting.jsonl");
+    assert_eq!(count(&waiting), 0, "B's watermark (4 s) holds every window back");
+    let idle = run_with_timeout(TWO, 2, Some(5_000), "idle.jsonl");
+    // Windows [0, 10 s) .. [80 s, 90 s) of 3 keys close once B is idle (A reaches 99 s).
+    assert_eq!(count(&idle), 27, "{idle}");
+    let plain = strip_contexts(TWO).replace(" .context(left)", "").replace(" .context(right)", "");
+    let one = run_with_timeout(&plain, 1, Some(5_000), "one.jsonl");
+    assert_eq!(idle, one, "the same windows as one context with the same timeout");
+}

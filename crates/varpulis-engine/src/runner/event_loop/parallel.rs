@@ -312,7 +312,9 @@ impl Loop<'_> {
         )?;
         // The source's engine checks, counts and observes every event: it continues the tail's
         // counters and watermark.
-        let mut checker = Engine::new(self.engine.program().clone())
+        let mut checker = self
+            .engine
+            .sibling()
             .expect("the program compiled for this run already");
         checker
             .restore_checkpoint(&self.engine.source_checkpoint())
