@@ -144,7 +144,6 @@ fn parse_every(s: &str) -> Result<CheckpointEvery, String> {
     s.parse()
 }
 
-
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));

@@ -6,8 +6,8 @@
 //! checkpoints and measures how long they and the run took. `SystemTime::now` and
 //! `Instant::now` are banned everywhere else (`clippy.toml`).
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A source of time.
@@ -18,6 +18,13 @@ pub trait Clock: Send + Sync {
     /// Monotonic time since an origin fixed for the life of the clock: never goes back, and
     /// does not jump with the wall clock (checkpoint schedules, durations).
     fn monotonic(&self) -> Duration;
+
+    /// The same clock for the other threads of a run (a parallel run's source and contexts,
+    /// which time their barriers): `None` (the default) when it cannot be shared, and those
+    /// threads then measure nothing (their figures read 0).
+    fn share(&self) -> Option<Arc<dyn Clock>> {
+        None
+    }
 }
 
 /// The system clock.
@@ -37,16 +44,28 @@ impl Clock for SystemClock {
         static ORIGIN: OnceLock<Instant> = OnceLock::new();
         ORIGIN.get_or_init(Instant::now).elapsed()
     }
+
+    fn share(&self) -> Option<Arc<dyn Clock>> {
+        Some(Arc::new(SystemClock))
+    }
 }
 
 /// A clock that moves only when told to, for tests: [`advance`](Self::advance) moves both
 /// times, and with [`with_tick`](Self::with_tick) every reading of the monotonic time moves it
 /// by a fixed step (so a loop that reads the clock sees time pass, deterministically).
-#[derive(Debug, Default)]
+///
+/// Shared with the threads of a parallel run ([`Clock::share`]): they read and tick the same
+/// time.
+#[derive(Debug, Default, Clone)]
 pub struct ManualClock {
+    time: Arc<ManualTime>,
+    tick_ns: u64,
+}
+
+#[derive(Debug, Default)]
+struct ManualTime {
     wall_ms: AtomicI64,
     monotonic_ns: AtomicU64,
-    tick_ns: u64,
 }
 
 impl ManualClock {
@@ -54,8 +73,11 @@ impl ManualClock {
     #[must_use]
     pub fn new(wall_ms: i64) -> Self {
         Self {
-            wall_ms: AtomicI64::new(wall_ms),
-            ..Self::default()
+            time: Arc::new(ManualTime {
+                wall_ms: AtomicI64::new(wall_ms),
+                monotonic_ns: AtomicU64::new(0),
+            }),
+            tick_ns: 0,
         }
     }
 
@@ -69,25 +91,33 @@ impl ManualClock {
     /// Moves both the wall clock and the monotonic clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         let ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        self.monotonic_ns.fetch_add(ns, Ordering::Relaxed);
+        self.time.monotonic_ns.fetch_add(ns, Ordering::Relaxed);
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-        self.wall_ms.fetch_add(ms, Ordering::Relaxed);
+        self.time.wall_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
     /// Sets the wall clock (it may go back; the monotonic clock does not move).
     pub fn set_wall_ms(&self, wall_ms: i64) {
-        self.wall_ms.store(wall_ms, Ordering::Relaxed);
+        self.time.wall_ms.store(wall_ms, Ordering::Relaxed);
     }
 }
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
-        self.wall_ms.load(Ordering::Relaxed)
+        self.time.wall_ms.load(Ordering::Relaxed)
     }
 
     fn monotonic(&self) -> Duration {
-        let ns = self.monotonic_ns.fetch_add(self.tick_ns, Ordering::Relaxed) + self.tick_ns;
+        let ns = self
+            .time
+            .monotonic_ns
+            .fetch_add(self.tick_ns, Ordering::Relaxed)
+            + self.tick_ns;
         Duration::from_nanos(ns)
+    }
+
+    fn share(&self) -> Option<Arc<dyn Clock>> {
+        Some(Arc::new(self.clone()))
     }
 }
 

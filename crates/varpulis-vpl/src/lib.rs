@@ -66,7 +66,8 @@ pub use evt_scan::EvtScanner;
 pub use expr::{BinaryOp, EvalContext, Expr, ExprKind, Scope, UnaryOp};
 pub use plan::{
     AggFunc, AggregatePlan, Assignment, ContextDecl, EmitField, EventDecl, FieldDecl, JoinPlan,
-    PatternAtom, PatternPlan, PatternStep, Program, Source, StepKind, StreamPlan, Type, VarDecl, WindowKind,
+    PatternAtom, PatternPlan, PatternStep, Program, Source, StepKind, StreamPlan, Type, VarDecl,
+    WindowKind,
 };
 
 /// The deepest nesting a program expression or an event line may have: parentheses, call

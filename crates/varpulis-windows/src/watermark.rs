@@ -178,8 +178,16 @@ mod tests {
         t.observe_at("A", 1_000);
         t.observe_at("B", 1_500);
         assert_eq!(t.observe_at("A", 9_000), Some(1_500), "B holds it back");
-        assert_eq!(t.mark_idle_before(9_000 - 5_000), Some(9_000), "B silent for 7.5 s > 5 s");
-        assert_eq!(t.mark_idle_before(9_000 - 8_000), Some(9_000), "nothing more to mark");
+        assert_eq!(
+            t.mark_idle_before(9_000 - 5_000),
+            Some(9_000),
+            "B silent for 7.5 s > 5 s"
+        );
+        assert_eq!(
+            t.mark_idle_before(9_000 - 8_000),
+            Some(9_000),
+            "nothing more to mark"
+        );
         assert_eq!(t.observe_at("B", 9_500), Some(9_000), "B counts again");
     }
 

@@ -345,7 +345,10 @@ stream Bursts = SensorReading
 fn declared_contexts_survive_repeated_kill_9_with_the_one_context_output() {
     let reference = setup_with(10, CONTEXT_REFERENCE, generate);
     let mut s = setup_with(10, CONTEXT_PROGRAM, generate);
-    assert!(s.expected == reference.expected, "declared contexts, uninterrupted");
+    assert!(
+        s.expected == reference.expected,
+        "declared contexts, uninterrupted"
+    );
     s.workers = vec![2, 1];
     crash_loop_over(&s, &[], None, 10);
 }

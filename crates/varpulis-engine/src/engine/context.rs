@@ -12,8 +12,8 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use varpulis_checkpoint::{EngineCheckpoint, WindowCheckpoint};
 use std::sync::Arc;
+use varpulis_checkpoint::{EngineCheckpoint, WindowCheckpoint};
 
 use varpulis_core::{Event, EventTime, FieldRef, Value};
 
@@ -333,7 +333,11 @@ impl Engine {
             .zip(&self.streams)
             .filter(|(p, s)| *p && s.window.is_some())
             .map(|(_, s)| {
-                let field = s.plan.partition_by.as_deref().expect("a parallel window is keyed");
+                let field = s
+                    .plan
+                    .partition_by
+                    .as_deref()
+                    .expect("a parallel window is keyed");
                 (
                     FieldRef::new(s.plan.source.name()),
                     FieldRef::new(Arc::<str>::from(field)),
@@ -685,7 +689,11 @@ pub(crate) fn split(
     contexts: usize,
     declared: &HashMap<String, usize>,
     declared_count: usize,
-) -> (Vec<EngineCheckpoint>, Vec<EngineCheckpoint>, EngineCheckpoint) {
+) -> (
+    Vec<EngineCheckpoint>,
+    Vec<EngineCheckpoint>,
+    EngineCheckpoint,
+) {
     let shared = EngineCheckpoint {
         version: cp.version,
         variables: cp.variables.clone(),
@@ -730,7 +738,9 @@ pub(crate) fn split(
         let mut pieces = vec![empty; contexts];
         pieces[0].late_events_dropped = state.late_events_dropped;
         for p in state.partitions {
-            pieces[owner(key_group(&p.key), contexts)].partitions.push(p);
+            pieces[owner(key_group(&p.key), contexts)]
+                .partitions
+                .push(p);
         }
         for (part, piece) in parts.iter_mut().zip(pieces) {
             part.window_states.insert(name.clone(), piece);

@@ -151,8 +151,14 @@ fn parallel_contexts(
     workers: usize,
 ) -> Result<(Vec<Engine>, Vec<Declared>), RunError> {
     let program = engine.program().clone();
-    let template = engine.sibling().map_err(|source| RunError::Restore { id: 0, source })?;
-    let fresh = || template.sibling().map_err(|source| RunError::Restore { id: 0, source });
+    let template = engine
+        .sibling()
+        .map_err(|source| RunError::Restore { id: 0, source })?;
+    let fresh = || {
+        template
+            .sibling()
+            .map_err(|source| RunError::Restore { id: 0, source })
+    };
     let mut contexts = Vec::with_capacity(workers);
     for i in 0..workers {
         contexts.push(fresh()?.into_context(i, workers));
@@ -172,7 +178,10 @@ fn parallel_contexts(
             .iter()
             .filter_map(|s| {
                 let c = s.context.as_deref()?;
-                Some((s.name.clone(), program.contexts.iter().position(|d| d.name == c)?))
+                Some((
+                    s.name.clone(),
+                    program.contexts.iter().position(|d| d.name == c)?,
+                ))
             })
             .collect();
         let (parts, decl_parts, tail) = split(

@@ -209,7 +209,9 @@ fn any_number_of_contexts_writes_the_one_context_output() {
             CheckpointEvery::Events(1),
         );
         let text = String::from_utf8_lossy(&one.output);
-        for stream in ["Tumbling", "Sliding", "Sessions", "Counts", "Busy", "Global", "Busiest"] {
+        for stream in [
+            "Tumbling", "Sliding", "Sessions", "Counts", "Busy", "Global", "Busiest",
+        ] {
             assert!(
                 text.contains(&format!("\"event_type\":\"{stream}\"")),
                 "seed {seed}: {stream} emits"
@@ -217,13 +219,23 @@ fn any_number_of_contexts_writes_the_one_context_output() {
         }
         for workers in [2, 3, 7] {
             let out = dir.path().join(format!("out-{workers}.jsonl"));
-            let many = run(&input, &out, workers, flush, None, CheckpointEvery::Events(1));
+            let many = run(
+                &input,
+                &out,
+                workers,
+                flush,
+                None,
+                CheckpointEvery::Events(1),
+            );
             assert!(
                 one.output == many.output,
                 "seed {seed} ({zones} zones, flush {flush}): {workers} contexts wrote another \
                  output"
             );
-            assert_eq!(one.late, many.late, "seed {seed}: late events, {workers} contexts");
+            assert_eq!(
+                one.late, many.late,
+                "seed {seed}: late events, {workers} contexts"
+            );
             assert_eq!(
                 (
                     one.report.events_processed,
@@ -244,9 +256,19 @@ fn any_number_of_contexts_writes_the_one_context_output() {
         let out = |w: usize| dir.path().join(format!("declared-{w}.jsonl"));
         let one = run_program(DECLARED_PROGRAM, &input, &out(1), 1, flush, None, every);
         let plain = strip_contexts(DECLARED_PROGRAM);
-        let reference =
-            run_program(&plain, &input, &dir.path().join("plain.jsonl"), 1, flush, None, every);
-        assert!(one.output == reference.output, "seed {seed}: declared contexts");
+        let reference = run_program(
+            &plain,
+            &input,
+            &dir.path().join("plain.jsonl"),
+            1,
+            flush,
+            None,
+            every,
+        );
+        assert!(
+            one.output == reference.output,
+            "seed {seed}: declared contexts"
+        );
         assert_eq!(one.late, reference.late, "seed {seed}: declared contexts");
         for stream in ["Stats", "Escalation", "Keyed", "Summary"] {
             if stream == "Escalation" && zones > 20 {
@@ -259,8 +281,19 @@ fn any_number_of_contexts_writes_the_one_context_output() {
             );
         }
         for workers in [2, 3] {
-            let many = run_program(DECLARED_PROGRAM, &input, &out(workers), workers, flush, None, every);
-            assert!(one.output == many.output, "seed {seed}: declared, {workers} keyed contexts");
+            let many = run_program(
+                DECLARED_PROGRAM,
+                &input,
+                &out(workers),
+                workers,
+                flush,
+                None,
+                every,
+            );
+            assert!(
+                one.output == many.output,
+                "seed {seed}: declared, {workers} keyed contexts"
+            );
         }
         // Only parallel streams: the tail passes the merged outputs on.
         let every = CheckpointEvery::Events(1);
@@ -268,9 +301,23 @@ fn any_number_of_contexts_writes_the_one_context_output() {
         let one = run_program(PARALLEL_PROGRAM, &input, &out(1), 1, flush, None, every);
         assert!(one.output.len() > 1_000, "seed {seed}");
         for workers in [2, 3, 7] {
-            let many = run_program(PARALLEL_PROGRAM, &input, &out(workers), workers, flush, None, every);
-            assert!(one.output == many.output, "seed {seed}: parallel only, {workers} contexts");
-            assert_eq!(one.late, many.late, "seed {seed}: parallel only, {workers} contexts");
+            let many = run_program(
+                PARALLEL_PROGRAM,
+                &input,
+                &out(workers),
+                workers,
+                flush,
+                None,
+                every,
+            );
+            assert!(
+                one.output == many.output,
+                "seed {seed}: parallel only, {workers} contexts"
+            );
+            assert_eq!(
+                one.late, many.late,
+                "seed {seed}: parallel only, {workers} contexts"
+            );
         }
     }
 }
@@ -285,7 +332,12 @@ fn checkpoints_of_n_contexts_resume_with_m_and_the_output_is_unchanged() {
     for (case, (program, reference, phases, label)) in [
         (PROGRAM, PROGRAM, &[3_usize, 2, 5][..], "3 -> 2 -> 5"),
         (PROGRAM, PROGRAM, &[1, 4, 1][..], "1 -> 4 -> 1"),
-        (DECLARED_PROGRAM, declared_plain.as_str(), &[2, 1, 3][..], "declared, 2 -> 1 -> 3"),
+        (
+            DECLARED_PROGRAM,
+            declared_plain.as_str(),
+            &[2, 1, 3][..],
+            "declared, 2 -> 1 -> 3",
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -321,7 +373,10 @@ fn checkpoints_of_n_contexts_resume_with_m_and_the_output_is_unchanged() {
             );
             assert!(r.report.checkpoints >= 2, "{label}: phase {k} checkpointed");
             if k > 0 {
-                assert!(r.report.recovery.resumed_from.is_some(), "{label}: phase {k}");
+                assert!(
+                    r.report.recovery.resumed_from.is_some(),
+                    "{label}: phase {k}"
+                );
             }
         }
         let got = std::fs::read(&output).unwrap();
@@ -393,7 +448,10 @@ fn a_failed_checkpoint_of_a_parallel_run_is_skipped_and_the_next_one_is_taken() 
                 if report.checkpoints_failed > 0 {
                     skipped_runs += 1;
                     assert_eq!(report.checkpoints_failed, 1, "op {n}");
-                    assert!(report.checkpoints >= 5, "op {n}: later checkpoints were taken");
+                    assert!(
+                        report.checkpoints >= 5,
+                        "op {n}: later checkpoints were taken"
+                    );
                 }
             }
             Err(RunError::Checkpoint(_)) => {
@@ -403,9 +461,15 @@ fn a_failed_checkpoint_of_a_parallel_run_is_skipped_and_the_next_one_is_taken() 
             }
             Err(e) => panic!("op {n}: {e}"),
         }
-        assert!(std::fs::read(&output).unwrap() == expected, "op {n}: output");
+        assert!(
+            std::fs::read(&output).unwrap() == expected,
+            "op {n}: output"
+        );
     }
-    assert!(skipped_runs >= 5, "{skipped_runs} runs skipped a failed checkpoint");
+    assert!(
+        skipped_runs >= 5,
+        "{skipped_runs} runs skipped a failed checkpoint"
+    );
 }
 
 /// A context that panics fails the run with its message; the last committed checkpoint is the
@@ -430,7 +494,10 @@ fn a_context_that_panics_fails_the_run_and_the_rerun_resumes_from_the_last_check
     match run_with(&config, Arc::clone(&store)) {
         Err(RunError::Context { context, message }) => {
             assert_eq!(context, "worker-1");
-            assert!(message.contains("injected panic at input event 1234"), "{message}");
+            assert!(
+                message.contains("injected panic at input event 1234"),
+                "{message}"
+            );
         }
         other => panic!("expected the context's failure, got {other:?}"),
     }
@@ -467,7 +534,17 @@ fn a_barrier_past_the_checkpoint_timeout_aborts_that_checkpoint_only() {
     let output = dir.path().join("out.jsonl");
     let mut config = config_for(&input, &output, 2);
     config.checkpoint_timeout = Some(std::time::Duration::from_nanos(1));
-    let report = run_with(&config, Arc::new(MemoryStore::new())).unwrap();
+    // A clock that moves at every reading: every barrier takes some time.
+    let clock = ManualClock::new(0).with_tick(std::time::Duration::from_micros(1));
+    let report = block_on(varpulis_engine::run(
+        &mut engine(),
+        &config,
+        Some(Arc::new(MemoryStore::new())),
+        &AtomicBool::new(false),
+        &clock,
+        &mut NoObserver,
+    ))
+    .unwrap();
     assert!(report.checkpoints_aborted >= 10, "{report:?}");
     // The first (new output) and the final checkpoints are not barriers.
     assert_eq!(report.checkpoints, 2, "{report:?}");
@@ -522,11 +599,20 @@ stream Seen = B .where(k == \"x\") .context(right)
     };
     let count = |text: &str| text.matches("\"event_type\":\"Counts\"").count();
     let waiting = run_with_timeout(TWO, 1, None, "waiting.jsonl");
-    assert_eq!(count(&waiting), 0, "B's watermark (4 s) holds every window back");
+    assert_eq!(
+        count(&waiting),
+        0,
+        "B's watermark (4 s) holds every window back"
+    );
     let idle = run_with_timeout(TWO, 2, Some(5_000), "idle.jsonl");
     // Windows [0, 10 s) .. [80 s, 90 s) of 3 keys close once B is idle (A reaches 99 s).
     assert_eq!(count(&idle), 27, "{idle}");
-    let plain = strip_contexts(TWO).replace(" .context(left)", "").replace(" .context(right)", "");
+    let plain = strip_contexts(TWO)
+        .replace(" .context(left)", "")
+        .replace(" .context(right)", "");
     let one = run_with_timeout(&plain, 1, Some(5_000), "one.jsonl");
-    assert_eq!(idle, one, "the same windows as one context with the same timeout");
+    assert_eq!(
+        idle, one,
+        "the same windows as one context with the same timeout"
+    );
 }

@@ -41,8 +41,11 @@ impl Checker<'_> {
             };
             if let Some(first) = spans.get(&name.text) {
                 let at = self.at(*first);
-                self.err(name.span, format!("context {} is declared twice", name.text))
-                    .help = Some(format!("the first declaration is at {at}"));
+                self.err(
+                    name.span,
+                    format!("context {} is declared twice", name.text),
+                )
+                .help = Some(format!("the first declaration is at {at}"));
                 continue;
             }
             if name.text == RESERVED {
@@ -59,7 +62,10 @@ impl Checker<'_> {
             let mut list = Vec::new();
             for &(core, span) in cores {
                 if core >= MAX_CORE {
-                    self.err(span, format!("core {core}: cores are numbered from 0, below {MAX_CORE}"));
+                    self.err(
+                        span,
+                        format!("core {core}: cores are numbered from 0, below {MAX_CORE}"),
+                    );
                 } else if !seen.insert(core) {
                     self.err(span, format!("core {core} is listed twice"));
                 } else {
@@ -139,7 +145,11 @@ impl Checker<'_> {
     }
 
     /// Puts each stream's placement into its plan and checks who may read whom.
-    pub(super) fn place(&mut self, plans: &mut [StreamPlan], placements: &HashMap<String, Placement>) {
+    pub(super) fn place(
+        &mut self,
+        plans: &mut [StreamPlan],
+        placements: &HashMap<String, Placement>,
+    ) {
         for plan in plans.iter_mut() {
             if let Some(p) = placements.get(&plan.name) {
                 plan.context = p.context.as_ref().map(|(c, _)| c.clone());
@@ -169,7 +179,10 @@ impl Checker<'_> {
                              default context",
                             plan.name
                         ),
-                        format!("put {up} in a context too (`.context(...)`), or {} in none", plan.name),
+                        format!(
+                            "put {up} in a context too (`.context(...)`), or {} in none",
+                            plan.name
+                        ),
                     )),
                     (Some(h), Some(t)) if h != t => {
                         edges.entry(t).or_default().insert(h);

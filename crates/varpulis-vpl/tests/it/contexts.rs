@@ -24,9 +24,18 @@ fn contexts_and_placements_are_in_the_plan() {
     assert_eq!(clean.context.as_deref(), Some("ingest"));
     assert_eq!(clean.emit_context.as_deref(), Some("analyze"));
     // `context:` is the hand-off, not an output field.
-    let fields: Vec<&str> = clean.emit.as_ref().unwrap().iter().map(|f| f.name.as_str()).collect();
+    let fields: Vec<&str> = clean
+        .emit
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
     assert_eq!(fields, ["zone", "v"]);
-    assert_eq!(p.stream("Stats").unwrap().context.as_deref(), Some("analyze"));
+    assert_eq!(
+        p.stream("Stats").unwrap().context.as_deref(),
+        Some("analyze")
+    );
     assert_eq!(p.stream("Report").unwrap().context, None);
 }
 
@@ -37,7 +46,10 @@ fn emit_of_only_a_context_hands_the_events_on_unchanged() {
          stream T = S .where(v > 1) .context(b)",
     );
     let s = p.stream("S").unwrap();
-    assert_eq!((s.emit.is_none(), s.emit_context.as_deref()), (true, Some("b")));
+    assert_eq!(
+        (s.emit.is_none(), s.emit_context.as_deref()),
+        (true, Some("b"))
+    );
 }
 
 #[test]
@@ -82,12 +94,16 @@ fn declarations_are_checked() {
 #[test]
 fn a_stream_runs_in_one_context() {
     let d = error("event R: v: int\ncontext a\ncontext b\nstream S = R .context(a) .context(b)");
-    assert_eq!(d.message, "duplicate .context: a stream runs in one context");
+    assert_eq!(
+        d.message,
+        "duplicate .context: a stream runs in one context"
+    );
 }
 
 #[test]
 fn a_declared_context_does_not_read_the_default_context() {
-    let d = error("event R: v: int\ncontext a\nstream S = R .where(v > 1)\nstream T = S .context(a)");
+    let d =
+        error("event R: v: int\ncontext a\nstream S = R .where(v > 1)\nstream T = S .context(a)");
     assert_eq!(
         d.message,
         "stream T runs in context a but reads S, which runs in the default context"
@@ -119,5 +135,10 @@ fn contexts_that_read_each_other_in_a_cycle_are_refused() {
         "event R: v: int\ncontext a\ncontext b\n\
          stream S = R .context(a)\nstream T = S .context(b)\nstream U = T .context(a)",
     );
-    assert!(d.message.starts_with("the contexts read each other in a cycle (a -> b -> a)"), "{}", d.message);
+    assert!(
+        d.message
+            .starts_with("the contexts read each other in a cycle (a -> b -> a)"),
+        "{}",
+        d.message
+    );
 }

@@ -42,7 +42,8 @@ const CASES: &[(&str, u32, u32, &str)] = &[
         1,
         15,
         "unknown operation .wher: expected an operation (.where, .partition_by, .watermark, \
-         .allowed_lateness, .window, .aggregate, .having, .emit, .within, .not, .on, .max_runs, .max_kleene or .max_keys), found \"wher\"",
+         .allowed_lateness, .window, .aggregate, .having, .emit, .within, .not, .on, .max_runs, \
+         .max_kleene, .max_keys or .context), found \"wher\"",
     ),
     (
         "stream S = A .where(x > )",

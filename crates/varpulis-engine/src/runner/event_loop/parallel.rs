@@ -29,16 +29,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
-use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use varpulis_checkpoint::{CLOCK_STRIDE, Checkpoint, CheckpointEvery, EngineCheckpoint};
 use varpulis_core::{Event, EventTime};
 
 use super::{End, Loop, PROGRESS_EVERY, Wait};
+use crate::clock::Clock;
 use crate::engine::context::{FLUSH_SEQ, Routed, Router, Tagged, TaggedLate};
 use crate::engine::{CONTEXT, Engine, LateEvent};
 use crate::runner::{RunError, RunObserver};
@@ -86,8 +87,13 @@ impl BarrierSnapshot {
             tail.watermark_state = source.watermark_state;
             tail.events_processed = source.events_processed;
         }
-        let workers = self.states.iter().filter(|(n, _)| n.starts_with("worker-")).count();
-        cp.metadata.insert(meta::WORKERS.to_owned(), workers.to_string());
+        let workers = self
+            .states
+            .iter()
+            .filter(|(n, _)| n.starts_with("worker-"))
+            .count();
+        cp.metadata
+            .insert(meta::WORKERS.to_owned(), workers.to_string());
         cp.metadata.insert(
             meta::KEY_GROUPS.to_owned(),
             crate::key_group::KEY_GROUPS.to_string(),
@@ -116,7 +122,9 @@ enum ToContext {
     Batch(Arc<Batch>, Vec<u32>),
     Barrier(u64),
     /// The input ended; flush first (end of input with `--flush-at-end`).
-    End { flush: bool },
+    End {
+        flush: bool,
+    },
 }
 
 enum FromSource {
@@ -124,7 +132,8 @@ enum FromSource {
     Barrier {
         id: u64,
         at: SourcePosition,
-        injected: Instant,
+        /// When the source injected it (the shared clock's monotonic time).
+        injected: Duration,
         /// The source's counters and watermark.
         source: EngineCheckpoint,
     },
@@ -291,7 +300,10 @@ impl Loop<'_> {
                 .and_then(|(c, at)| (c == i).then_some(at));
             let handle = std::thread::Builder::new()
                 .name(format!("varpulis-{name}"))
-                .spawn(move || context_thread(engine, &rx, &out_tx, panic_at))
+                .spawn({
+                    let timer = self.clock.share();
+                    move || context_thread(engine, &rx, &out_tx, panic_at, timer)
+                })
                 .map_err(|e| RunError::Context {
                     context: name.clone(),
                     message: format!("cannot start its thread: {e}"),
@@ -300,10 +312,15 @@ impl Loop<'_> {
             to_contexts.push(tx);
             from_contexts.push(out_rx);
         }
-        let declared_names = self.start_declared(&mut to_contexts, &mut from_contexts, &mut handles)?;
+        let declared_names =
+            self.start_declared(&mut to_contexts, &mut from_contexts, &mut handles)?;
         // The source reads through its own reader over the one input handle, from where this
         // loop's reader stands (the resume position; that reader is not read in this mode).
-        let handle = self.input.file.try_clone().map_err(|e| self.input.io_error(e))?;
+        let handle = self
+            .input
+            .file
+            .try_clone()
+            .map_err(|e| self.input.io_error(e))?;
         let reader = EventFileReader::from_file(
             &self.input.path,
             handle,
@@ -331,6 +348,7 @@ impl Loop<'_> {
             to_sink,
             control: Arc::clone(&control),
             flush_at_end: self.config.flush_at_end,
+            timer: self.clock.share(),
             every_events: match self.schedule.every() {
                 CheckpointEvery::Events(n) if self.manager.is_some() => Some(n.max(1)),
                 _ => None,
@@ -367,13 +385,14 @@ impl Loop<'_> {
     ) -> Result<Vec<String>, RunError> {
         let declared = std::mem::take(&mut self.declared);
         let own: Vec<HashSet<usize>> = declared.iter().map(|d| d.engine.own_streams()).collect();
-        let wants: Vec<HashSet<usize>> =
-            declared.iter().map(|d| d.engine.injected_streams()).collect();
+        let wants: Vec<HashSet<usize>> = declared
+            .iter()
+            .map(|d| d.engine.injected_streams())
+            .collect();
         // Per context, what it receives from each producer, and what it sends to each consumer.
         let mut inputs: Vec<Vec<Receiver<FromContext>>> =
             (0..declared.len()).map(|_| Vec::new()).collect();
-        let mut consumers: Vec<Vec<Consumer>> =
-            (0..declared.len()).map(|_| Vec::new()).collect();
+        let mut consumers: Vec<Vec<Consumer>> = (0..declared.len()).map(|_| Vec::new()).collect();
         for (p, produced) in own.iter().enumerate() {
             for (c, wanted) in wants.iter().enumerate() {
                 let streams: HashSet<usize> = produced.intersection(wanted).copied().collect();
@@ -403,6 +422,7 @@ impl Loop<'_> {
             let (engine, cores) = (d.engine, d.cores);
             let thread = DeclaredThread {
                 name: name.clone(),
+                timer: self.clock.share(),
                 engine,
                 source: rx,
                 inputs,
@@ -433,6 +453,7 @@ impl Loop<'_> {
         observer: &mut dyn RunObserver,
     ) -> Result<End, RunError> {
         let n = threads.contexts.len();
+        let timer = self.clock.share();
         let mut outputs: Vec<Event> = Vec::new();
         // A barrier asked for and not yet at the sink (a time-based schedule; a count of
         // events is the source's to keep).
@@ -504,7 +525,7 @@ impl Loop<'_> {
                             unreachable!("contexts answer the source's messages in order")
                         };
                         debug_assert_eq!(got, id);
-                        first.get_or_insert_with(Instant::now);
+                        first.get_or_insert_with(|| now(timer.as_ref()));
                         snapshot_max = snapshot_max.max(took);
                         let name = threads.names[i].clone();
                         metadata.insert(
@@ -514,8 +535,9 @@ impl Loop<'_> {
                         states.push((name, state));
                     }
                     asked = false;
-                    let latency = injected.elapsed();
-                    let alignment = first.map_or(Duration::ZERO, |t| t.elapsed());
+                    let at_sink = now(timer.as_ref());
+                    let latency = at_sink.saturating_sub(injected);
+                    let alignment = first.map_or(Duration::ZERO, |t| at_sink.saturating_sub(t));
                     tracing::info!(
                         barrier = id,
                         latency_us = latency.as_micros() as u64,
@@ -653,6 +675,11 @@ fn sort_tagged(tagged: &mut [Tagged]) {
     tagged.sort_by(Tagged::order);
 }
 
+/// The shared clock's monotonic time (zero without one: see [`Clock::share`]).
+fn now(timer: Option<&Arc<dyn Clock>>) -> Duration {
+    timer.map_or(Duration::ZERO, |c| c.monotonic())
+}
+
 fn sort_late(mut late: Vec<TaggedLate>) -> Vec<TaggedLate> {
     late.sort_by_key(|l| (l.seq, l.stream));
     late
@@ -675,6 +702,7 @@ struct Source {
     flush_at_end: bool,
     /// A barrier after every this many events (a count-based schedule).
     every_events: Option<u64>,
+    timer: Option<Arc<dyn Clock>>,
 }
 
 impl Source {
@@ -736,7 +764,7 @@ impl Source {
                 let barrier = FromSource::Barrier {
                     id: barriers,
                     at: self.reader.position(),
-                    injected: Instant::now(),
+                    injected: now(self.timer.as_ref()),
                     source: self.checker.source_checkpoint(),
                 };
                 if !self.send(ToContext::Barrier(barriers), barrier) {
@@ -779,7 +807,11 @@ impl Source {
         *seq += batch.events.len() as u64;
         for (i, tx) in self.to_contexts.iter().enumerate() {
             // Declared contexts (after the keyed ones) take every event.
-            let mine = self.routes.get_mut(i).map(std::mem::take).unwrap_or_default();
+            let mine = self
+                .routes
+                .get_mut(i)
+                .map(std::mem::take)
+                .unwrap_or_default();
             if tx.send(ToContext::Batch(Arc::clone(&batch), mine)).is_err() {
                 return false;
             }
@@ -824,7 +856,11 @@ impl Consumer {
         let copy = match message {
             FromContext::Batch { outputs, late } => FromContext::Batch {
                 outputs: filter(outputs),
-                late: if self.streams.is_none() { late.clone() } else { Vec::new() },
+                late: if self.streams.is_none() {
+                    late.clone()
+                } else {
+                    Vec::new()
+                },
             },
             FromContext::Barrier { id, state, took } => FromContext::Barrier {
                 id: *id,
@@ -841,7 +877,11 @@ impl Consumer {
                 state,
             } => FromContext::End {
                 outputs: filter(outputs),
-                late: if self.streams.is_none() { late.clone() } else { Vec::new() },
+                late: if self.streams.is_none() {
+                    late.clone()
+                } else {
+                    Vec::new()
+                },
                 state: if self.streams.is_none() {
                     state.clone()
                 } else {
@@ -857,6 +897,7 @@ impl Consumer {
 /// what they read from other declared contexts injected position by position.
 struct DeclaredThread {
     name: String,
+    timer: Option<Arc<dyn Clock>>,
     engine: Engine,
     source: Receiver<ToContext>,
     /// The declared contexts it reads from.
@@ -901,19 +942,25 @@ impl DeclaredThread {
                     while let Some(t) = upstream.next_if(|t| t.seq == seq) {
                         self.engine.inject(t.stream, t.event);
                     }
-                    if let Err(e) = self.engine.process_tagged(event, seq, &mut outputs, &mut late) {
-                        panic!("context {}: an event the source accepted was refused: {e}", self.name);
+                    if let Err(e) = self
+                        .engine
+                        .process_tagged(event, seq, &mut outputs, &mut late)
+                    {
+                        panic!(
+                            "context {}: an event the source accepted was refused: {e}",
+                            self.name
+                        );
                     }
                 }
                 FromContext::Batch { outputs, late }
             }
             ToContext::Barrier(id) => {
-                let started = Instant::now();
+                let started = now(self.timer.as_ref());
                 let state = self.engine.context_checkpoint();
                 FromContext::Barrier {
                     id,
                     state,
-                    took: started.elapsed(),
+                    took: now(self.timer.as_ref()).saturating_sub(started),
                 }
             }
             ToContext::End { flush } => {
@@ -965,7 +1012,11 @@ fn pin_to(context: &str, cores: &[usize]) {
         }
     }
     #[cfg(not(target_os = "linux"))]
-    tracing::warn!(context, ?cores, "pinning threads to cores is not supported here; it runs on any");
+    tracing::warn!(
+        context,
+        ?cores,
+        "pinning threads to cores is not supported here; it runs on any"
+    );
 }
 
 /// A parallel context's thread: every message of the source, answered in order.
@@ -974,6 +1025,7 @@ fn context_thread(
     rx: &Receiver<ToContext>,
     tx: &SyncSender<FromContext>,
     panic_at: Option<u64>,
+    timer: Option<Arc<dyn Clock>>,
 ) {
     for message in rx {
         let answer = match message {
@@ -994,12 +1046,12 @@ fn context_thread(
                 FromContext::Batch { outputs, late }
             }
             ToContext::Barrier(id) => {
-                let started = Instant::now();
+                let started = now(timer.as_ref());
                 let state = engine.context_checkpoint();
                 FromContext::Barrier {
                     id,
                     state,
-                    took: started.elapsed(),
+                    took: now(timer.as_ref()).saturating_sub(started),
                 }
             }
             ToContext::End { flush } => {
