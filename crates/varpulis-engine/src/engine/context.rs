@@ -596,9 +596,9 @@ fn push_tagged(
 }
 
 /// Merges the states of every context of a checkpoint into the state of one engine (the
-/// inverse of [`split`]): window partitions of a stream several contexts ran are united,
-/// their late-event counts summed; the output counts are summed; everything else each context
-/// holds a copy of, or only one context holds.
+/// inverse of the split a restore with several contexts makes): window partitions of a stream
+/// several contexts ran are united, their late-event counts summed; the output counts are
+/// summed; everything else each context holds a copy of, or only one context holds.
 ///
 /// # Errors
 /// [`EngineError::Rescale`] when the contexts disagree: one stream's windows under two
