@@ -107,6 +107,17 @@ impl Router {
     }
 }
 
+/// What one step of a parallel context does to its owned windows.
+#[derive(Clone, Copy)]
+enum Action<'a> {
+    /// Takes an input event.
+    Event(&'a Event),
+    /// Advances to a watermark.
+    Advance(EventTime),
+    /// Flushes (end of input).
+    Flush,
+}
+
 /// A parallel context's view of one batch of input (see [`Engine::process_routed`]).
 pub(crate) struct Routed<'a> {
     /// The input sequence number of `events[0]`.
@@ -396,7 +407,7 @@ impl Engine {
                 self.close_until(batch, k - 1, out);
             }
             let seq = batch.first_seq + k as u64;
-            self.routed_step(seq, Some(&batch.events[k]), None, out);
+            self.routed_step(seq, Action::Event(&batch.events[k]), out);
             self.tag_late(seq, late);
         }
         if !batch.events.is_empty() {
@@ -424,21 +435,15 @@ impl Engine {
             // Watermarks only grow: the first position whose watermark reaches `t`.
             let j = batch.watermarks[..=upto].partition_point(|w| w.is_none_or(|w| w < t));
             let wm = batch.watermarks[j].expect("reaches t");
-            self.routed_step(batch.first_seq + j as u64, None, Some(wm), out);
+            self.routed_step(batch.first_seq + j as u64, Action::Advance(wm), out);
         }
-        self.routed_step(batch.first_seq + upto as u64, None, Some(target), out);
+        self.routed_step(batch.first_seq + upto as u64, Action::Advance(target), out);
     }
 
-    /// One step of the streams a parallel context runs, at input position `seq`: `event` into
-    /// the owned windows that read its type and own its key, or the owned windows advanced to
-    /// `watermark`; then the window-less streams over what they emitted.
-    fn routed_step(
-        &mut self,
-        seq: u64,
-        event: Option<&Event>,
-        watermark: Option<EventTime>,
-        out: &mut Vec<Tagged>,
-    ) {
+    /// One step of the streams a parallel context runs, at input position `seq`: an event into
+    /// the owned windows that read its type and own its key, the owned windows advanced to a
+    /// watermark, or flushed; then the window-less streams over what they emitted.
+    fn routed_step(&mut self, seq: u64, action: Action<'_>, out: &mut Vec<Tagged>) {
         let mut step = Step {
             variables: &self.variables,
             results: &mut self.results,
@@ -457,17 +462,25 @@ impl Engine {
                     let Some(op) = stream.window.as_mut() else {
                         continue;
                     };
-                    if let Some(wm) = watermark {
-                        op.advance_watermark(
-                            wm.saturating_sub(stream.watermark_lag_ms),
-                            step.results,
-                        );
-                        step.finish(stream, mine, Some(my_ranks));
-                    } else if let Some(event) = event
-                        && stream.source_name.is(event.event_type_arc())
-                        && self.owned.contains(&key_group(op.partition_key(event)))
-                    {
-                        step.handle(stream, event, mine, Some((my_ranks, &NO_RANK)));
+                    match action {
+                        Action::Advance(wm) => {
+                            op.advance_watermark(
+                                wm.saturating_sub(stream.watermark_lag_ms),
+                                step.results,
+                            );
+                            step.finish(stream, mine, Some(my_ranks));
+                        }
+                        Action::Flush => {
+                            while op.flush_step(step.results, usize::MAX) {}
+                            step.finish(stream, mine, Some(my_ranks));
+                        }
+                        Action::Event(event) => {
+                            if stream.source_name.is(event.event_type_arc())
+                                && self.owned.contains(&key_group(op.partition_key(event)))
+                            {
+                                step.handle(stream, event, mine, Some((my_ranks, &NO_RANK)));
+                            }
+                        }
                     }
                 }
                 Role::Run => {
@@ -487,37 +500,7 @@ impl Engine {
     /// The end-of-input flush of a parallel context: every open window of the streams it runs,
     /// with order keys ([`FLUSH_SEQ`], stream, rank), stream by stream.
     pub(crate) fn flush_context(&mut self, out: &mut Vec<Tagged>, late: &mut Vec<TaggedLate>) {
-        let mut step = Step {
-            variables: &self.variables,
-            results: &mut self.results,
-            late: &mut self.late,
-        };
-        for i in 0..self.streams.len() {
-            let (done, rest) = self.produced.split_at_mut(i);
-            let (done_ranks, rest_ranks) = self.ranks.split_at_mut(i);
-            let (mine, my_ranks) = (&mut rest[0], &mut rest_ranks[0]);
-            mine.clear();
-            my_ranks.clear();
-            let stream = &mut self.streams[i];
-            match self.roles[i] {
-                Role::Skip | Role::Injected => continue,
-                Role::Owned => {
-                    if let Some(op) = stream.window.as_mut() {
-                        while op.flush_step(step.results, usize::MAX) {}
-                        step.finish(stream, mine, Some(my_ranks));
-                    }
-                }
-                Role::Run => {
-                    if let Input::Stream(up) = stream.input {
-                        for (e, r) in done[up].iter().zip(&done_ranks[up]) {
-                            step.handle(stream, e, mine, Some((my_ranks, r)));
-                        }
-                    }
-                }
-            }
-            let moved = !stream.has_readers;
-            push_tagged(FLUSH_SEQ, i, mine, my_ranks, moved, out);
-        }
+        self.routed_step(FLUSH_SEQ, Action::Flush, out);
         self.tag_late(FLUSH_SEQ, late);
     }
 

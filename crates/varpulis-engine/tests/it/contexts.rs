@@ -398,6 +398,12 @@ fn checkpoints_of_n_contexts_resume_with_m_and_the_output_is_unchanged() {
     }
 }
 
+/// The output of an uninterrupted one-context run of [`PROGRAM`] with the end-of-input flush.
+fn one_context_output(dir: &Path, input: &Path) -> Vec<u8> {
+    let output = dir.join("expected.jsonl");
+    run(input, &output, 1, true, None, CheckpointEvery::Events(1)).output
+}
+
 fn config_for(input: &Path, output: &Path, workers: usize) -> RunConfig {
     let mut config = RunConfig::new(input);
     config.output = Some(output.to_path_buf());
@@ -426,15 +432,7 @@ fn run_with(config: &RunConfig, store: Arc<dyn StateStore>) -> Result<RunReport,
 fn a_failed_checkpoint_of_a_parallel_run_is_skipped_and_the_next_one_is_taken() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_input(dir.path(), &events(11, 2_000, 13));
-    let expected = run(
-        &input,
-        &dir.path().join("expected.jsonl"),
-        1,
-        true,
-        None,
-        CheckpointEvery::Events(1),
-    )
-    .output;
+    let expected = one_context_output(dir.path(), &input);
     let mut skipped_runs = 0;
     for n in (0..400).step_by(7) {
         let output = dir.path().join(format!("out-{n}.jsonl"));
@@ -478,15 +476,7 @@ fn a_failed_checkpoint_of_a_parallel_run_is_skipped_and_the_next_one_is_taken() 
 fn a_context_that_panics_fails_the_run_and_the_rerun_resumes_from_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_input(dir.path(), &events(12, 2_000, 13));
-    let expected = run(
-        &input,
-        &dir.path().join("expected.jsonl"),
-        1,
-        true,
-        None,
-        CheckpointEvery::Events(1),
-    )
-    .output;
+    let expected = one_context_output(dir.path(), &input);
     let output = dir.path().join("out.jsonl");
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let mut config = config_for(&input, &output, 3);
@@ -522,15 +512,7 @@ fn a_context_that_panics_fails_the_run_and_the_rerun_resumes_from_the_last_check
 fn a_barrier_past_the_checkpoint_timeout_aborts_that_checkpoint_only() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_input(dir.path(), &events(13, 2_000, 13));
-    let expected = run(
-        &input,
-        &dir.path().join("expected.jsonl"),
-        1,
-        true,
-        None,
-        CheckpointEvery::Events(1),
-    )
-    .output;
+    let expected = one_context_output(dir.path(), &input);
     let output = dir.path().join("out.jsonl");
     let mut config = config_for(&input, &output, 2);
     config.checkpoint_timeout = Some(std::time::Duration::from_nanos(1));
