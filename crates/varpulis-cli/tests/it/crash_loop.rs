@@ -364,10 +364,22 @@ fn runs_killed_and_resumed_with_3_then_2_then_5_workers_write_the_one_context_ou
 
 #[test]
 fn sigterm_stops_with_a_final_checkpoint_and_the_next_run_completes_the_output() {
-    let s = setup(4);
+    sigterm_then_rerun(&setup(4));
+}
+
+/// With 2 workers, stopped by SIGTERM; the rerun (with 3) completes the output.
+#[test]
+fn sigterm_stops_a_parallel_run_with_a_final_checkpoint_and_a_rerun_with_more_workers_completes_it()
+{
+    let mut s = setup(11);
+    s.workers = vec![2, 3];
+    sigterm_then_rerun(&s);
+}
+
+fn sigterm_then_rerun(s: &Setup) {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let child = run_cmd(&s, dir.path(), &[], None)
+    let child = run_cmd_n(s, dir.path(), &[], None, 0)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -395,7 +407,7 @@ fn sigterm_stops_with_a_final_checkpoint_and_the_next_run_completes_the_output()
         );
         assert!(partial.len() < s.expected.len());
     }
-    let rerun = run_cmd(&s, dir.path(), &[], None)
+    let rerun = run_cmd_n(s, dir.path(), &[], None, 1)
         .stderr(Stdio::piped())
         .output()
         .unwrap();
