@@ -155,3 +155,34 @@ fn an_output_shorter_than_the_checkpoint_recorded_is_an_error() {
     let err = fails(&mut cmd);
     assert!(err.contains("truncated or replaced"), "{err}");
 }
+
+#[test]
+fn workers_outside_one_to_the_key_groups_are_refused_and_a_program_without_parallel_streams_warns()
+{
+    let program = examples_dir().join("zone_stats.vpl");
+    let events = examples_dir().join("zone_stats.jsonl");
+    for n in ["0", "129"] {
+        let err = fails(crate::run(&program, &events).args(["--workers", n]));
+        assert!(
+            err.contains(&format!(
+                "--workers {n}: must be between 1 and 128 (the number of key groups)"
+            )),
+            "{err}"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write(
+        tmp.path(),
+        "filter.vpl",
+        "event SensorReading: zone: str, temperature: float\n\
+         stream Hot = SensorReading .where(temperature > 20.0)\n",
+    );
+    let out = ok(crate::run(&filter, &events).args(["--workers", "2"]));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("warning: --workers 2: no stream is a partitioned window over events"),
+        "{stderr}"
+    );
+    let one = ok(&mut crate::run(&filter, &events)).stdout;
+    assert_eq!(out.stdout, one, "the same output in one context");
+}
