@@ -68,7 +68,7 @@ pub enum Admission {
     NotRead,
 }
 pub use join::{DEFAULT_MAX_KEYS, JoinInput, JoinMatch, JoinOperator, JoinSpec};
-pub use operator::{Match, PatternOperator};
+pub use operator::{Decision, Match, PatternOperator};
 pub use spec::{
     Atom, Bindings, DEFAULT_MAX_KLEENE, DEFAULT_MAX_RUNS, PatternSpec, Predicate, Step, StepSpec,
 };

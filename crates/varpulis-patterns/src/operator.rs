@@ -45,6 +45,38 @@ impl Match {
     }
 }
 
+/// What made a match: the processing of a held event, or a run's deadline, in the order the
+/// operator takes them (by time; at one time an event before a deadline; then by the event's
+/// arrival number or the run's id). The matches of several operators that share out one
+/// pattern's partitions, ordered by decision, come in the order one operator emits them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Decision {
+    /// The event's time, or the deadline.
+    pub time: EventTime,
+    /// `false` for an event, `true` for a deadline.
+    pub deadline: bool,
+    /// The event's arrival number, or the run's id.
+    pub number: u64,
+}
+
+impl Decision {
+    fn event((time, number): (EventTime, u64)) -> Self {
+        Self {
+            time,
+            deadline: false,
+            number,
+        }
+    }
+
+    fn deadline((time, number): (EventTime, u64)) -> Self {
+        Self {
+            time,
+            deadline: true,
+            number,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Run {
     id: u64,
@@ -242,6 +274,15 @@ impl PatternOperator {
     ///
     /// [`advance_watermark`]: Self::advance_watermark
     pub fn process(&mut self, event: &Event) -> Admission {
+        self.process_with_arrival(event, self.next_arrival)
+    }
+
+    /// [`process`](Self::process) with the event's arrival number given: the caller's
+    /// numbering (an input position, say) rather than the operator's count, so that the
+    /// operators of several parallel contexts, each taking part of one input, order their
+    /// events and runs as one operator taking all of it would. Numbers must grow from call to
+    /// call; one below the operator's next number is raised to it.
+    pub fn process_with_arrival(&mut self, event: &Event, arrival: u64) -> Admission {
         if !self.reads(event.event_type()) {
             return Admission::NotRead;
         }
@@ -250,9 +291,23 @@ impl PatternOperator {
             self.counters.late_events_dropped += 1;
             return Admission::Late;
         }
-        self.pending.insert((ts, self.next_arrival), event.clone());
-        self.next_arrival += 1;
+        let arrival = arrival.max(self.next_arrival);
+        self.pending.insert((ts, arrival), event.clone());
+        self.next_arrival = arrival + 1;
         Admission::Held
+    }
+
+    /// The time of the operator's next decision (its first held event or run deadline): the
+    /// first [`advance_watermark`](Self::advance_watermark) to a watermark above it emits
+    /// something or changes a run; none below it does.
+    #[must_use]
+    pub fn next_decision(&self) -> Option<EventTime> {
+        let event = self.pending.first_key().map(|(t, _)| t);
+        let timer = self.timers.first_key_value().map(|((t, _), _)| *t);
+        match (event, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Moves the watermark to `wm` (never backwards): processes, in event-time order, every
@@ -263,18 +318,45 @@ impl PatternOperator {
             return;
         }
         self.watermark = Some(wm);
-        self.drain(Some(wm), out);
+        self.drain(Some(wm), out, None);
+    }
+
+    /// [`advance_watermark`](Self::advance_watermark), and for each match appended to `out`
+    /// the decision that made it, appended to `decisions`.
+    pub fn advance_watermark_with_decisions(
+        &mut self,
+        wm: EventTime,
+        out: &mut Vec<Match>,
+        decisions: &mut Vec<Decision>,
+    ) {
+        if self.watermark.is_some_and(|w| wm <= w) {
+            return;
+        }
+        self.watermark = Some(wm);
+        self.drain(Some(wm), out, Some(decisions));
+    }
+
+    /// [`flush`](Self::flush), with each match's decision (as
+    /// [`advance_watermark_with_decisions`](Self::advance_watermark_with_decisions)).
+    pub fn flush_with_decisions(&mut self, out: &mut Vec<Match>, decisions: &mut Vec<Decision>) {
+        self.drain(None, out, Some(decisions));
     }
 
     /// End of input: processes every held event and fires every deadline, as if the
     /// watermark had gone past all of them. Runs that can only complete with more events stay
     /// open (and are kept in checkpoints).
     pub fn flush(&mut self, out: &mut Vec<Match>) {
-        self.drain(None, out);
+        self.drain(None, out, None);
     }
 
-    fn drain(&mut self, below: Option<EventTime>, out: &mut Vec<Match>) {
+    fn drain(
+        &mut self,
+        below: Option<EventTime>,
+        out: &mut Vec<Match>,
+        mut decisions: Option<&mut Vec<Decision>>,
+    ) {
         loop {
+            let before = out.len();
             let event = self
                 .pending
                 .first_key()
@@ -284,19 +366,31 @@ impl PatternOperator {
                 .first_key_value()
                 .map(|(k, _)| *k)
                 .filter(|(t, _)| below.is_none_or(|w| *t < w));
-            match (event, timer) {
-                (Some(e), Some(t)) if e.0 <= t.0 => self.release(e, out),
-                (Some(e), None) => self.release(e, out),
-                (_, Some(t)) => self.fire(t, out),
+            let decision = match (event, timer) {
+                (Some(e), Some(t)) if e.0 <= t.0 => {
+                    self.release(out);
+                    Decision::event(e)
+                }
+                (Some(e), None) => {
+                    self.release(out);
+                    Decision::event(e)
+                }
+                (_, Some(t)) => {
+                    self.fire(t, out);
+                    Decision::deadline(t)
+                }
                 (None, None) => return,
+            };
+            if let Some(d) = decisions.as_deref_mut() {
+                d.resize(d.len() + (out.len() - before), decision);
             }
         }
     }
 
-    /// Processes the first held event (whose key is `_key`).
-    fn release(&mut self, _key: (EventTime, u64), out: &mut Vec<Match>) {
-        if let Some((_, event)) = self.pending.pop_first() {
-            self.step_event(&event, out);
+    /// Processes the first held event.
+    fn release(&mut self, out: &mut Vec<Match>) {
+        if let Some(((_, arrival), event)) = self.pending.pop_first() {
+            self.step_event(&event, arrival, out);
         }
     }
 
@@ -351,7 +445,7 @@ impl PatternOperator {
         }
     }
 
-    fn step_event(&mut self, event: &Event, out: &mut Vec<Match>) {
+    fn step_event(&mut self, event: &Event, arrival: u64, out: &mut Vec<Match>) {
         let partition = match &self.spec.partition_by {
             None => None,
             Some(field) => match event.get(field) {
@@ -384,7 +478,7 @@ impl PatternOperator {
                 }
             }
         }
-        if let Some(run) = self.start(event) {
+        if let Some(run) = self.start(event, arrival) {
             let n = self.spec.steps.len();
             self.counters.runs_started += 1;
             if run.step == n && self.spec.absence.is_empty() {
@@ -414,15 +508,18 @@ impl PatternOperator {
         }
     }
 
-    /// A new run, if `event` matches the first step.
-    fn start(&mut self, event: &Event) -> Option<Run> {
+    /// A new run, if `event` (arrival number `arrival`) matches the first step. Its id is the
+    /// event's arrival number (an event starts at most one run), so that runs started by
+    /// events of one time, whose deadlines tie, fire in the order of their events however the
+    /// partitions are spread over operators.
+    fn start(&mut self, event: &Event, arrival: u64) -> Option<Run> {
         let first = &self.spec.steps[0].step;
         let hit = first
             .atoms()
             .iter()
             .position(|a| a.matches(event, &Bindings::EMPTY))?;
-        let id = self.next_run;
-        self.next_run += 1;
+        let id = arrival;
+        self.next_run = self.next_run.max(arrival + 1);
         let mut run = Run {
             id,
             step: 0,

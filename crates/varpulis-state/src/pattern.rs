@@ -18,7 +18,7 @@ pub struct PatternCheckpoint {
     pub pending: Vec<(u64, Event)>,
     /// The next arrival number.
     pub next_arrival: u64,
-    /// The next run id.
+    /// Above every run id.
     pub next_run: u64,
     /// The operator's watermark.
     pub watermark_ms: Option<i64>,
@@ -38,7 +38,8 @@ pub struct PatternPartitionState {
 /// One partial match.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatternRunState {
-    /// Unique, increasing: creation order.
+    /// Unique: the arrival number of the event that started it (an event starts at most one
+    /// run; at one start time, ids are in creation order).
     pub id: u64,
     /// The step the run waits for (the number of steps: it waits for its deadline, in an
     /// absence pattern).

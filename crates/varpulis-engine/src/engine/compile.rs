@@ -89,7 +89,39 @@ impl CompiledStream {
             emit_names,
             variables,
         }
-        .drain(op, wm, out);
+        .drain(op, wm, out, None);
+    }
+
+    /// [`drain_operator`](Self::drain_operator) in a keyed context: each output's rank (its
+    /// match's decision) goes to `ranks`.
+    pub(super) fn drain_operator_ranked(
+        &mut self,
+        variables: &BTreeMap<String, Value>,
+        wm: Option<varpulis_core::EventTime>,
+        out: &mut Vec<Event>,
+        ranks: &mut Vec<super::context::Rank>,
+    ) {
+        let Self {
+            plan,
+            operator,
+            output_type,
+            filter,
+            emit,
+            emit_names,
+            ..
+        } = self;
+        let Some(op) = operator.as_mut() else {
+            return;
+        };
+        super::operators::Projection {
+            plan,
+            output_type,
+            filter: filter.as_ref(),
+            emit,
+            emit_names,
+            variables,
+        }
+        .drain(op, wm, out, Some(ranks));
     }
 
     /// Whether input events of type `t` reach this stream directly.

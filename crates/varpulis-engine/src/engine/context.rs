@@ -13,11 +13,13 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use std::sync::Arc;
-use varpulis_checkpoint::{EngineCheckpoint, WindowCheckpoint};
+use varpulis_checkpoint::{EngineCheckpoint, PatternCheckpoint, PatternCounters, WindowCheckpoint};
 
 use varpulis_core::{Event, EventTime, FieldRef, Value};
+use varpulis_patterns::Decision;
 
 use super::compile::{CompiledStream, Input};
+use super::operators::Operator;
 use super::step::Step;
 use super::{Engine, EngineError};
 use crate::key_group::{key_group, owner};
@@ -37,17 +39,35 @@ pub(super) enum Role {
 }
 
 /// An output's place among the outputs of one stream at one input position: a closed
-/// window's end, then its partition key (the order a window emits in), or for a projection of
-/// a window's outputs, the rank of the output it came from.
+/// window's end, then its partition key (the order a window emits in); a pattern match's
+/// decision (time, an event before a deadline, the event's arrival number or the run's id:
+/// the order a pattern operator emits in); for a projection of a window's or pattern's
+/// outputs, the rank of the output it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Rank {
-    end_ms: i64,
+    time: i64,
+    kind: u8,
+    number: u64,
     key: Value,
 }
 
 impl Rank {
     pub(super) fn window(end_ms: i64, key: Value) -> Self {
-        Self { end_ms, key }
+        Self {
+            time: end_ms,
+            kind: 0,
+            number: 0,
+            key,
+        }
+    }
+
+    pub(super) fn decision(d: Decision) -> Self {
+        Self {
+            time: d.time,
+            kind: u8::from(d.deadline),
+            number: d.number,
+            key: Value::Null,
+        }
     }
 }
 
@@ -61,8 +81,8 @@ impl PartialOrd for Rank {
 
 impl Ord for Rank {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.end_ms
-            .cmp(&other.end_ms)
+        (self.time, self.kind, self.number)
+            .cmp(&(other.time, other.kind, other.number))
             .then_with(|| self.key.cmp(&other.key))
     }
 }
@@ -89,7 +109,8 @@ impl Tagged {
 /// Which contexts an input event goes to (see [`Engine::router`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Router {
-    /// Per parallel window: the event type it reads, its partition field.
+    /// Per parallel window, and per event type a parallel pattern reads: the event type, the
+    /// partition field.
     windows: Vec<(FieldRef, FieldRef)>,
     contexts: usize,
 }
@@ -107,13 +128,18 @@ impl Router {
     }
 }
 
-/// What one step of a parallel context does to its owned windows.
+/// What one step of a parallel context does to its owned windows and patterns.
 #[derive(Clone, Copy)]
 enum Action<'a> {
     /// Takes an input event.
     Event(&'a Event),
-    /// Advances to a watermark.
-    Advance(EventTime),
+    /// Advances the windows to the effective watermark and each pattern to its own (by its
+    /// place among the parallel patterns, [`Engine::parallel_operators`]), as the one-context
+    /// engine after an event.
+    Advance {
+        effective: Option<EventTime>,
+        operators: &'a [Option<EventTime>],
+    },
     /// Flushes (end of input).
     Flush,
 }
@@ -125,6 +151,9 @@ pub(crate) struct Routed<'a> {
     pub(crate) events: &'a [Event],
     /// The effective watermark after each event (the source's, as the one-context engine's).
     pub(crate) watermarks: &'a [Option<EventTime>],
+    /// Per parallel pattern ([`Engine::parallel_operators`]), its operator watermark after each
+    /// event.
+    pub(crate) operator_watermarks: &'a [Vec<Option<EventTime>>],
     /// Indices into `events` of those routed to this context, ascending.
     pub(crate) mine: &'a [u32],
 }
@@ -145,8 +174,10 @@ pub(crate) struct TaggedLate {
 pub(super) fn parallel_streams(streams: &[CompiledStream]) -> Vec<bool> {
     let mut parallel: Vec<bool> = Vec::with_capacity(streams.len());
     for s in streams {
-        let p = if s.operator.is_some() || s.plan.context.is_some() {
+        let p = if s.plan.context.is_some() {
             false
+        } else if let Some(op) = &s.operator {
+            keyed_pattern(s, op)
         } else if s.window.is_some() {
             s.input == Input::Event && s.plan.partition_by.is_some()
         } else {
@@ -157,7 +188,49 @@ pub(super) fn parallel_streams(streams: &[CompiledStream]) -> Vec<bool> {
     parallel
 }
 
+/// Whether `s` is a partitioned pattern over input events only (which keyed contexts can
+/// share out by key group).
+fn keyed_pattern(s: &CompiledStream, op: &Operator) -> bool {
+    matches!(op, Operator::Pattern(_))
+        && s.plan.partition_by.is_some()
+        && s.feeds.iter().all(|f| f.input == Input::Event)
+}
+
 impl Engine {
+    /// The parallel pattern streams (indices, in stream order): the source computes their
+    /// operator watermarks for the keyed contexts ([`Engine::operator_watermark_of`]).
+    pub(crate) fn parallel_operators(&self) -> Vec<usize> {
+        parallel_streams(&self.streams)
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, p)| p && self.streams[i].operator.is_some())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The operator watermark of pattern stream `stream` given the effective one, as
+    /// [`process`](Self::process) advances it.
+    pub(crate) fn operator_watermark_of(
+        &self,
+        stream: usize,
+        effective: Option<EventTime>,
+    ) -> Option<EventTime> {
+        super::operator_watermark(&self.streams[stream], &self.watermarks, effective)
+    }
+
+    /// The parallel pattern streams a parallel run splits by key group, with their partition
+    /// fields.
+    #[must_use]
+    pub(crate) fn parallel_pattern_streams(&self) -> HashMap<String, String> {
+        self.parallel_operators()
+            .into_iter()
+            .filter_map(|i| {
+                let p = &self.streams[i].plan;
+                Some((p.name.clone(), p.partition_by.clone()?))
+            })
+            .collect()
+    }
+
     /// The names of the window streams a parallel run splits by key group.
     #[must_use]
     pub(crate) fn parallel_window_streams(&self) -> HashSet<String> {
@@ -183,13 +256,16 @@ impl Engine {
         self.roles = parallel
             .iter()
             .zip(&self.streams)
-            .map(|(&p, s)| match (p, s.window.is_some()) {
-                (true, true) => Role::Owned,
-                (true, false) => Role::Run,
-                (false, _) => Role::Skip,
-            })
+            .map(
+                |(&p, s)| match (p, s.window.is_some() || s.operator.is_some()) {
+                    (true, true) => Role::Owned,
+                    (true, false) => Role::Run,
+                    (false, _) => Role::Skip,
+                },
+            )
             .collect();
         self.owned = crate::key_group::owned(index, contexts);
+        self.operator_slots = self.parallel_operators();
         self
     }
 
@@ -339,22 +415,28 @@ impl Engine {
     /// How the source routes events to `contexts` contexts: by the key group of each
     /// parallel window's partition key.
     pub(crate) fn router(&self, contexts: usize) -> Router {
-        let windows = parallel_streams(&self.streams)
+        let mut windows = Vec::new();
+        for (p, s) in parallel_streams(&self.streams)
             .into_iter()
             .zip(&self.streams)
-            .filter(|(p, s)| *p && s.window.is_some())
-            .map(|(_, s)| {
-                let field = s
-                    .plan
-                    .partition_by
-                    .as_deref()
-                    .expect("a parallel window is keyed");
-                (
-                    FieldRef::new(s.plan.source.name()),
-                    FieldRef::new(Arc::<str>::from(field)),
-                )
-            })
-            .collect();
+        {
+            if !p || (s.window.is_none() && s.operator.is_none()) {
+                continue;
+            }
+            let field = s
+                .plan
+                .partition_by
+                .as_deref()
+                .expect("a parallel window or pattern is keyed");
+            let field = FieldRef::new(Arc::<str>::from(field));
+            if s.window.is_some() {
+                windows.push((FieldRef::new(s.plan.source.name()), field));
+            } else {
+                for f in &s.feeds {
+                    windows.push((FieldRef::new(f.name.as_str()), field.clone()));
+                }
+            }
+        }
         Router { windows, contexts }
     }
 
@@ -415,35 +497,60 @@ impl Engine {
         }
     }
 
-    /// Advances the owned windows to the watermark after event `upto` of the batch, emitting
-    /// each window at the position where the watermark first reached its close time.
+    /// Advances the owned windows and patterns to the watermarks after event `upto` of the
+    /// batch, taking each step where the one-context engine takes it: a window is emitted at
+    /// the first position where the effective watermark reaches its close time, a pattern
+    /// decides (releases a held event, fires a deadline) at the first position where its
+    /// operator watermark passes the decision's time.
     fn close_until(&mut self, batch: &Routed<'_>, upto: usize, out: &mut Vec<Tagged>) {
-        let Some(target) = batch.watermarks[upto] else {
-            return;
-        };
         loop {
-            let next = self
-                .streams
-                .iter()
-                .zip(&self.roles)
-                .filter(|(_, r)| **r == Role::Owned)
-                .filter_map(|(s, _)| s.window.as_ref()?.next_timer())
-                .min();
-            let Some(t) = next.filter(|&t| t <= target) else {
-                break;
-            };
-            // Watermarks only grow: the first position whose watermark reaches `t`.
-            let j = batch.watermarks[..=upto].partition_point(|w| w.is_none_or(|w| w < t));
-            let wm = batch.watermarks[j].expect("reaches t");
-            self.routed_step(batch.first_seq + j as u64, Action::Advance(wm), out);
+            let mut first: Option<usize> = None;
+            for (i, (s, r)) in self.streams.iter().zip(&self.roles).enumerate() {
+                if *r != Role::Owned {
+                    continue;
+                }
+                // Watermarks only grow: the first position at which the step is due.
+                let j = if let Some(w) = &s.window {
+                    let Some(t) = w.next_timer() else { continue };
+                    batch.watermarks[..=upto].partition_point(|w| w.is_none_or(|w| w < t))
+                } else if let Some(Operator::Pattern(op)) = &s.operator {
+                    let Some(t) = op.next_decision() else {
+                        continue;
+                    };
+                    let slot = slot_of(&self.operator_slots, i);
+                    batch.operator_watermarks[slot][..=upto]
+                        .partition_point(|w| w.is_none_or(|w| w <= t))
+                } else {
+                    continue;
+                };
+                if j <= upto {
+                    first = Some(first.map_or(j, |f| f.min(j)));
+                }
+            }
+            let Some(j) = first else { break };
+            self.advance_at(batch, j, out);
         }
-        self.routed_step(batch.first_seq + upto as u64, Action::Advance(target), out);
+        self.advance_at(batch, upto, out);
+    }
+
+    /// Advances to the watermarks after event `j` of the batch.
+    fn advance_at(&mut self, batch: &Routed<'_>, j: usize, out: &mut Vec<Tagged>) {
+        let operators: Vec<Option<EventTime>> =
+            batch.operator_watermarks.iter().map(|w| w[j]).collect();
+        let action = Action::Advance {
+            effective: batch.watermarks[j],
+            operators: &operators,
+        };
+        self.routed_step(batch.first_seq + j as u64, action, out);
     }
 
     /// One step of the streams a parallel context runs, at input position `seq`: an event into
-    /// the owned windows that read its type and own its key, the owned windows advanced to a
-    /// watermark, or flushed; then the window-less streams over what they emitted.
+    /// the owned windows and patterns that read its type and own its key, the owned windows
+    /// and patterns advanced to their watermarks, or flushed; then the window-less streams
+    /// over what they emitted.
     fn routed_step(&mut self, seq: u64, action: Action<'_>, out: &mut Vec<Tagged>) {
+        // A pattern numbers its events by their absolute input position.
+        let arrival = self.events_processed.saturating_add(seq);
         let mut step = Step {
             variables: &self.variables,
             results: &mut self.results,
@@ -458,17 +565,41 @@ impl Engine {
             let stream = &mut self.streams[i];
             match self.roles[i] {
                 Role::Skip | Role::Injected => continue,
+                Role::Owned if stream.operator.is_some() => match action {
+                    Action::Advance { operators, .. } => {
+                        if let Some(wm) = operators[slot_of(&self.operator_slots, i)] {
+                            stream.drain_operator_ranked(step.variables, Some(wm), mine, my_ranks);
+                        }
+                    }
+                    Action::Flush => {
+                        stream.drain_operator_ranked(step.variables, None, mine, my_ranks);
+                    }
+                    Action::Event(event) => {
+                        let field = stream.plan.partition_by.as_deref().unwrap_or_default();
+                        let key = event.get(field).unwrap_or(&Value::Null);
+                        let reads = stream.feeds.iter().any(|f| f.name == event.event_type());
+                        if reads
+                            && self.owned.contains(&key_group(key))
+                            && let Some(op) = stream.operator.as_mut()
+                            && op.process_at(event, arrival)
+                        {
+                            step.dropped_late(&stream.plan.name, event);
+                        }
+                    }
+                },
                 Role::Owned => {
                     let Some(op) = stream.window.as_mut() else {
                         continue;
                     };
                     match action {
-                        Action::Advance(wm) => {
-                            op.advance_watermark(
-                                wm.saturating_sub(stream.watermark_lag_ms),
-                                step.results,
-                            );
-                            step.finish(stream, mine, Some(my_ranks));
+                        Action::Advance { effective, .. } => {
+                            if let Some(wm) = effective {
+                                op.advance_watermark(
+                                    wm.saturating_sub(stream.watermark_lag_ms),
+                                    step.results,
+                                );
+                                step.finish(stream, mine, Some(my_ranks));
+                            }
                         }
                         Action::Flush => {
                             while op.flush_step(step.results, usize::MAX) {}
@@ -542,9 +673,19 @@ impl Engine {
     }
 }
 
+/// The place of stream `stream` among the parallel patterns.
+fn slot_of(slots: &[usize], stream: usize) -> usize {
+    slots
+        .iter()
+        .position(|&s| s == stream)
+        .expect("an owned pattern is a parallel operator")
+}
+
 /// The rank a window-fed output does not use (a window's outputs carry their own).
 static NO_RANK: Rank = Rank {
-    end_ms: 0,
+    time: 0,
+    kind: 0,
+    number: 0,
     key: Value::Null,
 };
 
@@ -604,7 +745,14 @@ pub fn merge_contexts(
                 }
             }
         }
-        unite(&mut into.pattern_states, cp.pattern_states)?;
+        for (name, state) in cp.pattern_states {
+            match into.pattern_states.get_mut(&name) {
+                Some(have) => merge_pattern(&name, have, state)?,
+                None => {
+                    into.pattern_states.insert(name, state);
+                }
+            }
+        }
         unite(&mut into.join_operator_states, cp.join_operator_states)?;
         unite(&mut into.sase_states, cp.sase_states)?;
         unite(&mut into.join_states, cp.join_states)?;
@@ -631,6 +779,92 @@ fn unite<T>(into: &mut BTreeMap<String, T>, from: BTreeMap<String, T>) -> Result
         into.insert(name, state);
     }
     Ok(())
+}
+
+/// Unites the states of one pattern that several keyed contexts ran: their partitions (one
+/// key in one context only) and held events, counters summed; the arrival and run numbers
+/// continue after the largest.
+fn merge_pattern(
+    name: &str,
+    into: &mut PatternCheckpoint,
+    from: PatternCheckpoint,
+) -> Result<(), EngineError> {
+    let rescale = |what: String| EngineError::Rescale {
+        stream: name.to_owned(),
+        what,
+    };
+    if into.shape != from.shape {
+        return Err(rescale(
+            "two contexts hold its pattern under different definitions".to_owned(),
+        ));
+    }
+    if !from.partitions.is_empty() {
+        let keys: HashSet<&Option<Value>> = into.partitions.iter().map(|p| &p.key).collect();
+        if let Some(p) = from.partitions.iter().find(|p| keys.contains(&p.key)) {
+            let key = p
+                .key
+                .as_ref()
+                .map_or_else(|| "(none)".to_owned(), Value::to_string);
+            return Err(rescale(format!("partition {key} is in two contexts")));
+        }
+    }
+    into.partitions.extend(from.partitions);
+    into.partitions.sort_by(|a, b| a.key.cmp(&b.key));
+    into.pending.extend(from.pending);
+    into.pending
+        .sort_by_key(|(arrival, e)| (e.timestamp_ms(), *arrival));
+    into.next_arrival = into.next_arrival.max(from.next_arrival);
+    into.next_run = into.next_run.max(from.next_run);
+    into.watermark_ms = into.watermark_ms.max(from.watermark_ms);
+    add_counters(&mut into.counters, &from.counters);
+    Ok(())
+}
+
+fn add_counters(into: &mut PatternCounters, from: &PatternCounters) {
+    let PatternCounters {
+        runs_started,
+        matches,
+        runs_expired,
+        runs_cancelled,
+        runs_evicted,
+        kleene_overflows,
+        late_events_dropped,
+        events_without_key,
+    } = *from;
+    into.runs_started += runs_started;
+    into.matches += matches;
+    into.runs_expired += runs_expired;
+    into.runs_cancelled += runs_cancelled;
+    into.runs_evicted += runs_evicted;
+    into.kleene_overflows += kleene_overflows;
+    into.late_events_dropped += late_events_dropped;
+    into.events_without_key += events_without_key;
+}
+
+/// Splits one pattern's state over `contexts` keyed contexts by the key group of each
+/// partition and of each held event's partition field (`field`; an event without it goes
+/// where the source routes it, with the null key); the counters go to context 0.
+fn split_pattern(state: PatternCheckpoint, field: &str, contexts: usize) -> Vec<PatternCheckpoint> {
+    let empty = PatternCheckpoint {
+        shape: state.shape.clone(),
+        partitions: Vec::new(),
+        pending: Vec::new(),
+        next_arrival: state.next_arrival,
+        next_run: state.next_run,
+        watermark_ms: state.watermark_ms,
+        counters: PatternCounters::default(),
+    };
+    let mut pieces = vec![empty; contexts];
+    pieces[0].counters = state.counters;
+    for p in state.partitions {
+        let kg = key_group(p.key.as_ref().unwrap_or(&Value::Null));
+        pieces[owner(kg, contexts)].partitions.push(p);
+    }
+    for (arrival, e) in state.pending {
+        let kg = key_group(e.get(field).unwrap_or(&Value::Null));
+        pieces[owner(kg, contexts)].pending.push((arrival, e));
+    }
+    pieces
 }
 
 fn merge_window(
@@ -661,14 +895,16 @@ fn merge_window(
 }
 
 /// Splits one engine's state for a parallel run of `contexts` keyed contexts, the declared
-/// contexts and a tail: the partitions of each stream of `parallel` go to the keyed context
-/// that owns their key group (its late-event count to context 0), the state of a stream placed
+/// contexts and a tail: the partitions of each window of `parallel` and of each pattern of
+/// `patterns` (name to partition field) go to the keyed context that owns their key group
+/// (its counts to context 0), the state of a stream placed
 /// in a declared context (`declared`: stream name to the index of its context among
 /// `declared_count`) to that context, everything else to the tail; the watermark, variables
 /// and input count go to all, the output count to the tail.
 pub(crate) fn split(
     cp: EngineCheckpoint,
     parallel: &HashSet<String>,
+    patterns: &HashMap<String, String>,
     contexts: usize,
     declared: &HashMap<String, usize>,
     declared_count: usize,
@@ -693,6 +929,12 @@ pub(crate) fn split(
         ..shared
     };
     for (name, state) in cp.pattern_states {
+        if let Some(field) = patterns.get(&name) {
+            for (part, piece) in parts.iter_mut().zip(split_pattern(state, field, contexts)) {
+                part.pattern_states.insert(name.clone(), piece);
+            }
+            continue;
+        }
         match declared.get(&name) {
             Some(&d) => decl[d].pattern_states.insert(name, state),
             None => tail.pattern_states.insert(name, state),

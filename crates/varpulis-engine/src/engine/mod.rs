@@ -66,6 +66,9 @@ pub struct Engine {
     roles: Vec<context::Role>,
     /// The key groups a parallel context owns.
     owned: std::ops::Range<u16>,
+    /// A parallel context: the parallel pattern streams, in the order of the operator
+    /// watermarks the source sends ([`Engine::parallel_operators`]).
+    operator_slots: Vec<usize>,
     /// Per stream, the order keys of `produced` (a parallel context).
     ranks: Vec<Vec<context::Rank>>,
     /// Per stream, outputs injected into the tail of a parallel run for the next step.
@@ -135,6 +138,7 @@ impl Engine {
             flushed: None,
             roles: Vec::new(),
             owned: 0..crate::key_group::KEY_GROUPS,
+            operator_slots: Vec::new(),
             ranks: Vec::new(),
             injected: Vec::new(),
             track_streams: false,

@@ -13,6 +13,7 @@ use varpulis_patterns::{
 use varpulis_vpl::{CompiledExpr, JoinPlan, PatternAtom, PatternPlan, Row, StepKind, StreamPlan};
 
 use super::EngineError;
+use super::context::Rank;
 
 /// A stream's pattern or join operator.
 #[derive(Debug)]
@@ -234,6 +235,15 @@ impl Operator {
         admission == Admission::Late
     }
 
+    /// A parallel context's [`process`](Self::process) of an input event into a pattern, with
+    /// its absolute input position as its arrival number; `true` if it was dropped as late.
+    pub(super) fn process_at(&mut self, event: &Event, arrival: u64) -> bool {
+        match self {
+            Self::Pattern(op) => op.process_with_arrival(event, arrival) == Admission::Late,
+            Self::Join(_) => unreachable!("joins do not run in keyed contexts"),
+        }
+    }
+
     /// Late events dropped so far.
     pub(super) fn late_events_dropped(&self) -> u64 {
         match self {
@@ -286,9 +296,17 @@ impl Projection<'_> {
 
     /// Advances `op` to `wm` (or, `None`, flushes it: end of input) and appends the output
     /// events of what it emits to `out`.
-    pub(super) fn drain(&self, op: &mut Operator, wm: Option<EventTime>, out: &mut Vec<Event>) {
+    ///
+    /// With `ranks` (a pattern in a keyed context), each output's decision goes there too.
+    pub(super) fn drain(
+        &self,
+        op: &mut Operator,
+        wm: Option<EventTime>,
+        out: &mut Vec<Event>,
+        ranks: Option<&mut Vec<Rank>>,
+    ) {
         let dropped = op.bounded_drops();
-        self.drain_matches(op, wm, out);
+        self.drain_matches(op, wm, out, ranks);
         let now = op.bounded_drops();
         // Logged when the count reaches 1, 10, 100, ...: visible, without a line per drop
         // (every count is in the checkpoint, `checkpoint inspect` shows them).
@@ -302,13 +320,31 @@ impl Projection<'_> {
         }
     }
 
-    fn drain_matches(&self, op: &mut Operator, wm: Option<EventTime>, out: &mut Vec<Event>) {
+    fn drain_matches(
+        &self,
+        op: &mut Operator,
+        wm: Option<EventTime>,
+        out: &mut Vec<Event>,
+        ranks: Option<&mut Vec<Rank>>,
+    ) {
         match op {
             Operator::Pattern(op) => {
                 let mut matches = Vec::new();
-                match wm {
-                    Some(wm) => op.advance_watermark(wm, &mut matches),
-                    None => op.flush(&mut matches),
+                match (wm, ranks) {
+                    (Some(wm), None) => op.advance_watermark(wm, &mut matches),
+                    (None, None) => op.flush(&mut matches),
+                    (wm, Some(ranks)) => {
+                        let mut decisions = Vec::new();
+                        match wm {
+                            Some(wm) => op.advance_watermark_with_decisions(
+                                wm,
+                                &mut matches,
+                                &mut decisions,
+                            ),
+                            None => op.flush_with_decisions(&mut matches, &mut decisions),
+                        }
+                        ranks.extend(decisions.into_iter().map(Rank::decision));
+                    }
                 }
                 let key = self.plan.partition_by.as_deref();
                 for m in &matches {
@@ -321,6 +357,7 @@ impl Projection<'_> {
                 }
             }
             Operator::Join(op) => {
+                debug_assert!(ranks.is_none(), "joins do not run in keyed contexts");
                 let mut matches = Vec::new();
                 match wm {
                     Some(wm) => op.advance_watermark(wm, &mut matches),

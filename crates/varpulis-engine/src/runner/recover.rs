@@ -187,6 +187,7 @@ fn parallel_contexts(
         let (parts, decl_parts, tail) = split(
             state,
             &engine.parallel_window_streams(),
+            &engine.parallel_pattern_streams(),
             workers,
             &placed,
             declared.len(),

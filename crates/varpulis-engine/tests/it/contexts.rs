@@ -1,5 +1,6 @@
 //! Parallel contexts (`RunConfig::workers`): random partitioned, out-of-order streams through
-//! every window kind, downstream streams and a pattern give with 2, 3 and 7 contexts the bytes
+//! every window kind, partitioned patterns of every shape, downstream streams and an
+//! unpartitioned pattern give with 2, 3 and 7 contexts the bytes
 //! of the one-context run (outputs and late events, in order), with and without the
 //! end-of-input flush; a run checkpointed with N contexts resumes with M (rescaling); a store
 //! that fails and a barrier that times out abort one checkpoint and not the next.
@@ -78,6 +79,42 @@ stream Tumbling = Reading .watermark(out_of_order: 3s) .partition_by(zone) .wind
     .aggregate(n: count(), total: sum(v))
 stream Sessions = Reading .partition_by(zone) .window(session: 2s) .aggregate(n: count())
 stream Busy = Tumbling .where(n >= 3) .emit(zone, n)
+";
+
+/// Partitioned patterns of every shape (parallel: keyed contexts share out their partitions),
+/// over out-of-order input with late events, bounded by `max_runs` and `max_kleene`; a
+/// window-less stream over a pattern (parallel too), a window over a pattern (the tail) and a
+/// keyed window beside them.
+const PATTERN_PROGRAM: &str = "event Reading: zone: str, v: int
+event Alarm: zone: str, level: int
+stream Escalation = Alarm where level == 1 as a -> Alarm where level == 2 as b
+    .within(20s)
+    .partition_by(zone)
+    .watermark(out_of_order: 3s)
+    .emit(zone: a.zone, first: a.level, second: b.level)
+stream Rally = Reading as s -> all Reading where v > s.v as up -> Reading where v < s.v as back
+    .within(5s)
+    .partition_by(zone)
+    .watermark(out_of_order: 2s)
+    .max_kleene(4)
+    .emit(zone: s.zone, from: s.v, ticks: len(up), back: back.v)
+stream Quiet = Alarm where level == 2 as a -> NOT Reading where v > 90
+    .within(3s)
+    .partition_by(zone)
+    .emit(zone: a.zone, level: a.level)
+stream Pair = Reading where v > 50 as x -> Reading where v < 10 OR Alarm as y
+    .within(2s)
+    .not(Alarm where level == 2)
+    .partition_by(zone)
+    .max_runs(3)
+    .emit(zone: x.zone, hi: x.v)
+stream Both = Reading where v > 90 as p -> Alarm as q AND Reading where v < 5 as r
+    .within(10s)
+    .partition_by(zone)
+    .emit(zone: p.zone, lo: r.v)
+stream Loud = Escalation .where(second == 2) .emit(zone, first)
+stream Summary = Rally .window(30s) .aggregate(n: count(), longest: max(ticks))
+stream Plain = Reading .partition_by(zone) .window(10s) .aggregate(n: count())
 ";
 
 /// Declared contexts: `ingest` cleans the input and hands it to `analyze`, which windows it
@@ -322,6 +359,63 @@ fn any_number_of_contexts_writes_the_one_context_output() {
     }
 }
 
+/// Partitioned patterns on keyed contexts: the one-context output (matches, absences,
+/// expiries, evictions, late events) with 2, 3 and 7 contexts, in the one-context order.
+#[test]
+fn patterns_on_any_number_of_contexts_write_the_one_context_output() {
+    for seed in 1..=6_u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let zones = [1, 3, 17, 200][seed as usize % 4];
+        let input = write_input(dir.path(), &events(seed, 4_000, zones));
+        let flush = seed % 2 == 1;
+        let every = CheckpointEvery::Events(1);
+        let out = |w: usize| dir.path().join(format!("patterns-{w}.jsonl"));
+        let one = run_program(PATTERN_PROGRAM, &input, &out(1), 1, flush, None, every);
+        let text = String::from_utf8_lossy(&one.output);
+        for stream in ["Rally", "Quiet", "Pair", "Summary", "Plain"] {
+            assert!(
+                text.contains(&format!("\"event_type\":\"{stream}\"")),
+                "seed {seed}: {stream} emits"
+            );
+        }
+        if zones < 20 {
+            assert!(text.contains("\"event_type\":\"Loud\""), "seed {seed}");
+        }
+        assert!(!one.late.is_empty(), "seed {seed}: some events are late");
+        for workers in [2, 3, 7] {
+            let many = run_program(
+                PATTERN_PROGRAM,
+                &input,
+                &out(workers),
+                workers,
+                flush,
+                None,
+                every,
+            );
+            assert!(
+                one.output == many.output,
+                "seed {seed} ({zones} zones, flush {flush}): patterns, {workers} contexts \
+                 wrote another output"
+            );
+            assert_eq!(
+                one.late, many.late,
+                "seed {seed}: patterns, {workers} contexts"
+            );
+            assert_eq!(
+                (
+                    one.report.output_events_emitted,
+                    one.report.late_events_dropped
+                ),
+                (
+                    many.report.output_events_emitted,
+                    many.report.late_events_dropped
+                ),
+                "seed {seed}: patterns, {workers} contexts"
+            );
+        }
+    }
+}
+
 #[test]
 fn checkpoints_of_n_contexts_resume_with_m_and_the_output_is_unchanged() {
     let text = events(42, 3_000, 23);
@@ -332,6 +426,18 @@ fn checkpoints_of_n_contexts_resume_with_m_and_the_output_is_unchanged() {
     for (case, (program, reference, phases, label)) in [
         (PROGRAM, PROGRAM, &[3_usize, 2, 5][..], "3 -> 2 -> 5"),
         (PROGRAM, PROGRAM, &[1, 4, 1][..], "1 -> 4 -> 1"),
+        (
+            PATTERN_PROGRAM,
+            PATTERN_PROGRAM,
+            &[3, 2, 5][..],
+            "patterns, 3 -> 2 -> 5",
+        ),
+        (
+            PATTERN_PROGRAM,
+            PATTERN_PROGRAM,
+            &[1, 3, 1][..],
+            "patterns, 1 -> 3 -> 1",
+        ),
         (
             DECLARED_PROGRAM,
             declared_plain.as_str(),

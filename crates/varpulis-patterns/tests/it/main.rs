@@ -1,9 +1,11 @@
-//! The pattern operator against a brute-force oracle, restore at every position, and bounds.
+//! The pattern operator against a brute-force oracle, restore at every position, bounds, and
+//! partitions shared out over several operators.
 
 mod bounds;
 mod join;
 mod oracle;
 mod restore;
+mod shared;
 
 use std::collections::BTreeMap;
 

@@ -113,6 +113,8 @@ struct Batch {
     events: Vec<Event>,
     /// The effective watermark after each event.
     watermarks: Vec<Option<EventTime>>,
+    /// Per parallel pattern, its operator watermark after each event.
+    operator_watermarks: Vec<Vec<Option<EventTime>>>,
     /// The input position after the last event.
     end: SourcePosition,
 }
@@ -336,8 +338,11 @@ impl Loop<'_> {
         checker
             .restore_checkpoint(&self.engine.source_checkpoint())
             .expect("counters and a watermark restore into any engine of the program");
+        let operators = checker.parallel_operators();
         let source = Source {
             router: checker.router(n),
+            operator_watermarks: vec![Vec::with_capacity(BATCH); operators.len()],
+            operators,
             routes: vec![Vec::new(); n],
             recycled,
             watermarks: Vec::with_capacity(BATCH),
@@ -592,8 +597,24 @@ impl Loop<'_> {
                     }
                     self.contexts_late = states
                         .iter()
-                        .flat_map(|(_, s)| s.window_states.values())
-                        .map(|w| w.late_events_dropped)
+                        .map(|(_, s)| {
+                            let windows: u64 = s
+                                .window_states
+                                .values()
+                                .map(|w| w.late_events_dropped)
+                                .sum();
+                            let patterns: u64 = s
+                                .pattern_states
+                                .values()
+                                .map(|p| p.counters.late_events_dropped)
+                                .sum();
+                            let joins: u64 = s
+                                .join_operator_states
+                                .values()
+                                .map(|j| j.counters.late_events_dropped)
+                                .sum();
+                            windows + patterns + joins
+                        })
                         .sum();
                     // The flushed outputs of the parallel streams, for the tail's flush.
                     sort_tagged(&mut tagged);
@@ -695,6 +716,10 @@ struct Source {
     /// Batches back from the sink, to free (and reuse) here.
     recycled: Receiver<Arc<Batch>>,
     watermarks: Vec<Option<EventTime>>,
+    /// The parallel pattern streams, and per pattern its operator watermark after each event
+    /// of the current batch.
+    operators: Vec<usize>,
+    operator_watermarks: Vec<Vec<Option<EventTime>>>,
     path: PathBuf,
     to_contexts: Vec<SyncSender<ToContext>>,
     to_sink: SyncSender<FromSource>,
@@ -727,6 +752,9 @@ impl Source {
                             }
                         });
                         self.watermarks.push(wm);
+                        for (w, &i) in self.operator_watermarks.iter_mut().zip(&self.operators) {
+                            w.push(self.checker.operator_watermark_of(i, wm));
+                        }
                         events.push(e);
                     }
                     Err(error) => {
@@ -791,17 +819,24 @@ impl Source {
             if let Ok(mut done) = Arc::try_unwrap(done) {
                 done.events.clear();
                 done.watermarks.clear();
+                done.operator_watermarks.iter_mut().for_each(Vec::clear);
                 spare = Some(done);
             }
         }
-        let (next_events, next_watermarks) = match spare {
-            Some(b) => (b.events, b.watermarks),
-            None => (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH)),
+        let p = self.operators.len();
+        let (next_events, next_watermarks, next_operators) = match spare {
+            Some(b) => (b.events, b.watermarks, b.operator_watermarks),
+            None => (
+                Vec::with_capacity(BATCH),
+                Vec::with_capacity(BATCH),
+                vec![Vec::with_capacity(BATCH); p],
+            ),
         };
         let batch = Arc::new(Batch {
             first_seq: *seq,
             events: std::mem::replace(events, next_events),
             watermarks: std::mem::replace(&mut self.watermarks, next_watermarks),
+            operator_watermarks: std::mem::replace(&mut self.operator_watermarks, next_operators),
             end: self.reader.position(),
         });
         *seq += batch.events.len() as u64;
@@ -1040,6 +1075,7 @@ fn context_thread(
                     first_seq: batch.first_seq,
                     events: &batch.events,
                     watermarks: &batch.watermarks,
+                    operator_watermarks: &batch.operator_watermarks,
                     mine: &mine,
                 };
                 engine.process_routed(&routed, &mut outputs, &mut late);
