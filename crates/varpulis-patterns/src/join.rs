@@ -173,6 +173,17 @@ impl JoinOperator {
     /// # Panics
     /// If `input` is not an input of the join.
     pub fn process(&mut self, input: usize, event: &Event) -> Admission {
+        self.process_with_arrival(input, event, self.next_arrival)
+    }
+
+    /// [`process`](Self::process) with the event's arrival number given (as
+    /// [`PatternOperator::process_with_arrival`](crate::PatternOperator::process_with_arrival):
+    /// the numbering of one input shared by several operators). Numbers must grow from call
+    /// to call; one below the operator's next number is raised to it.
+    ///
+    /// # Panics
+    /// If `input` is not an input of the join.
+    pub fn process_with_arrival(&mut self, input: usize, event: &Event, arrival: u64) -> Admission {
         assert!(
             input < self.spec.inputs.len(),
             "join input {input} out of range"
@@ -182,25 +193,68 @@ impl JoinOperator {
             self.counters.late_events_dropped += 1;
             return Admission::Late;
         }
-        self.pending
-            .insert((ts, self.next_arrival), (input, event.clone()));
-        self.next_arrival += 1;
+        let arrival = arrival.max(self.next_arrival);
+        self.pending.insert((ts, arrival), (input, event.clone()));
+        self.next_arrival = arrival + 1;
         Admission::Held
     }
 
-    /// Moves the watermark to `wm` (never backwards): processes every held event older than
-    /// `wm` in event-time order, then forgets buffered events older than `wm - window`.
-    pub fn advance_watermark(&mut self, wm: EventTime, out: &mut Vec<JoinMatch>) {
+    /// The time of the first held event: the first
+    /// [`advance_watermark`](Self::advance_watermark) above it emits something (or buffers
+    /// it); none below it emits anything.
+    #[must_use]
+    pub fn next_decision(&self) -> Option<EventTime> {
+        self.pending.first_key().map(|(t, _)| t)
+    }
+
+    /// [`advance_watermark`](Self::advance_watermark), and for each combination appended to
+    /// `out` the arrival number of the event that made it, appended to `arrivals` (with its
+    /// time, the order one operator emits in).
+    pub fn advance_watermark_with_arrivals(
+        &mut self,
+        wm: EventTime,
+        out: &mut Vec<JoinMatch>,
+        arrivals: &mut Vec<u64>,
+    ) {
         if self.watermark.is_some_and(|w| wm <= w) {
             return;
         }
         self.watermark = Some(wm);
-        while self.pending.first_key().is_some_and(|(t, _)| t < wm) {
-            let Some((_, (input, event))) = self.pending.pop_first() else {
+        self.release(Some(wm), out, Some(arrivals));
+        self.expire(wm);
+    }
+
+    /// [`flush`](Self::flush), with each combination's arrival number (as
+    /// [`advance_watermark_with_arrivals`](Self::advance_watermark_with_arrivals)).
+    pub fn flush_with_arrivals(&mut self, out: &mut Vec<JoinMatch>, arrivals: &mut Vec<u64>) {
+        self.release(None, out, Some(arrivals));
+    }
+
+    /// Processes the held events below `wm` (`None`: all) in (time, arrival) order.
+    fn release(
+        &mut self,
+        wm: Option<EventTime>,
+        out: &mut Vec<JoinMatch>,
+        mut arrivals: Option<&mut Vec<u64>>,
+    ) {
+        while self
+            .pending
+            .first_key()
+            .is_some_and(|(t, _)| wm.is_none_or(|wm| t < wm))
+        {
+            let Some(((_, arrival), (input, event))) = self.pending.pop_first() else {
                 break;
             };
+            let before = out.len();
             self.step(input, &event, out);
+            if let Some(a) = arrivals.as_deref_mut() {
+                a.resize(a.len() + (out.len() - before), arrival);
+            }
         }
+    }
+
+    /// Forgets buffered events older than `wm - window`.
+    fn expire(&mut self, wm: EventTime) {
         let horizon = wm.saturating_sub(self.spec.window_ms);
         while let Some(&(ts, input, update)) = self.expiry.first() {
             if ts >= horizon {
@@ -215,11 +269,20 @@ impl JoinOperator {
         }
     }
 
+    /// Moves the watermark to `wm` (never backwards): processes every held event older than
+    /// `wm` in event-time order, then forgets buffered events older than `wm - window`.
+    pub fn advance_watermark(&mut self, wm: EventTime, out: &mut Vec<JoinMatch>) {
+        if self.watermark.is_some_and(|w| wm <= w) {
+            return;
+        }
+        self.watermark = Some(wm);
+        self.release(Some(wm), out, None);
+        self.expire(wm);
+    }
+
     /// End of input: processes every held event.
     pub fn flush(&mut self, out: &mut Vec<JoinMatch>) {
-        while let Some((_, (input, event))) = self.pending.pop_first() {
-            self.step(input, &event, out);
-        }
+        self.release(None, out, None);
     }
 
     fn key(&self, input: usize, event: &Event) -> Option<JoinKey> {
@@ -321,8 +384,9 @@ impl JoinOperator {
     /// # Errors
     /// [`PatternError::IncompatibleState`]: another join's state (its shape differs), a
     /// buffer or held event of an input the join does not have, a buffered event without its
-    /// key or with a key seen twice, more keys than `max_keys`, an arrival number not below the
-    /// recorded next one. The operator is unchanged then.
+    /// key or with a key seen twice, an arrival number not below the recorded next one. A
+    /// buffer of more keys than `max_keys` keeps the most recently updated (the others are
+    /// counted as evicted). The operator is unchanged then.
     pub fn restore(&mut self, state: &JoinOperatorCheckpoint) -> Result<(), PatternError> {
         let bad = |message: String| PatternError::IncompatibleState {
             pattern: self.spec.name.clone(),
@@ -344,12 +408,14 @@ impl JoinOperator {
         let mut buffers: Vec<Buffer> = Vec::with_capacity(state.buffers.len());
         let mut expiry = BTreeSet::new();
         let mut update = 0u64;
+        let mut counters = state.counters;
         for (input, events) in state.buffers.iter().enumerate() {
-            if events.len() > self.spec.max_keys {
-                return Err(bad(format!("input {input} holds more keys than max_keys")));
-            }
+            // More keys than `max_keys` (the state of several contexts united, each within
+            // its bound): the least recently updated are evicted, as they would have been.
+            let over = events.len().saturating_sub(self.spec.max_keys);
+            counters.keys_evicted += over as u64;
             let mut b = Buffer::default();
-            for e in events {
+            for e in &events[over..] {
                 let key = self
                     .key(input, e)
                     .ok_or_else(|| bad(format!("a buffered event of input {input} has no key")))?;
@@ -376,7 +442,7 @@ impl JoinOperator {
         self.next_arrival = state.next_arrival;
         self.next_update = update;
         self.watermark = state.watermark_ms;
-        self.counters = state.counters;
+        self.counters = counters;
         Ok(())
     }
 }

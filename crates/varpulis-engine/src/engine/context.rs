@@ -13,7 +13,10 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use std::sync::Arc;
-use varpulis_checkpoint::{EngineCheckpoint, PatternCheckpoint, PatternCounters, WindowCheckpoint};
+use varpulis_checkpoint::{
+    EngineCheckpoint, JoinCounters, JoinOperatorCheckpoint, PatternCheckpoint, PatternCounters,
+    WindowCheckpoint,
+};
 
 use varpulis_core::{Event, EventTime, FieldRef, Value};
 use varpulis_patterns::Decision;
@@ -109,9 +112,9 @@ impl Tagged {
 /// Which contexts an input event goes to (see [`Engine::router`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Router {
-    /// Per parallel window, and per event type a parallel pattern reads: the event type, the
-    /// partition field.
-    windows: Vec<(FieldRef, FieldRef)>,
+    /// Per parallel window, per event type a parallel pattern reads and per input of a
+    /// parallel join: the event type, the key fields (the partition field, the join key).
+    windows: Vec<(FieldRef, Vec<FieldRef>)>,
     contexts: usize,
 }
 
@@ -119,10 +122,13 @@ impl Router {
     /// Calls `to` with each context `event` goes to (at most once per window reading it).
     pub(crate) fn route(&self, event: &Event, mut to: impl FnMut(usize)) {
         static NULL: Value = Value::Null;
-        for (t, field) in &self.windows {
+        for (t, fields) in &self.windows {
             if t.is(event.event_type_arc()) {
-                let key = field.get(event).unwrap_or(&NULL);
-                to(owner(key_group(key), self.contexts));
+                let kg = match fields.as_slice() {
+                    [field] => key_group(field.get(event).unwrap_or(&NULL)),
+                    _ => key_group_of(event, fields.iter().map(FieldRef::name)),
+                };
+                to(owner(kg, self.contexts));
             }
         }
     }
@@ -177,7 +183,7 @@ pub(super) fn parallel_streams(streams: &[CompiledStream]) -> Vec<bool> {
         let p = if s.plan.context.is_some() {
             false
         } else if let Some(op) = &s.operator {
-            keyed_pattern(s, op)
+            keyed_operator(s, op)
         } else if s.window.is_some() {
             s.input == Input::Event && s.plan.partition_by.is_some()
         } else {
@@ -188,12 +194,37 @@ pub(super) fn parallel_streams(streams: &[CompiledStream]) -> Vec<bool> {
     parallel
 }
 
-/// Whether `s` is a partitioned pattern over input events only (which keyed contexts can
-/// share out by key group).
-fn keyed_pattern(s: &CompiledStream, op: &Operator) -> bool {
-    matches!(op, Operator::Pattern(_))
-        && s.plan.partition_by.is_some()
-        && s.feeds.iter().all(|f| f.input == Input::Event)
+/// Whether `s` is a partitioned pattern or a join over input events only (which keyed
+/// contexts can share out by key group: the partition key, the join key).
+fn keyed_operator(s: &CompiledStream, op: &Operator) -> bool {
+    let keyed = match op {
+        Operator::Pattern(_) => s.plan.partition_by.is_some(),
+        Operator::Join(_) => true,
+    };
+    keyed && s.feeds.iter().all(|f| f.input == Input::Event)
+}
+
+/// How a parallel pattern or join's state is split by key group.
+#[derive(Debug, Clone)]
+pub(crate) enum KeyedBy {
+    /// A pattern: its partition field, on events of every type.
+    Pattern(String),
+    /// A join: each input's key fields, in input order.
+    Join(Vec<Vec<String>>),
+}
+
+/// The key group of `event` by the values of `fields` (one field: its value; several: the
+/// array of their values; a missing field reads as null), as the source routes it.
+fn key_group_of<'a>(event: &Event, fields: impl ExactSizeIterator<Item = &'a str>) -> u16 {
+    if fields.len() == 1 {
+        let mut fields = fields;
+        let f = fields.next().expect("one field");
+        return key_group(event.get(f).unwrap_or(&Value::Null));
+    }
+    let key: Vec<Value> = fields
+        .map(|f| event.get(f).cloned().unwrap_or(Value::Null))
+        .collect();
+    key_group(&Value::Array(key.into()))
 }
 
 impl Engine {
@@ -218,15 +249,25 @@ impl Engine {
         super::operator_watermark(&self.streams[stream], &self.watermarks, effective)
     }
 
-    /// The parallel pattern streams a parallel run splits by key group, with their partition
-    /// fields.
+    /// The parallel pattern and join streams a parallel run splits by key group, with their
+    /// keys.
     #[must_use]
-    pub(crate) fn parallel_pattern_streams(&self) -> HashMap<String, String> {
+    pub(crate) fn parallel_operator_streams(&self) -> HashMap<String, KeyedBy> {
         self.parallel_operators()
             .into_iter()
             .filter_map(|i| {
-                let p = &self.streams[i].plan;
-                Some((p.name.clone(), p.partition_by.clone()?))
+                let s = &self.streams[i];
+                let keyed = match s.operator.as_ref()? {
+                    Operator::Pattern(_) => KeyedBy::Pattern(s.plan.partition_by.clone()?),
+                    Operator::Join(op) => KeyedBy::Join(
+                        op.spec()
+                            .inputs
+                            .iter()
+                            .map(|i| i.key_fields.clone())
+                            .collect(),
+                    ),
+                };
+                Some((s.plan.name.clone(), keyed))
             })
             .collect()
     }
@@ -423,17 +464,31 @@ impl Engine {
             if !p || (s.window.is_none() && s.operator.is_none()) {
                 continue;
             }
-            let field = s
-                .plan
-                .partition_by
-                .as_deref()
-                .expect("a parallel window or pattern is keyed");
-            let field = FieldRef::new(Arc::<str>::from(field));
-            if s.window.is_some() {
-                windows.push((FieldRef::new(s.plan.source.name()), field));
-            } else {
-                for f in &s.feeds {
-                    windows.push((FieldRef::new(f.name.as_str()), field.clone()));
+            let field = || {
+                let f = s
+                    .plan
+                    .partition_by
+                    .as_deref()
+                    .expect("a parallel window is keyed");
+                vec![FieldRef::new(Arc::<str>::from(f))]
+            };
+            match &s.operator {
+                None => windows.push((FieldRef::new(s.plan.source.name()), field())),
+                Some(Operator::Pattern(_)) => {
+                    for f in &s.feeds {
+                        windows.push((FieldRef::new(f.name.as_str()), field()));
+                    }
+                }
+                Some(Operator::Join(op)) => {
+                    for f in &s.feeds {
+                        let input = op.input_of(&f.name).expect("a join reads its feeds");
+                        let keys = op.spec().inputs[input]
+                            .key_fields
+                            .iter()
+                            .map(|k| FieldRef::new(Arc::<str>::from(k.as_str())))
+                            .collect();
+                        windows.push((FieldRef::new(f.name.as_str()), keys));
+                    }
                 }
             }
         }
@@ -513,7 +568,7 @@ impl Engine {
                 let j = if let Some(w) = &s.window {
                     let Some(t) = w.next_timer() else { continue };
                     batch.watermarks[..=upto].partition_point(|w| w.is_none_or(|w| w < t))
-                } else if let Some(Operator::Pattern(op)) = &s.operator {
+                } else if let Some(op) = &s.operator {
                     let Some(t) = op.next_decision() else {
                         continue;
                     };
@@ -575,12 +630,10 @@ impl Engine {
                         stream.drain_operator_ranked(step.variables, None, mine, my_ranks);
                     }
                     Action::Event(event) => {
-                        let field = stream.plan.partition_by.as_deref().unwrap_or_default();
-                        let key = event.get(field).unwrap_or(&Value::Null);
                         let reads = stream.feeds.iter().any(|f| f.name == event.event_type());
                         if reads
-                            && self.owned.contains(&key_group(key))
                             && let Some(op) = stream.operator.as_mut()
+                            && self.owned.contains(&op_key_group(op, &stream.plan, event))
                             && op.process_at(event, arrival)
                         {
                             step.dropped_late(&stream.plan.name, event);
@@ -673,7 +726,25 @@ impl Engine {
     }
 }
 
-/// The place of stream `stream` among the parallel patterns.
+/// The key group of an input event of a parallel pattern (its partition field) or join (its
+/// input's key fields).
+fn op_key_group(op: &Operator, plan: &varpulis_vpl::StreamPlan, event: &Event) -> u16 {
+    match op {
+        Operator::Pattern(_) => {
+            let field = plan.partition_by.as_deref().unwrap_or_default();
+            key_group(event.get(field).unwrap_or(&Value::Null))
+        }
+        Operator::Join(op) => {
+            let input = op
+                .input_of(event.event_type())
+                .expect("a join reads its feeds");
+            let fields = &op.spec().inputs[input].key_fields;
+            key_group_of(event, fields.iter().map(String::as_str))
+        }
+    }
+}
+
+/// The place of stream `stream` among the parallel patterns and joins.
 fn slot_of(slots: &[usize], stream: usize) -> usize {
     slots
         .iter()
@@ -753,7 +824,14 @@ pub fn merge_contexts(
                 }
             }
         }
-        unite(&mut into.join_operator_states, cp.join_operator_states)?;
+        for (name, state) in cp.join_operator_states {
+            match into.join_operator_states.get_mut(&name) {
+                Some(have) => merge_join(&name, have, state)?,
+                None => {
+                    into.join_operator_states.insert(name, state);
+                }
+            }
+        }
         unite(&mut into.sase_states, cp.sase_states)?;
         unite(&mut into.join_states, cp.join_states)?;
         for (name, value) in cp.variables {
@@ -867,6 +945,84 @@ fn split_pattern(state: PatternCheckpoint, field: &str, contexts: usize) -> Vec<
     pieces
 }
 
+/// Splits one join's state over `contexts` keyed contexts by the key group of each buffered
+/// and held event's join key (`keys`: per input, its key fields); the counters go to context 0.
+fn split_join(
+    state: JoinOperatorCheckpoint,
+    keys: &[Vec<String>],
+    contexts: usize,
+) -> Vec<JoinOperatorCheckpoint> {
+    let empty = JoinOperatorCheckpoint {
+        shape: state.shape.clone(),
+        buffers: vec![Vec::new(); state.buffers.len()],
+        pending: Vec::new(),
+        next_arrival: state.next_arrival,
+        watermark_ms: state.watermark_ms,
+        counters: JoinCounters::default(),
+    };
+    let mut pieces = vec![empty; contexts];
+    pieces[0].counters = state.counters;
+    let fields = |input: usize| keys.get(input).map_or(&[][..], Vec::as_slice);
+    let to = |e: &Event, input: usize| {
+        owner(
+            key_group_of(e, fields(input).iter().map(String::as_str)),
+            contexts,
+        )
+    };
+    for (input, events) in state.buffers.into_iter().enumerate() {
+        for e in events {
+            pieces[to(&e, input)].buffers[input].push(e);
+        }
+    }
+    for (arrival, input, e) in state.pending {
+        let c = to(&e, usize::try_from(input).unwrap_or(usize::MAX));
+        pieces[c].pending.push((arrival, input, e));
+    }
+    pieces
+}
+
+/// Unites the states of one join that several keyed contexts ran: each input's buffers (one
+/// key in one context only), least recently updated first by event time; the held events; the
+/// counters summed.
+fn merge_join(
+    name: &str,
+    into: &mut JoinOperatorCheckpoint,
+    from: JoinOperatorCheckpoint,
+) -> Result<(), EngineError> {
+    if into.shape != from.shape || into.buffers.len() != from.buffers.len() {
+        return Err(EngineError::Rescale {
+            stream: name.to_owned(),
+            what: "two contexts hold its join under different definitions".to_owned(),
+        });
+    }
+    for (have, more) in into.buffers.iter_mut().zip(from.buffers) {
+        have.extend(more);
+        // Within one context the order is the update order, which is the order of event
+        // time (events are processed in time order); across contexts the stable sort keeps
+        // each context's order for events of one time.
+        have.sort_by_key(Event::timestamp_ms);
+    }
+    into.pending.extend(from.pending);
+    into.pending
+        .sort_by_key(|(arrival, _, e)| (e.timestamp_ms(), *arrival));
+    into.next_arrival = into.next_arrival.max(from.next_arrival);
+    into.watermark_ms = into.watermark_ms.max(from.watermark_ms);
+    let JoinCounters {
+        matches,
+        expired,
+        keys_evicted,
+        late_events_dropped,
+        events_without_key,
+    } = from.counters;
+    let c = &mut into.counters;
+    c.matches += matches;
+    c.expired += expired;
+    c.keys_evicted += keys_evicted;
+    c.late_events_dropped += late_events_dropped;
+    c.events_without_key += events_without_key;
+    Ok(())
+}
+
 fn merge_window(
     name: &str,
     into: &mut WindowCheckpoint,
@@ -904,7 +1060,7 @@ fn merge_window(
 pub(crate) fn split(
     cp: EngineCheckpoint,
     parallel: &HashSet<String>,
-    patterns: &HashMap<String, String>,
+    operators: &HashMap<String, KeyedBy>,
     contexts: usize,
     declared: &HashMap<String, usize>,
     declared_count: usize,
@@ -929,7 +1085,7 @@ pub(crate) fn split(
         ..shared
     };
     for (name, state) in cp.pattern_states {
-        if let Some(field) = patterns.get(&name) {
+        if let Some(KeyedBy::Pattern(field)) = operators.get(&name) {
             for (part, piece) in parts.iter_mut().zip(split_pattern(state, field, contexts)) {
                 part.pattern_states.insert(name.clone(), piece);
             }
@@ -941,6 +1097,12 @@ pub(crate) fn split(
         };
     }
     for (name, state) in cp.join_operator_states {
+        if let Some(KeyedBy::Join(keys)) = operators.get(&name) {
+            for (part, piece) in parts.iter_mut().zip(split_join(state, keys, contexts)) {
+                part.join_operator_states.insert(name.clone(), piece);
+            }
+            continue;
+        }
         match declared.get(&name) {
             Some(&d) => decl[d].join_operator_states.insert(name, state),
             None => tail.join_operator_states.insert(name, state),

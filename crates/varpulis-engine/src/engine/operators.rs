@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use varpulis_core::{Event, EventTime, FieldRef, Value};
 use varpulis_patterns::{
-    Admission, Atom, Bindings as Captures, DEFAULT_MAX_KEYS, JoinInput, JoinMatch, JoinOperator,
-    JoinSpec, Match, PatternOperator, PatternSpec, Step, StepSpec,
+    Admission, Atom, Bindings as Captures, DEFAULT_MAX_KEYS, Decision, JoinInput, JoinMatch,
+    JoinOperator, JoinSpec, Match, PatternOperator, PatternSpec, Step, StepSpec,
 };
 use varpulis_vpl::{CompiledExpr, JoinPlan, PatternAtom, PatternPlan, Row, StepKind, StreamPlan};
 
@@ -235,12 +235,24 @@ impl Operator {
         admission == Admission::Late
     }
 
-    /// A parallel context's [`process`](Self::process) of an input event into a pattern, with
-    /// its absolute input position as its arrival number; `true` if it was dropped as late.
+    /// A parallel context's [`process`](Self::process) of an input event, with its absolute
+    /// input position as its arrival number; `true` if it was dropped as late.
     pub(super) fn process_at(&mut self, event: &Event, arrival: u64) -> bool {
+        let admission = match self {
+            Self::Pattern(op) => op.process_with_arrival(event, arrival),
+            Self::Join(op) => match op.input_of(event.event_type()) {
+                Some(i) => op.process_with_arrival(i, event, arrival),
+                None => Admission::NotRead,
+            },
+        };
+        admission == Admission::Late
+    }
+
+    /// The time of the operator's next decision (see `PatternOperator::next_decision`).
+    pub(super) fn next_decision(&self) -> Option<EventTime> {
         match self {
-            Self::Pattern(op) => op.process_with_arrival(event, arrival) == Admission::Late,
-            Self::Join(_) => unreachable!("joins do not run in keyed contexts"),
+            Self::Pattern(op) => op.next_decision(),
+            Self::Join(op) => op.next_decision(),
         }
     }
 
@@ -357,14 +369,19 @@ impl Projection<'_> {
                 }
             }
             Operator::Join(op) => {
-                debug_assert!(ranks.is_none(), "joins do not run in keyed contexts");
                 let mut matches = Vec::new();
-                match wm {
-                    Some(wm) => op.advance_watermark(wm, &mut matches),
-                    None => op.flush(&mut matches),
+                let mut arrivals = Vec::new();
+                match (wm, ranks.is_some()) {
+                    (Some(wm), false) => op.advance_watermark(wm, &mut matches),
+                    (None, false) => op.flush(&mut matches),
+                    (Some(wm), true) => {
+                        op.advance_watermark_with_arrivals(wm, &mut matches, &mut arrivals);
+                    }
+                    (None, true) => op.flush_with_arrivals(&mut matches, &mut arrivals),
                 }
                 let inputs = &op.spec().inputs;
-                for m in &matches {
+                let mut ranks = ranks;
+                for (k, m) in matches.iter().enumerate() {
                     let row = JoinRow {
                         m,
                         inputs,
@@ -374,6 +391,13 @@ impl Projection<'_> {
                         continue;
                     }
                     out.push(self.event(m.time, &row));
+                    if let Some(ranks) = ranks.as_deref_mut() {
+                        ranks.push(Rank::decision(Decision {
+                            time: m.time,
+                            deadline: false,
+                            number: arrivals[k],
+                        }));
+                    }
                 }
             }
         }

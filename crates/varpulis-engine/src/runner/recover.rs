@@ -187,7 +187,7 @@ fn parallel_contexts(
         let (parts, decl_parts, tail) = split(
             state,
             &engine.parallel_window_streams(),
-            &engine.parallel_pattern_streams(),
+            &engine.parallel_operator_streams(),
             workers,
             &placed,
             declared.len(),

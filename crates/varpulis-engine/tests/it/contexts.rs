@@ -81,10 +81,10 @@ stream Sessions = Reading .partition_by(zone) .window(session: 2s) .aggregate(n:
 stream Busy = Tumbling .where(n >= 3) .emit(zone, n)
 ";
 
-/// Partitioned patterns of every shape (parallel: keyed contexts share out their partitions),
-/// over out-of-order input with late events, bounded by `max_runs` and `max_kleene`; a
-/// window-less stream over a pattern (parallel too), a window over a pattern (the tail) and a
-/// keyed window beside them.
+/// Partitioned patterns of every shape and joins on one and two key fields (parallel: keyed
+/// contexts share out their partitions and join keys), over out-of-order input with late
+/// events, bounded by `max_runs` and `max_kleene`; window-less streams over a pattern and a
+/// join (parallel too), a window over a pattern (the tail) and a keyed window beside them.
 const PATTERN_PROGRAM: &str = "event Reading: zone: str, v: int
 event Alarm: zone: str, level: int
 stream Escalation = Alarm where level == 1 as a -> Alarm where level == 2 as b
@@ -115,6 +115,16 @@ stream Both = Reading where v > 90 as p -> Alarm as q AND Reading where v < 5 as
 stream Loud = Escalation .where(second == 2) .emit(zone, first)
 stream Summary = Rally .window(30s) .aggregate(n: count(), longest: max(ticks))
 stream Plain = Reading .partition_by(zone) .window(10s) .aggregate(n: count())
+stream Joined = join(Reading, Alarm)
+    .on(Reading.zone == Alarm.zone)
+    .window(2s)
+    .where(Reading.v > 40)
+    .emit(zone: Reading.zone, v: Reading.v, level: Alarm.level)
+stream Twice = join(Alarm, Reading)
+    .on(Alarm.zone == Reading.zone and Alarm.level == Reading.v)
+    .window(30s)
+    .emit(zone: Alarm.zone, level: Alarm.level)
+stream Noted = Joined .where(level == 2) .emit(zone, v)
 ";
 
 /// Declared contexts: `ingest` cleans the input and hands it to `analyze`, which windows it
@@ -359,10 +369,11 @@ fn any_number_of_contexts_writes_the_one_context_output() {
     }
 }
 
-/// Partitioned patterns on keyed contexts: the one-context output (matches, absences,
-/// expiries, evictions, late events) with 2, 3 and 7 contexts, in the one-context order.
+/// Partitioned patterns and joins on keyed contexts: the one-context output (matches,
+/// absences, expiries, evictions, combinations, late events) with 2, 3 and 7 contexts, in the
+/// one-context order.
 #[test]
-fn patterns_on_any_number_of_contexts_write_the_one_context_output() {
+fn patterns_and_joins_on_any_number_of_contexts_write_the_one_context_output() {
     for seed in 1..=6_u64 {
         let dir = tempfile::tempdir().unwrap();
         let zones = [1, 3, 17, 200][seed as usize % 4];
@@ -372,7 +383,9 @@ fn patterns_on_any_number_of_contexts_write_the_one_context_output() {
         let out = |w: usize| dir.path().join(format!("patterns-{w}.jsonl"));
         let one = run_program(PATTERN_PROGRAM, &input, &out(1), 1, flush, None, every);
         let text = String::from_utf8_lossy(&one.output);
-        for stream in ["Rally", "Quiet", "Pair", "Summary", "Plain"] {
+        for stream in [
+            "Rally", "Quiet", "Pair", "Summary", "Plain", "Joined", "Noted",
+        ] {
             assert!(
                 text.contains(&format!("\"event_type\":\"{stream}\"")),
                 "seed {seed}: {stream} emits"

@@ -174,3 +174,80 @@ fn buffers_expire_by_watermark_and_are_capped_per_input() {
         "{err}"
     );
 }
+
+#[test]
+fn a_restored_buffer_over_max_keys_keeps_the_most_recent_keys_and_counts_the_rest_evicted() {
+    // Two operators, each within its bound of ten keys, whose united state holds twenty:
+    // what a rescale from two contexts into one restores.
+    let mut s = spec(2);
+    s.max_keys = 10;
+    let mut halves = [
+        JoinOperator::new(s.clone()).expect("valid"),
+        JoinOperator::new(s.clone()).expect("valid"),
+    ];
+    let mut out = Vec::new();
+    for id in 0..20i64 {
+        let e = Event::new("Orders", id)
+            .with_field("id", id)
+            .with_field("region", 0);
+        halves[usize::try_from(id % 2).expect("small")].process(0, &e);
+    }
+    for h in &mut halves {
+        h.advance_watermark(20, &mut out);
+        assert_eq!(h.counters().keys_evicted, 0);
+    }
+    let mut united = halves[0].snapshot();
+    let other = halves[1].snapshot();
+    united.buffers[0].extend(other.buffers[0].iter().cloned());
+    united.buffers[0].sort_by_key(Event::timestamp_ms);
+    let mut one = JoinOperator::new(s).expect("valid");
+    one.restore(&united).expect("restores");
+    assert_eq!(one.buffered(), 10);
+    assert_eq!(
+        one.counters().keys_evicted,
+        10,
+        "the ten oldest keys are evicted"
+    );
+    // A payment of a kept key (the newest ten are 10..20) matches; one of an evicted key does not.
+    for id in [15i64, 3] {
+        one.process(
+            1,
+            &Event::new("Payments", 21)
+                .with_field("id", id)
+                .with_field("region", 0),
+        );
+    }
+    one.flush(&mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].events[0].get("id"), Some(&15i64.into()));
+}
+
+#[test]
+fn arrival_numbers_given_by_the_caller_order_events_of_one_time_and_tag_the_combinations() {
+    let mut op = JoinOperator::new(spec(2)).expect("valid");
+    let order = Event::new("Orders", 10)
+        .with_field("id", 1)
+        .with_field("region", 0);
+    let pay = |n: i64| {
+        Event::new("Payments", 10)
+            .with_field("id", 1)
+            .with_field("region", 0)
+            .with_field("n", n)
+    };
+    // Numbers with gaps (another operator's events took the others) are kept.
+    op.process_with_arrival(0, &order, 3);
+    op.process_with_arrival(1, &pay(7), 7);
+    assert_eq!(op.next_decision(), Some(10));
+    // A number below the operator's next one is raised to it: it sorts after both.
+    op.process_with_arrival(1, &pay(5), 5);
+    let (mut out, mut arrivals) = (Vec::new(), Vec::new());
+    op.advance_watermark_with_arrivals(11, &mut out, &mut arrivals);
+    assert_eq!(op.next_decision(), None);
+    let ns: Vec<_> = out.iter().map(|m| m.events[1].get("n").cloned()).collect();
+    assert_eq!(ns, vec![Some(7i64.into()), Some(5i64.into())]);
+    assert_eq!(
+        arrivals,
+        vec![7, 8],
+        "each combination carries its trigger's number"
+    );
+}
