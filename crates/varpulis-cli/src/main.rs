@@ -414,8 +414,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     if args.workers > 1 && !engine.has_parallel_streams() {
         eprintln!(
-            "warning: --workers {}: no stream is a partitioned window over events, so every \
-             stream runs in one context (docs/design/contexts.md)",
+            "warning: --workers {}: no stream is a partitioned window, partitioned pattern \
+             or join over events, so every stream runs in one context (docs/design/contexts.md)",
             args.workers
         );
     }

@@ -180,7 +180,10 @@ fn workers_outside_one_to_the_key_groups_are_refused_and_a_program_without_paral
     let out = ok(crate::run(&filter, &events).args(["--workers", "2"]));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("warning: --workers 2: no stream is a partitioned window over events"),
+        stderr.contains(
+            "warning: --workers 2: no stream is a partitioned window, partitioned pattern or join \
+             over events"
+        ),
         "{stderr}"
     );
     let one = ok(&mut crate::run(&filter, &events)).stdout;

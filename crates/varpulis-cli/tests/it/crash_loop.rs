@@ -280,6 +280,15 @@ fn pattern_and_join_streams_survive_repeated_kill_9_with_byte_identical_output()
     crash_loop_over(&s, &[], None, 5);
 }
 
+/// Partitioned patterns and the join on keyed contexts (the unpartitioned pattern in the tail),
+/// killed with 2 workers and resumed with 2, 3 or 1: the one-context output.
+#[test]
+fn pattern_and_join_streams_on_workers_survive_repeated_kill_9_with_the_one_context_output() {
+    let mut s = setup_with(11, PATTERN_PROGRAM, generate_patterns);
+    s.workers = vec![2, 2, 3, 1];
+    crash_loop_over(&s, &[], None, 11);
+}
+
 #[cfg(feature = "persistence")]
 #[test]
 fn pattern_and_join_streams_survive_repeated_kill_9_on_rocksdb() {
